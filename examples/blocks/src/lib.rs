@@ -1,0 +1,210 @@
+//! Blocks shared by the example binaries (`demo`, `search`, `peer`, ...) and the tests.
+//!
+//! A block's id includes its module path, so a block must be compiled into every binary
+//! that runs it: blocks used across processes live in this library crate, which each of
+//! those binaries links.
+
+use std::collections::BTreeMap;
+
+use distributed_scope::{PeerId, RemoteError, Scope, remote, remote_block};
+use serde::{Deserialize, Serialize};
+
+/// A short label for a peer id in printed hops.
+pub fn short(peer: PeerId) -> String {
+    peer.to_string()[..8].to_owned()
+}
+
+/// The seed's demo: on the server, `a = 42`; the client returns 43 copies of `a`; the server
+/// adds 2. Each hop prints where it runs. Result: `([42; 43], 44)`.
+pub async fn demo(server: PeerId, client: PeerId) -> Result<(Vec<u32>, u32), RemoteError> {
+    remote!(server, [client: PeerId] -> Result<(Vec<u32>, u32), RemoteError> {
+        let here = Scope::current();
+        let a: u32 = 42;
+        println!("  [{}] hop 1: on the server, a = {a}; hopping to the client", crate::short(here.peer_id()));
+        let copies = remote!(client, [a: u32] -> Vec<u32> {
+            let here = Scope::current();
+            println!(
+                "  [{}] hop 2: on the client, called by {}; returning {} copies of a",
+                crate::short(here.peer_id()),
+                crate::short(here.caller()),
+                a + 1
+            );
+            vec![a; (a + 1) as usize]
+        })
+        .await?;
+        println!(
+            "  [{}] hop 3: back on the server with {} values; computing a + 2",
+            crate::short(here.peer_id()),
+            copies.len()
+        );
+        Ok((copies, a + 2))
+    })
+    .await
+}
+
+/// A -> B -> C -> A: each hop appends the id of the peer it runs on.
+pub async fn chain(a: PeerId, b: PeerId, c: PeerId) -> Result<Vec<PeerId>, RemoteError> {
+    remote!(a, [b: PeerId, c: PeerId] -> Result<Vec<PeerId>, RemoteError> {
+        let visited = vec![Scope::current().peer_id()];
+        let home = Scope::current().peer_id();
+        remote!(b, [visited: Vec<PeerId>, c: PeerId, home: PeerId] -> Result<Vec<PeerId>, RemoteError> {
+            let mut visited = visited;
+            visited.push(Scope::current().peer_id());
+            remote!(c, [visited: Vec<PeerId>, home: PeerId] -> Result<Vec<PeerId>, RemoteError> {
+                let mut visited = visited;
+                visited.push(Scope::current().peer_id());
+                remote!(home, [visited: Vec<PeerId>] -> Vec<PeerId> {
+                    let mut visited = visited;
+                    visited.push(Scope::current().peer_id());
+                    visited
+                })
+                .await
+            })
+            .await
+        })
+        .await
+    })
+    .await
+}
+
+/// Where a block runs and who called it: `(peer_id, caller)`.
+pub async fn whereabouts(target: PeerId) -> Result<(PeerId, PeerId), RemoteError> {
+    remote!(target, [] -> (PeerId, PeerId) {
+        let scope = Scope::current();
+        (scope.peer_id(), scope.caller())
+    })
+    .await
+}
+
+/// Unit, `None` and empty collections through a hop there and back.
+pub async fn empties(there: PeerId, back: PeerId) -> Result<EmptyValues, RemoteError> {
+    let unit = ();
+    let none: Option<u64> = None;
+    let list: Vec<String> = Vec::new();
+    let map: BTreeMap<String, u32> = BTreeMap::new();
+    remote!(there, [unit: (), none: Option<u64>, list: Vec<String>, map: BTreeMap<String, u32>, back: PeerId]
+        -> Result<EmptyValues, RemoteError>
+    {
+        let echoed = remote!(back, [unit: (), none: Option<u64>, list: Vec<String>, map: BTreeMap<String, u32>]
+            -> EmptyValues
+        {
+            EmptyValues { unit, none, list, map }
+        })
+        .await?;
+        remote!(back, [] { }).await?;
+        Ok(echoed)
+    })
+    .await
+}
+
+/// Values that must survive every hop unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmptyValues {
+    /// `()`.
+    pub unit: (),
+    /// `None`.
+    pub none: Option<u64>,
+    /// `[]`.
+    pub list: Vec<String>,
+    /// `{}`.
+    pub map: BTreeMap<String, u32>,
+}
+
+/// A block whose body panics with `message`.
+pub async fn panics(target: PeerId, message: String) -> Result<u32, RemoteError> {
+    remote!(target, [message: String] -> u32 {
+        if !message.is_empty() {
+            panic!("{message}");
+        }
+        0
+    })
+    .await
+}
+
+/// `x + 1` on `target`.
+pub async fn increment(target: PeerId, x: u64) -> Result<u64, RemoteError> {
+    remote!(target, [x: u64] -> u64 { x + 1 }).await
+}
+
+/// A search result of the seed's search-and-display example.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Item {
+    /// The item's title.
+    pub title: String,
+    /// Its category.
+    pub category: String,
+}
+
+/// Search filters collected on the client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Filters {
+    /// Only items of this category, if set.
+    pub category: Option<String>,
+    /// At most this many results.
+    pub limit: usize,
+}
+
+/// The server's "database".
+pub fn database() -> Vec<Item> {
+    let titles = [
+        ("actix in action", "books"),
+        ("rust for rustaceans", "books"),
+        ("the rust programming language", "books"),
+        ("rust-colored paint", "hardware"),
+        ("rusty nail", "hardware"),
+        ("crab plush", "toys"),
+    ];
+    titles
+        .iter()
+        .map(|(title, category)| Item {
+            title: (*title).to_owned(),
+            category: (*category).to_owned(),
+        })
+        .collect()
+}
+
+/// Runs the search on the server: the seed's `db/search` + `apply-filters` + `take 50`.
+pub fn search(query: &str, filters: &Filters) -> Vec<Item> {
+    database()
+        .into_iter()
+        .filter(|item| item.title.contains(query))
+        .filter(|item| {
+            filters
+                .category
+                .as_ref()
+                .is_none_or(|c| *c == item.category)
+        })
+        .take(filters.limit)
+        .collect()
+}
+
+/// The seed's search-and-display: collect the query on the client, search on the server,
+/// render the results back on the client. Returns the number of results rendered.
+pub async fn search_and_display(
+    client: PeerId,
+    server: PeerId,
+    query: String,
+    category: Option<String>,
+) -> Result<usize, RemoteError> {
+    remote!(client, [client: PeerId, server: PeerId, query: String, category: Option<String>] -> Result<usize, RemoteError> {
+        let filters = Filters { category, limit: 50 };
+        let results = remote!(server, [query: String, filters: Filters] -> Vec<Item> {
+            crate::search(&query, &filters)
+        })
+        .await?;
+        remote!(client, [results: Vec<Item>] -> usize {
+            for item in &results {
+                println!("  - {} ({})", item.title, item.category);
+            }
+            results.len()
+        })
+        .await
+    })
+    .await
+}
+
+/// A named block: `Add { x, y }` runs `add` on a peer.
+#[remote_block]
+pub async fn add(x: u32, y: u32) -> u32 {
+    x + y
+}

@@ -1,0 +1,147 @@
+//! [`RemoteCall`]: the future a `remote!` block evaluates to.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures_util::future::{Either, LocalBoxFuture, select};
+
+use crate::block::Block;
+use crate::scope::{Request, Scope};
+use crate::{PeerId, RemoteError, wire};
+
+type Start<T> =
+    Box<dyn FnOnce(Option<Duration>) -> LocalBoxFuture<'static, Result<T, RemoteError>>>;
+
+/// A call of a block on a peer: a future of `Result<T, RemoteError>`.
+///
+/// It is lazy: nothing is sent before it is first polled, and it must be polled inside a
+/// peer (in a block body or [`PeerHandle::run`](crate::PeerHandle::run)), otherwise it fails
+/// with [`RemoteError::NoCurrentPeer`]. Dropping it before it completes cancels the call on
+/// the callee.
+///
+/// The deadline is the earlier of the call's own ([`RemoteCall::timeout`], else the peer's
+/// default of 30 s) and the deadline of the block it is made from.
+#[must_use = "a remote call does nothing unless awaited"]
+pub struct RemoteCall<T> {
+    state: State<T>,
+}
+
+enum State<T> {
+    Ready {
+        timeout: Option<Duration>,
+        start: Start<T>,
+    },
+    Running(LocalBoxFuture<'static, Result<T, RemoteError>>),
+    Done,
+}
+
+impl<T: 'static> RemoteCall<T> {
+    #[doc(hidden)]
+    pub fn new<B: Block<Output = T>>(target: PeerId, block: B) -> Self {
+        Self {
+            state: State::Ready {
+                timeout: None,
+                start: Box::new(move |timeout| Box::pin(execute(target, timeout, block))),
+            },
+        }
+    }
+
+    /// Sets this call's deadline, counted from its first poll. A shorter deadline of the
+    /// enclosing block still applies.
+    pub fn timeout(mut self, limit: Duration) -> Self {
+        if let State::Ready { timeout, .. } = &mut self.state {
+            *timeout = Some(limit);
+        }
+        self
+    }
+}
+
+impl<T> Future for RemoteCall<T> {
+    type Output = Result<T, RemoteError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        if let State::Ready { .. } = this.state {
+            if let State::Ready { timeout, start } = std::mem::replace(&mut this.state, State::Done)
+            {
+                this.state = State::Running(start(timeout));
+            }
+        }
+        match &mut this.state {
+            State::Running(future) => {
+                let output = future.as_mut().poll(cx);
+                if output.is_ready() {
+                    this.state = State::Done;
+                }
+                output
+            }
+            _ => panic!("`RemoteCall` polled after completion"),
+        }
+    }
+}
+
+impl<T> fmt::Debug for RemoteCall<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match self.state {
+            State::Ready { .. } => "ready",
+            State::Running(_) => "running",
+            State::Done => "done",
+        };
+        f.debug_struct("RemoteCall").field("state", &state).finish()
+    }
+}
+
+async fn execute<B: Block>(
+    target: PeerId,
+    timeout: Option<Duration>,
+    block: B,
+) -> Result<B::Output, RemoteError> {
+    let name = B::INFO.name();
+    let Some(scope) = Scope::try_current() else {
+        return Err(RemoteError::NoCurrentPeer {
+            block: Some(name.to_owned()),
+        });
+    };
+    let runtime = scope.runtime().clone();
+    let mut deadline = runtime.now() + timeout.unwrap_or_else(|| runtime.default_deadline());
+    if let Some(outer) = scope.deadline() {
+        deadline = deadline.min(outer);
+    }
+    let result = if target == scope.peer_id() && !runtime.serialize_local() {
+        scope
+            .local_child(deadline)
+            .guard(B::run(block.into_captures()))
+            .await
+    } else {
+        remote::<B>(&scope, target, deadline, block).await
+    };
+    result.map_err(|error| error.with_context(name, target))
+}
+
+async fn remote<B: Block>(
+    scope: &Scope,
+    target: PeerId,
+    deadline: web_time::Instant,
+    block: B,
+) -> Result<B::Output, RemoteError> {
+    let runtime = scope.runtime().clone();
+    let request = Request {
+        block: B::INFO.id(),
+        name: B::INFO.name(),
+        deadline,
+        captures: wire::encode(&block.into_captures())?,
+        #[cfg(feature = "auth")]
+        principal: scope.principal_arc(),
+    };
+    let call = runtime.clone().call(target, request);
+    match select(call, runtime.sleep_until(deadline)).await {
+        Either::Left((reply, _)) => wire::decode(&reply?, runtime.max_message_size()),
+        Either::Right(((), _)) => Err(RemoteError::Timeout {
+            peer: Some(target),
+            block: None,
+        }),
+    }
+}

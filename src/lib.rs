@@ -1,0 +1,146 @@
+//! Run a block of code on another peer as if it were local.
+//!
+//! A [`remote!`] block names the peer it runs on and the variables that travel with it. The
+//! variables are serialized, the block runs on the target peer, and its result comes back.
+//! Blocks nest (A -> B -> C), peers are actix actors linked by WebSockets, and every block
+//! compiled into a binary is registered at link time, so a peer runs any block its build
+//! contains without a hand-written message type, serializer or router.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use distributed_scope::{remote, Peer, PeerId, RemoteError};
+//!
+//! async fn demo(server: PeerId, client: PeerId) -> Result<(Vec<u32>, u32), RemoteError> {
+//!     // Runs on the server; `client` travels with the block.
+//!     remote!(server, [client: PeerId] -> Result<(Vec<u32>, u32), RemoteError> {
+//!         let a: u32 = 42;
+//!         // Hops back to the client with `a`.
+//!         let copies = remote!(client, [a: u32] -> Vec<u32> { vec![a; 43] }).await?;
+//!         Ok((copies, a + 2))
+//!     })
+//!     .await
+//! }
+//!
+//! # #[actix_rt::main]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let server_id = PeerId::from_name("server");
+//! let client_id = PeerId::from_name("client");
+//! let server = Peer::builder(server_id).listen("127.0.0.1:0").start().await?;
+//! let client = Peer::builder(client_id).start().await?;
+//! client.connect(&server.url().unwrap()).await?;
+//! let (copies, sum) = client.run(demo(server_id, client_id)).await?;
+//! assert_eq!((copies.len(), sum), (43, 44));
+//! # Ok(()) }
+//! ```
+//!
+//! # What a block body can and cannot do
+//!
+//! The body of a block compiles as a nested `async fn` whose parameters are the captures.
+//! It sees the items of its module, but no local variable of the code around it: using one
+//! without capturing it is rustc's error E0434 ("can't capture dynamic environment in a fn
+//! item") at that variable; add it to the capture list. For the same reason a body has no
+//! `self` (write `let this = self.clone();` and capture `this`) and no outer generic
+//! parameters. `?` and `return` apply to the block. Captures and results are owned,
+//! concrete `Serialize + DeserializeOwned + Send + 'static` types; serde features that need a
+//! self-describing format (`serde_json::Value`, untagged, flattened or internally tagged
+//! enums, `skip_serializing_if`) are not supported by the wire format and fail as
+//! [`RemoteError::Decode`]. Bodies need not be `Send`: they run on the actix thread that
+//! handles the call.
+//!
+//! A block whose result type is spelled `Result<T, RemoteError>` is flattened: the call
+//! yields `Result<T, RemoteError>`, and an `Err` the body returns reaches the caller as is.
+
+#[allow(
+    unused_extern_crates,
+    reason = "lets `#[remote_block]` expansions name `::distributed_scope` inside this crate"
+)]
+extern crate self as distributed_scope;
+
+mod block;
+mod call;
+mod error;
+mod id;
+mod scope;
+mod wire;
+
+#[cfg(not(target_arch = "wasm32"))]
+mod peer;
+#[cfg(not(target_arch = "wasm32"))]
+mod transport;
+
+pub use crate::block::{BlockInfo, blocks};
+pub use crate::call::RemoteCall;
+pub use crate::error::{Error, HandshakeError, Outcome, RemoteError};
+pub use crate::id::PeerId;
+#[cfg(not(target_arch = "wasm32"))]
+pub use crate::peer::{Config, LinkInfo, On, Peer, PeerBuilder, PeerHandle};
+pub use crate::scope::Scope;
+pub use crate::wire::{DEFAULT_MAX_MESSAGE_SIZE, MAX_MESSAGE_SIZE_CEILING};
+pub use distributed_scope_macros::remote_block;
+
+/// JWT keys, principals and policies (the `auth` feature, on by default).
+#[cfg(feature = "auth")]
+pub use distributed_scope_auth as auth;
+
+/// The actix version this crate is built on, for users' own actors.
+#[cfg(not(target_arch = "wasm32"))]
+pub use actix;
+
+/// Runs a block of code on a peer: `remote!(target, [captures] -> T { body })`.
+///
+/// `target` is any [`PeerId`] expression; each capture is `name: Type` and moves the local
+/// variable `name` into the block; `-> T` may be omitted for `()`. The macro evaluates to a
+/// [`RemoteCall<T>`], a lazy future of `Result<T, RemoteError>`. If `T` is spelled
+/// `Result<U, RemoteError>`, the call yields `Result<U, RemoteError>` instead.
+///
+/// ```no_run
+/// # use distributed_scope::{remote, PeerId, RemoteError};
+/// # async fn f(server: PeerId) -> Result<(), RemoteError> {
+/// let x = 41;
+/// let y: u32 = remote!(server, [x: u32] -> u32 { x + 1 }).await?;
+/// # Ok(()) }
+/// ```
+///
+/// # What it expands to
+///
+/// Inside a block expression:
+/// - `async fn __body(captures...) -> T { body }`, the body as a nested function;
+/// - `struct __Block(captures tuple)`, the block's message type, implementing the internal
+///   `Block` trait (id, name, run) and, natively, `actix::Message`;
+/// - an `inventory::submit!` of the block's registry entry;
+/// - `RemoteCall::new(target, __Block((a, (b, ()))))`.
+///
+/// # Names and ids
+///
+/// The block's name is `module::path@line:column` of the macro call. Its id is a 64-bit
+/// FNV-1a hash over a canonical walk of the block's tokens (identifiers, punctuation,
+/// literals, delimiters: not the compiler's spacing), its capture and result types as spelled,
+/// combined with `module_path!()`. Reformatting a block or moving it keeps its id; changing
+/// its text or types changes it, and a peer built from other code answers
+/// [`RemoteError::VersionMismatch`] or [`RemoteError::UnknownBlock`] rather than running it.
+#[macro_export]
+macro_rules! remote {
+    ($($input:tt)*) => {
+        $crate::__private::remote_impl! { $crate; $($input)* }
+    };
+}
+
+/// Internals used by the generated code. Not public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::block::{Block, BlockEntry, BlockInfo, block_id};
+    pub use crate::call::RemoteCall;
+    pub use crate::error::RemoteError;
+    pub use distributed_scope_macros::remote_impl;
+    pub use inventory;
+    pub use serde;
+
+    #[cfg(not(target_arch = "wasm32"))]
+    pub use actix;
+
+    /// Wraps a body that returns `T` into one that returns `Result<T, RemoteError>`.
+    pub async fn ok<T>(body: impl core::future::Future<Output = T>) -> Result<T, RemoteError> {
+        Ok(body.await)
+    }
+}

@@ -1,0 +1,431 @@
+//! The native peer: the [`Peer`] actor, [`PeerBuilder`] and [`PeerHandle`].
+
+pub(crate) mod config;
+pub(crate) mod connection;
+pub(crate) mod shared;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use actix_web::dev::ServerHandle;
+use actix_web::{App, HttpServer, web};
+use actix_ws::CloseCode;
+use futures_channel::oneshot;
+
+pub use self::config::Config;
+use self::connection::{Close, Direction};
+use self::shared::Shared;
+use crate::block::Block;
+use crate::scope::Scope;
+use crate::{Error, PeerId, RemoteCall, RemoteError, transport, wire};
+
+/// A peer: an actix actor that owns the links to other peers and their lifecycle.
+///
+/// Create one with [`Peer::builder`]; talk to it through the [`PeerHandle`] that
+/// [`PeerBuilder::start`] returns. The actor receives [`On`] messages, so a user's own actor
+/// can call blocks by sending to [`PeerHandle::addr`].
+pub struct Peer {
+    shared: Arc<Shared>,
+    server: Option<ServerHandle>,
+}
+
+impl std::fmt::Debug for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Peer")
+            .field("id", &self.shared.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Peer {
+    /// Starts configuring a peer with the given id.
+    pub fn builder(id: PeerId) -> PeerBuilder {
+        PeerBuilder {
+            id,
+            listen: None,
+            config: Config::default(),
+        }
+    }
+}
+
+impl Actor for Peer {
+    type Context = Context<Self>;
+}
+
+/// Configures and starts a [`Peer`]. Options not set keep the defaults listed on [`Config`].
+#[derive(Debug)]
+#[must_use = "a builder does nothing until `start` is awaited"]
+pub struct PeerBuilder {
+    id: PeerId,
+    listen: Option<String>,
+    config: Config,
+}
+
+impl PeerBuilder {
+    /// Accepts WebSocket links on `addr` (e.g. `"127.0.0.1:0"`), upgrade path `/`.
+    pub fn listen(mut self, addr: impl Into<String>) -> Self {
+        self.listen = Some(addr.into());
+        self
+    }
+
+    /// The deadline of calls that set none (default 30 s).
+    pub fn default_deadline(mut self, deadline: Duration) -> Self {
+        self.config.default_deadline = deadline;
+        self
+    }
+
+    /// The largest message sent or accepted (default 16 MiB, at most 1 GiB).
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.config.max_message_size = bytes;
+        self
+    }
+
+    /// Calls one link may run here at once (default 4 096).
+    pub fn max_inbound_calls(mut self, calls: usize) -> Self {
+        self.config.max_inbound_calls = calls;
+        self
+    }
+
+    /// How long a new link has to complete the handshake (default 10 s).
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.config.handshake_timeout = timeout;
+        self
+    }
+
+    /// How long opening a connection may take (default 10 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.config.connect_timeout = timeout;
+        self
+    }
+
+    /// The application version announced in the handshake (default none).
+    pub fn app_version(mut self, version: impl Into<String>) -> Self {
+        self.config.app_version = Some(version.into());
+        self
+    }
+
+    /// Refuse links whose application version differs (default: log and accept).
+    pub fn refuse_app_version_mismatch(mut self, refuse: bool) -> Self {
+        self.config.refuse_app_version_mismatch = refuse;
+        self
+    }
+
+    /// HTTP worker threads of a listening peer (default 1).
+    pub fn workers(mut self, workers: usize) -> Self {
+        self.config.workers = workers.max(1);
+        self
+    }
+
+    /// Serialize calls to this peer itself as if remote (default false): tests use it to
+    /// check that captures and results survive the wire without a second peer.
+    pub fn serialize_local(mut self, serialize: bool) -> Self {
+        self.config.serialize_local = serialize;
+        self
+    }
+
+    /// Starts the peer actor in the current actix system and, with [`listen`], its server.
+    ///
+    /// [`listen`]: PeerBuilder::listen
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for an invalid option, [`Error::Bind`] if the address cannot be bound.
+    pub async fn start(self) -> Result<PeerHandle, Error> {
+        let Self { id, listen, config } = self;
+        if config.max_message_size > wire::MAX_MESSAGE_SIZE_CEILING {
+            return Err(Error::Config("max_message_size is above 1 GiB"));
+        }
+        if config.max_message_size < 1024 {
+            return Err(Error::Config("max_message_size is below 1 KiB"));
+        }
+        let shared = Arc::new(Shared::new(id, config));
+        let mut local_addr = None;
+        let mut server_handle = None;
+        if let Some(addr) = listen {
+            let data = web::Data::new(shared.clone());
+            let server = HttpServer::new(move || {
+                App::new()
+                    .app_data(data.clone())
+                    .route("/", web::get().to(transport::accept))
+            })
+            .workers(shared.config.workers)
+            .disable_signals()
+            .shutdown_timeout(1)
+            .bind(addr.as_str())
+            .map_err(|source| Error::Bind {
+                addr: addr.clone(),
+                source,
+            })?;
+            local_addr = server.addrs().first().copied();
+            let server = server.run();
+            server_handle = Some(server.handle());
+            actix_rt::spawn(server);
+            tracing::info!(peer = %id, addr = ?local_addr, "listening");
+        }
+        let addr = Peer {
+            shared: shared.clone(),
+            server: server_handle,
+        }
+        .start();
+        Ok(PeerHandle {
+            shared,
+            addr,
+            local_addr,
+        })
+    }
+}
+
+/// A handle to a running peer: cheap to clone, usable from any thread.
+#[derive(Clone)]
+pub struct PeerHandle {
+    shared: Arc<Shared>,
+    addr: Addr<Peer>,
+    local_addr: Option<SocketAddr>,
+}
+
+impl std::fmt::Debug for PeerHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PeerHandle")
+            .field("id", &self.shared.id)
+            .field("local_addr", &self.local_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A live link, as reported by [`PeerHandle::connected_peers`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LinkInfo {
+    /// The remote peer.
+    pub peer: PeerId,
+    /// Whether this peer opened the link.
+    pub outbound: bool,
+    /// The URL this peer connected to, or the remote socket address of an inbound link.
+    pub address: String,
+    /// The remote's application version.
+    pub app_version: Option<String>,
+}
+
+impl PeerHandle {
+    /// This peer's id.
+    pub fn id(&self) -> PeerId {
+        self.shared.id
+    }
+
+    /// The address the server is bound to, if the peer listens.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.local_addr
+    }
+
+    /// The URL other peers connect to (`ws://HOST:PORT/`), if the peer listens.
+    pub fn url(&self) -> Option<String> {
+        self.local_addr.map(|addr| format!("ws://{addr}/"))
+    }
+
+    /// The peer actor's address; send it [`On`] messages.
+    pub fn addr(&self) -> Addr<Peer> {
+        self.addr.clone()
+    }
+
+    /// The live links of this peer.
+    pub fn connected_peers(&self) -> Vec<LinkInfo> {
+        let mut links: Vec<LinkInfo> = self
+            .shared
+            .links()
+            .into_iter()
+            .filter(|(_, link)| link.addr.connected())
+            .map(|(peer, link)| {
+                let (outbound, address) = match link.direction {
+                    Direction::Inbound { remote } => (false, remote),
+                    Direction::Outbound { url } => (true, url),
+                };
+                LinkInfo {
+                    peer,
+                    outbound,
+                    address,
+                    app_version: link.app_version,
+                }
+            })
+            .collect();
+        links.sort_by_key(|link| link.peer);
+        links
+    }
+
+    /// Opens a link to the peer listening at `url` (`ws://` or `wss://`) and returns its id
+    /// once the handshake is done. The link runs on the peer actor's thread.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidUrl`], [`Error::Connect`] (with the HTTP status of a refused
+    /// upgrade), [`Error::Handshake`], or [`Error::Stopped`].
+    pub async fn connect(&self, url: &str) -> Result<PeerId, Error> {
+        self.open(url, None).await
+    }
+
+    async fn open(&self, url: &str, token: Option<String>) -> Result<PeerId, Error> {
+        let connect = Connect {
+            url: url.to_owned(),
+            token,
+        };
+        let result = self
+            .addr
+            .send(connect)
+            .await
+            .map_err(|_mailbox| Error::Stopped)?;
+        match result {
+            // A link to that peer is already up: the new one was refused, the old one serves.
+            Err(Error::Handshake {
+                reason: crate::error::HandshakeError::Duplicate(peer),
+                ..
+            }) if self.shared.link(peer).is_some() => Ok(peer),
+            other => other,
+        }
+    }
+
+    /// Polls `future` in place with this peer as the current peer, and returns its output.
+    ///
+    /// Blocks called inside it run with this peer as their caller. The future need not be
+    /// `Send`.
+    pub async fn run<F: Future>(&self, future: F) -> F::Output {
+        self.scope().enter(future).await
+    }
+
+    /// Spawns `future` on the current thread's actix runtime with this peer current.
+    pub fn spawn<F>(&self, future: F) -> actix_rt::task::JoinHandle<F::Output>
+    where
+        F: Future + 'static,
+        F::Output: 'static,
+    {
+        actix_rt::spawn(self.scope().enter(future))
+    }
+
+    fn scope(&self) -> Scope {
+        Scope::new(
+            self.shared.clone(),
+            self.shared.id,
+            #[cfg(feature = "auth")]
+            None,
+            None,
+        )
+    }
+
+    /// Closes the link to `peer`, if there is one.
+    pub fn disconnect(&self, peer: PeerId) {
+        if let Some(link) = self.shared.link(peer) {
+            link.addr.do_send(Close(CloseCode::Normal));
+        }
+    }
+
+    /// Stops the peer: the server stops accepting, every link closes with 1001 and calls
+    /// pending on them fail with [`RemoteError::ConnectionLost`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Stopped`] if the peer had stopped already.
+    pub async fn stop(&self) -> Result<(), Error> {
+        self.addr
+            .send(Stop)
+            .await
+            .map_err(|_mailbox| Error::Stopped)?;
+        Ok(())
+    }
+}
+
+struct Connect {
+    url: String,
+    token: Option<String>,
+}
+
+impl Message for Connect {
+    type Result = Result<PeerId, Error>;
+}
+
+impl Handler<Connect> for Peer {
+    type Result = ResponseFuture<Result<PeerId, Error>>;
+
+    fn handle(&mut self, connect: Connect, _ctx: &mut Context<Self>) -> Self::Result {
+        let shared = self.shared.clone();
+        Box::pin(async move {
+            let (ready, handshake) = oneshot::channel();
+            transport::connect(shared, connect.url.clone(), connect.token, ready).await?;
+            handshake.await.unwrap_or(Err(Error::Handshake {
+                url: connect.url,
+                reason: crate::error::HandshakeError::Closed,
+            }))
+        })
+    }
+}
+
+struct Stop;
+
+impl Message for Stop {
+    type Result = ();
+}
+
+impl Handler<Stop> for Peer {
+    type Result = ResponseActFuture<Self, ()>;
+
+    fn handle(&mut self, _stop: Stop, _ctx: &mut Context<Self>) -> Self::Result {
+        for (_, link) in self.shared.links() {
+            link.addr.do_send(Close(CloseCode::Away));
+        }
+        let server = self.server.take();
+        Box::pin(
+            async move {
+                if let Some(server) = server {
+                    server.stop(true).await;
+                }
+            }
+            .into_actor(self)
+            .map(|(), _this, ctx| ctx.stop()),
+        )
+    }
+}
+
+/// A block message addressed to a peer: send it to [`PeerHandle::addr`].
+///
+/// ```no_run
+/// # use distributed_scope::{remote_block, On, PeerHandle, PeerId, RemoteError};
+/// #[remote_block]
+/// async fn add(x: u32, y: u32) -> u32 {
+///     x + y
+/// }
+///
+/// # async fn example(handle: PeerHandle, server: PeerId) -> Result<(), Box<dyn std::error::Error>> {
+/// let sum: Result<u32, RemoteError> = handle.addr().send(On::new(server, Add { x: 1, y: 2 })).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct On<M> {
+    target: PeerId,
+    message: M,
+}
+
+impl<M> On<M> {
+    /// Addresses `message` to the peer `target`.
+    pub fn new(target: PeerId, message: M) -> Self {
+        Self { target, message }
+    }
+}
+
+impl<M: Block> Message for On<M> {
+    type Result = Result<M::Output, RemoteError>;
+}
+
+impl<M: Block> Handler<On<M>> for Peer {
+    type Result = ResponseFuture<Result<M::Output, RemoteError>>;
+
+    fn handle(&mut self, on: On<M>, _ctx: &mut Context<Self>) -> Self::Result {
+        let scope = Scope::new(
+            self.shared.clone(),
+            self.shared.id,
+            #[cfg(feature = "auth")]
+            None,
+            None,
+        );
+        Box::pin(scope.enter(RemoteCall::new(on.target, on.message)))
+    }
+}

@@ -1,0 +1,224 @@
+//! State shared by a peer's actor, its connections and the calls made from any thread.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use actix::Addr;
+use bytes::Bytes;
+use futures_channel::oneshot;
+use futures_util::future::{Either, LocalBoxFuture, select};
+use web_time::Instant;
+
+use super::config::Config;
+use super::connection::{CancelCall, Connection, Direction, OutboundCall};
+use crate::block;
+use crate::scope::{Request, Runtime, Scope};
+use crate::{PeerId, RemoteError};
+
+/// A live link to another peer, as the call path sees it.
+#[derive(Clone)]
+pub(crate) struct Link {
+    pub(crate) serial: u64,
+    pub(crate) addr: Addr<Connection>,
+    pub(crate) next_call: Arc<AtomicU64>,
+    pub(crate) remote_max: usize,
+    pub(crate) direction: Direction,
+    pub(crate) app_version: Option<String>,
+}
+
+pub(crate) struct Shared {
+    pub(crate) id: PeerId,
+    pub(crate) config: Config,
+    links: RwLock<HashMap<PeerId, Link>>,
+    links_changed: tokio::sync::Notify,
+    serials: AtomicU64,
+}
+
+impl Shared {
+    pub(crate) fn new(id: PeerId, config: Config) -> Self {
+        Self {
+            id,
+            config,
+            links: RwLock::new(HashMap::new()),
+            links_changed: tokio::sync::Notify::new(),
+            serials: AtomicU64::new(1),
+        }
+    }
+
+    pub(crate) fn next_serial(&self) -> u64 {
+        self.serials.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub(crate) fn link(&self, peer: PeerId) -> Option<Link> {
+        self.read_links().get(&peer).cloned()
+    }
+
+    pub(crate) fn links(&self) -> Vec<(PeerId, Link)> {
+        self.read_links()
+            .iter()
+            .map(|(id, link)| (*id, link.clone()))
+            .collect()
+    }
+
+    fn read_links(&self) -> std::sync::RwLockReadGuard<'_, HashMap<PeerId, Link>> {
+        // A panic while holding the lock cannot leave the map half-updated: inserts and
+        // removes are single calls, so the poisoned data is still consistent.
+        self.links
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn write_links(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<PeerId, Link>> {
+        self.links
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Adds a link unless a live one to the same peer exists (no hijacking).
+    pub(crate) fn insert_link(&self, peer: PeerId, link: Link) -> bool {
+        let inserted = {
+            let mut links = self.write_links();
+            match links.get(&peer) {
+                Some(existing) if existing.addr.connected() => false,
+                _ => {
+                    links.insert(peer, link);
+                    true
+                }
+            }
+        };
+        if inserted {
+            self.links_changed.notify_waiters();
+        }
+        inserted
+    }
+
+    /// Removes the link to `peer` if it is still the one with `serial`.
+    pub(crate) fn remove_link(&self, peer: PeerId, serial: u64) {
+        let mut links = self.write_links();
+        if links.get(&peer).is_some_and(|link| link.serial == serial) {
+            links.remove(&peer);
+        }
+    }
+
+    /// Waits until a link to `peer` exists, or fails with `NotConnected` at `deadline`.
+    async fn wait_for_link(&self, peer: PeerId, deadline: Instant) -> Result<Link, RemoteError> {
+        loop {
+            let changed = self.links_changed.notified();
+            let mut changed = std::pin::pin!(changed);
+            changed.as_mut().enable();
+            if let Some(link) = self.link(peer).filter(|link| link.addr.connected()) {
+                return Ok(link);
+            }
+            match select(changed, self.sleep_until(deadline)).await {
+                Either::Left(((), _)) => continue,
+                Either::Right(((), _)) => {
+                    return Err(RemoteError::NotConnected { peer, block: None });
+                }
+            }
+        }
+    }
+
+    /// Runs a call to this peer itself through the registry, serialized as if remote.
+    async fn call_self(self: Arc<Self>, request: Request) -> Result<Bytes, RemoteError> {
+        let entry = block::lookup(request.block, request.name)?;
+        let scope = Scope::new(
+            self.clone(),
+            self.id,
+            #[cfg(feature = "auth")]
+            request.principal,
+            Some(request.deadline),
+        );
+        let max = self.config.max_message_size;
+        let reply = scope
+            .guard((entry.invoke)(Bytes::from(request.captures), max))
+            .await?;
+        Ok(Bytes::from(reply))
+    }
+
+    async fn call_remote(
+        self: Arc<Self>,
+        target: PeerId,
+        request: Request,
+    ) -> Result<Bytes, RemoteError> {
+        let link = self.wait_for_link(target, request.deadline).await?;
+        let size = request.captures.len() + request.name.len() + 64;
+        if size > link.remote_max {
+            return Err(RemoteError::TooLarge {
+                peer: Some(target),
+                block: None,
+                size: size as u64,
+                limit: link.remote_max as u64,
+            });
+        }
+        let id = link.next_call.fetch_add(1, Ordering::Relaxed);
+        let (reply, replied) = oneshot::channel();
+        let mut guard = CancelOnDrop {
+            addr: link.addr.clone(),
+            id,
+            armed: true,
+        };
+        link.addr.do_send(OutboundCall { id, request, reply });
+        let result = replied.await.unwrap_or(Err(RemoteError::ConnectionLost {
+            peer: target,
+            block: None,
+        }));
+        guard.armed = false;
+        result
+    }
+}
+
+/// Sends `Cancel` for a call whose caller stopped waiting before the reply came.
+struct CancelOnDrop {
+    addr: Addr<Connection>,
+    id: u64,
+    armed: bool,
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if self.armed {
+            self.addr.do_send(CancelCall { id: self.id });
+        }
+    }
+}
+
+impl Runtime for Shared {
+    fn local_id(&self) -> PeerId {
+        self.id
+    }
+
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+
+    fn sleep_until(&self, deadline: Instant) -> LocalBoxFuture<'static, ()> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        Box::pin(actix_rt::time::sleep(left))
+    }
+
+    fn call(
+        self: Arc<Self>,
+        target: PeerId,
+        request: Request,
+    ) -> LocalBoxFuture<'static, Result<Bytes, RemoteError>> {
+        if target == self.id {
+            Box::pin(self.call_self(request))
+        } else {
+            Box::pin(self.call_remote(target, request))
+        }
+    }
+
+    fn default_deadline(&self) -> Duration {
+        self.config.default_deadline
+    }
+
+    fn max_message_size(&self) -> usize {
+        self.config.max_message_size
+    }
+
+    fn serialize_local(&self) -> bool {
+        self.config.serialize_local
+    }
+}

@@ -1,0 +1,260 @@
+//! The current peer of a running block: [`Scope`], and how a future is run inside one.
+
+use std::any::Any;
+use std::cell::RefCell;
+use std::fmt;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::FutureExt;
+use futures_util::future::{Either, LocalBoxFuture, select};
+use web_time::Instant;
+
+use crate::{PeerId, RemoteError};
+
+#[cfg(feature = "auth")]
+use crate::auth::Principal;
+
+/// What a peer's runtime offers the portable core: time, and sending calls.
+pub(crate) trait Runtime: 'static {
+    /// This peer's id.
+    fn local_id(&self) -> PeerId;
+    /// The current time (`web-time`, so that wasm32 works).
+    fn now(&self) -> Instant;
+    /// Completes at `deadline`.
+    fn sleep_until(&self, deadline: Instant) -> LocalBoxFuture<'static, ()>;
+    /// Sends a call and waits for its raw reply; dropping the future cancels the call.
+    fn call(
+        self: Arc<Self>,
+        target: PeerId,
+        request: Request,
+    ) -> LocalBoxFuture<'static, Result<Bytes, RemoteError>>;
+    /// The deadline of a call that sets none.
+    fn default_deadline(&self) -> Duration;
+    /// The largest reply this peer decodes.
+    fn max_message_size(&self) -> usize;
+    /// Whether calls to this peer itself still go through serialization.
+    fn serialize_local(&self) -> bool;
+}
+
+/// An outgoing call as the core hands it to the runtime.
+#[derive(Debug)]
+pub(crate) struct Request {
+    pub(crate) block: u64,
+    pub(crate) name: &'static str,
+    pub(crate) deadline: Instant,
+    pub(crate) captures: Vec<u8>,
+    #[cfg(feature = "auth")]
+    pub(crate) principal: Option<Arc<Principal>>,
+}
+
+/// The peer a block is running on, who called it, and with which principal.
+///
+/// Inside a block body (and inside [`PeerHandle::run`](crate::PeerHandle::run)) the scope is
+/// ambient: [`Scope::current`] returns it.
+///
+/// # Examples
+///
+/// ```no_run
+/// use distributed_scope::{remote, PeerId, RemoteError, Scope};
+///
+/// async fn where_am_i(server: PeerId) -> Result<(PeerId, PeerId), RemoteError> {
+///     remote!(server, [] -> (PeerId, PeerId) {
+///         let scope = Scope::current();
+///         (scope.peer_id(), scope.caller())
+///     })
+///     .await
+/// }
+/// ```
+#[derive(Clone)]
+pub struct Scope(Rc<Inner>);
+
+struct Inner {
+    peer: PeerId,
+    caller: PeerId,
+    #[cfg(feature = "auth")]
+    principal: Option<Arc<Principal>>,
+    deadline: Option<Instant>,
+    runtime: Arc<dyn Runtime>,
+}
+
+thread_local! {
+    static CURRENT: RefCell<Option<Scope>> = const { RefCell::new(None) };
+}
+
+impl Scope {
+    /// The scope of the block running now.
+    ///
+    /// # Panics
+    ///
+    /// Outside any peer (not inside a block or [`PeerHandle::run`](crate::PeerHandle::run)).
+    /// Use [`Scope::try_current`] where that can happen.
+    pub fn current() -> Self {
+        Self::try_current().expect(
+            "`Scope::current()` called outside a peer: call it inside a block or `PeerHandle::run`",
+        )
+    }
+
+    /// The scope of the block running now, or `None` outside any peer.
+    pub fn try_current() -> Option<Self> {
+        CURRENT.with(|current| current.borrow().clone())
+    }
+
+    /// The id of the peer this code runs on.
+    pub fn peer_id(&self) -> PeerId {
+        self.0.peer
+    }
+
+    /// The peer that called the running block (the peer itself for local calls and at the
+    /// top of [`PeerHandle::run`](crate::PeerHandle::run)).
+    pub fn caller(&self) -> PeerId {
+        self.0.caller
+    }
+
+    /// The principal verified on the link the call came in on; `None` on links without auth.
+    /// Local calls inherit the caller's principal.
+    #[cfg(feature = "auth")]
+    pub fn principal(&self) -> Option<Principal> {
+        self.0.principal.as_deref().cloned()
+    }
+
+    /// The time left before the running call's deadline, if it has one.
+    pub fn remaining(&self) -> Option<Duration> {
+        self.0
+            .deadline
+            .map(|deadline| deadline.saturating_duration_since(self.0.runtime.now()))
+    }
+
+    pub(crate) fn new(
+        runtime: Arc<dyn Runtime>,
+        caller: PeerId,
+        #[cfg(feature = "auth")] principal: Option<Arc<Principal>>,
+        deadline: Option<Instant>,
+    ) -> Self {
+        Self(Rc::new(Inner {
+            peer: runtime.local_id(),
+            caller,
+            #[cfg(feature = "auth")]
+            principal,
+            deadline,
+            runtime,
+        }))
+    }
+
+    /// The scope of a local call made from this one.
+    pub(crate) fn local_child(&self, deadline: Instant) -> Self {
+        Self::new(
+            self.0.runtime.clone(),
+            self.0.peer,
+            #[cfg(feature = "auth")]
+            self.0.principal.clone(),
+            Some(deadline),
+        )
+    }
+
+    pub(crate) fn runtime(&self) -> &Arc<dyn Runtime> {
+        &self.0.runtime
+    }
+
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        self.0.deadline
+    }
+
+    #[cfg(feature = "auth")]
+    pub(crate) fn principal_arc(&self) -> Option<Arc<Principal>> {
+        self.0.principal.clone()
+    }
+
+    /// Runs `future` with this scope current: the scope is set for the duration of each poll
+    /// and restored afterwards, so interleaved tasks on one thread each see their own.
+    pub(crate) fn enter<F: Future>(self, future: F) -> InScope<F> {
+        InScope {
+            scope: self,
+            future,
+        }
+    }
+
+    /// Runs a block body: inside this scope, with its deadline, and with a panic turned into
+    /// [`RemoteError::Panicked`].
+    pub(crate) async fn guard<T>(
+        self,
+        body: impl Future<Output = Result<T, RemoteError>>,
+    ) -> Result<T, RemoteError> {
+        let runtime = self.0.runtime.clone();
+        let deadline = self.0.deadline;
+        let body = AssertUnwindSafe(self.enter(body)).catch_unwind();
+        let outcome = match deadline {
+            Some(deadline) => match select(Box::pin(body), runtime.sleep_until(deadline)).await {
+                Either::Left((outcome, _)) => outcome,
+                Either::Right(((), _)) => {
+                    return Err(RemoteError::Timeout {
+                        peer: None,
+                        block: None,
+                    });
+                }
+            },
+            None => body.await,
+        };
+        outcome.unwrap_or_else(|panic| {
+            Err(RemoteError::Panicked {
+                peer: None,
+                block: None,
+                message: panic_message(panic.as_ref()),
+            })
+        })
+    }
+}
+
+impl fmt::Debug for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Scope")
+            .field("peer", &self.0.peer)
+            .field("caller", &self.0.caller)
+            .field("deadline", &self.0.deadline)
+            .finish_non_exhaustive()
+    }
+}
+
+fn panic_message(panic: &(dyn Any + Send)) -> String {
+    if let Some(message) = panic.downcast_ref::<&str>() {
+        (*message).to_owned()
+    } else if let Some(message) = panic.downcast_ref::<String>() {
+        message.clone()
+    } else {
+        "non-string panic payload".to_owned()
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A future polled with a [`Scope`] current.
+    pub(crate) struct InScope<F> {
+        scope: Scope,
+        #[pin]
+        future: F,
+    }
+}
+
+impl<F: Future> Future for InScope<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let previous = CURRENT.with(|current| current.replace(Some(this.scope.clone())));
+        // Restores the outer scope even if the poll panics.
+        struct Restore(Option<Scope>);
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                let previous = self.0.take();
+                CURRENT.with(|current| *current.borrow_mut() = previous);
+            }
+        }
+        let _restore = Restore(previous);
+        this.future.poll(cx)
+    }
+}

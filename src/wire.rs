@@ -1,0 +1,306 @@
+//! The wire protocol: frames, the handshake, and the one size-limited decode helper.
+//!
+//! Every byte that arrives from the network is decoded through [`decode`], which checks the
+//! length against the configured maximum first, bounds what bincode may claim with a
+//! compile-time limit, and rejects trailing bytes. See `docs/protocol.md`.
+
+use std::borrow::Cow;
+
+use bincode::config::{Config, standard};
+use serde::de::Deserialize;
+use serde::{Serialize, Serializer};
+
+use crate::{PeerId, RemoteError};
+
+/// The first bytes of every link's first frame, checked before any bincode.
+pub(crate) const MAGIC: [u8; 4] = *b"DSCP";
+
+/// The protocol version this build speaks; checked right after [`MAGIC`].
+pub(crate) const PROTOCOL_VERSION: u16 = 1;
+
+/// The largest `max_message_size` a peer accepts: bincode's compile-time ceiling.
+pub const MAX_MESSAGE_SIZE_CEILING: usize = 1 << 30;
+
+/// The default `max_message_size`: 16 MiB.
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 16 << 20;
+
+/// How many bytes bincode may claim while decoding `len` bytes of input.
+///
+/// bincode's limit is a const generic; it bounds the memory a length prefix may make the
+/// decoder reserve. Byte strings and strings, the only containers bincode pre-allocates
+/// through serde, can never legitimately claim more than the input holds, so the smallest
+/// tier above the input's length is always enough, and a forged 12-byte frame claiming a
+/// terabyte is refused after reserving nothing.
+macro_rules! with_tier {
+    ($len:expr, |$config:ident| $body:expr) => {{
+        let len: usize = $len;
+        if len <= 64 << 10 {
+            let $config = standard().with_limit::<{ 64 << 10 }>();
+            $body
+        } else if len <= 1 << 20 {
+            let $config = standard().with_limit::<{ 1 << 20 }>();
+            $body
+        } else if len <= 16 << 20 {
+            let $config = standard().with_limit::<{ 16 << 20 }>();
+            $body
+        } else {
+            let $config = standard().with_limit::<MAX_MESSAGE_SIZE_CEILING>();
+            $body
+        }
+    }};
+}
+
+/// Decodes network bytes: THE one entry point for untrusted input.
+///
+/// Fails with [`RemoteError::TooLarge`] if `bytes` is longer than `max`, and with
+/// [`RemoteError::Decode`] for malformed input, hostile length prefixes and trailing bytes.
+pub(crate) fn decode<'a, T: Deserialize<'a>>(
+    bytes: &'a [u8],
+    max: usize,
+) -> Result<T, RemoteError> {
+    if bytes.len() > max || bytes.len() > MAX_MESSAGE_SIZE_CEILING {
+        return Err(RemoteError::TooLarge {
+            peer: None,
+            block: None,
+            size: bytes.len() as u64,
+            limit: max.min(MAX_MESSAGE_SIZE_CEILING) as u64,
+        });
+    }
+    let (value, used) = with_tier!(bytes.len(), |config| {
+        bincode::serde::borrow_decode_from_slice(bytes, config).map_err(RemoteError::decode)?
+    });
+    if used != bytes.len() {
+        return Err(RemoteError::decode(format_args!(
+            "{} trailing bytes",
+            bytes.len() - used
+        )));
+    }
+    Ok(value)
+}
+
+/// Encodes a value with the protocol's bincode configuration.
+pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, RemoteError> {
+    let mut out = Vec::new();
+    encode_into(value, &mut out)?;
+    Ok(out)
+}
+
+/// Appends the encoding of `value` to `out`.
+pub(crate) fn encode_into<T: Serialize + ?Sized>(
+    value: &T,
+    out: &mut Vec<u8>,
+) -> Result<(), RemoteError> {
+    bincode::serde::encode_into_std_write(value, out, config()).map_err(RemoteError::decode)?;
+    Ok(())
+}
+
+fn config() -> impl Config {
+    standard()
+}
+
+/// The handshake frame, sent by both sides as the first frame of a link.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub(crate) struct Hello {
+    pub(crate) peer: PeerId,
+    pub(crate) max_message_size: u64,
+    pub(crate) app_version: Option<String>,
+}
+
+/// Why a first frame was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HelloError {
+    BadMagic,
+    Version(u16),
+    Malformed,
+}
+
+impl Hello {
+    /// `MAGIC`, the protocol version (u16, big endian), then the bincode body.
+    pub(crate) fn to_bytes(&self) -> Result<Vec<u8>, RemoteError> {
+        let mut out = Vec::with_capacity(64);
+        out.extend_from_slice(&MAGIC);
+        out.extend_from_slice(&PROTOCOL_VERSION.to_be_bytes());
+        encode_into(self, &mut out)?;
+        Ok(out)
+    }
+
+    pub(crate) fn from_bytes(bytes: &[u8]) -> Result<Self, HelloError> {
+        let Some(rest) = bytes.strip_prefix(&MAGIC) else {
+            return Err(HelloError::BadMagic);
+        };
+        let (version, body) = match rest {
+            [hi, lo, body @ ..] => (u16::from_be_bytes([*hi, *lo]), body),
+            _ => return Err(HelloError::Malformed),
+        };
+        if version != PROTOCOL_VERSION {
+            return Err(HelloError::Version(version));
+        }
+        // A hello is tiny; anything longer than a few KiB is hostile.
+        decode(body, 4096).map_err(|_refused| HelloError::Malformed)
+    }
+}
+
+/// A frame after the handshake.
+#[derive(Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub(crate) enum Frame<'a> {
+    /// Run a block. The captures stay an opaque byte string until the call is authorized.
+    Call {
+        id: u64,
+        block: u64,
+        #[serde(borrow)]
+        name: Cow<'a, str>,
+        /// Remaining time in milliseconds (a duration, so clocks need not agree).
+        deadline_ms: u64,
+        #[serde(borrow)]
+        metadata: Vec<(Cow<'a, str>, Cow<'a, str>)>,
+        #[serde(borrow, with = "serde_bytes")]
+        captures: &'a [u8],
+    },
+    /// The outcome of a call.
+    Reply {
+        id: u64,
+        #[serde(borrow)]
+        result: ReplyBody<'a>,
+    },
+    /// The caller gave up on a call; the callee stops it.
+    Cancel { id: u64 },
+    /// Application-level liveness probe (browsers cannot send WebSocket pings).
+    Ping { nonce: u64 },
+    /// Answer to [`Frame::Ping`].
+    Pong { nonce: u64 },
+}
+
+/// The body of a [`Frame::Reply`].
+#[derive(Debug, PartialEq, Eq, serde::Deserialize)]
+pub(crate) enum ReplyBody<'a> {
+    Ok(#[serde(borrow, with = "serde_bytes")] &'a [u8]),
+    Err(RemoteError),
+}
+
+impl Serialize for ReplyBody<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Ok(bytes) => serializer.serialize_newtype_variant(
+                "ReplyBody",
+                0,
+                "Ok",
+                serde_bytes::Bytes::new(bytes),
+            ),
+            Self::Err(error) => serializer.serialize_newtype_variant("ReplyBody", 1, "Err", error),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn call_frames_roundtrip_borrowing_captures() {
+        let captures = [1u8, 2, 3, 4];
+        let frame = Frame::Call {
+            id: 7,
+            block: 0xdead_beef,
+            name: Cow::Borrowed("app@1:1"),
+            deadline_ms: 30_000,
+            metadata: vec![(Cow::Borrowed("traceparent"), Cow::Borrowed("00-x"))],
+            captures: &captures,
+        };
+        let bytes = encode(&frame).unwrap();
+        let back: Frame<'_> = decode(&bytes, 1 << 20).unwrap();
+        assert_eq!(back, frame);
+        match back {
+            Frame::Call { captures: c, .. } => {
+                // Borrowed straight out of the frame: no copy.
+                let range = bytes.as_ptr_range();
+                assert!(range.contains(&c.as_ptr()));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn reply_frames_roundtrip() {
+        for result in [
+            ReplyBody::Ok(b"xyz"),
+            ReplyBody::Err(RemoteError::Timeout {
+                peer: None,
+                block: None,
+            }),
+        ] {
+            let frame = Frame::Reply { id: 1, result };
+            let bytes = encode(&frame).unwrap();
+            assert_eq!(decode::<Frame<'_>>(&bytes, 1 << 20).unwrap(), frame);
+        }
+    }
+
+    #[test]
+    fn rejects_trailing_bytes() {
+        let mut bytes = encode(&Frame::Cancel { id: 3 }).unwrap();
+        bytes.push(0);
+        let error = decode::<Frame<'_>>(&bytes, 1 << 20).unwrap_err();
+        assert!(error.to_string().contains("trailing"), "{error}");
+    }
+
+    #[test]
+    fn rejects_frames_over_the_limit_before_decoding() {
+        let bytes = vec![0u8; 100];
+        assert!(matches!(
+            decode::<Vec<u8>>(&bytes, 99),
+            Err(RemoteError::TooLarge {
+                size: 100,
+                limit: 99,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn hostile_length_prefix_is_an_error_not_an_allocation() {
+        // A varint length prefix claiming u64::MAX bytes, then nothing.
+        let mut bytes = vec![253u8];
+        bytes.extend_from_slice(&u64::MAX.to_le_bytes());
+        assert!(matches!(
+            decode::<Vec<u8>>(&bytes, 1 << 20),
+            Err(RemoteError::Decode { .. })
+        ));
+        // A terabyte-long string inside a call frame.
+        let mut call = vec![0u8, 1, 2, 253];
+        call.extend_from_slice(&(1u64 << 40).to_le_bytes());
+        assert!(decode::<Frame<'_>>(&call, 1 << 20).is_err());
+        assert!(decode::<(String, String)>(&call, 1 << 20).is_err());
+    }
+
+    #[test]
+    fn random_bytes_never_panic() {
+        let mut state = 0x1234_5678_u64;
+        for len in 0..512 {
+            let bytes: Vec<u8> = (0..len)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    state as u8
+                })
+                .collect();
+            let _ = decode::<Frame<'_>>(&bytes, 1 << 20);
+            let _ = Hello::from_bytes(&bytes);
+        }
+    }
+
+    #[test]
+    fn hello_checks_magic_and_version_first() {
+        let hello = Hello {
+            peer: PeerId::from_name("a"),
+            max_message_size: 1024,
+            app_version: Some("1.2".into()),
+        };
+        let bytes = hello.to_bytes().unwrap();
+        assert_eq!(Hello::from_bytes(&bytes).unwrap(), hello);
+        assert_eq!(Hello::from_bytes(b"GET / HTTP"), Err(HelloError::BadMagic));
+        let mut future = bytes.clone();
+        future[4..6].copy_from_slice(&99u16.to_be_bytes());
+        assert_eq!(Hello::from_bytes(&future), Err(HelloError::Version(99)));
+        assert_eq!(Hello::from_bytes(&bytes[..6]), Err(HelloError::Malformed));
+    }
+}
