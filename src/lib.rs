@@ -67,6 +67,8 @@ mod wire;
 #[cfg(not(target_arch = "wasm32"))]
 mod peer;
 #[cfg(not(target_arch = "wasm32"))]
+pub mod testing;
+#[cfg(not(target_arch = "wasm32"))]
 mod transport;
 
 pub use crate::block::{BlockInfo, blocks};

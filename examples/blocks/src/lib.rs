@@ -208,3 +208,7 @@ pub async fn search_and_display(
 pub async fn add(x: u32, y: u32) -> u32 {
     x + y
 }
+
+/// Referencing this function from a binary guarantees the crate, and so its block
+/// registrations, are linked in even when the binary calls no block itself.
+pub fn link() {}

@@ -1,0 +1,93 @@
+//! A standalone peer process. It links the shared `blocks` crate, so the demo's hops run
+//! across processes and hosts.
+//!
+//! ```text
+//! cargo run --example peer -- --id server --listen 127.0.0.1:7000
+//! cargo run --example peer -- --id client --connect ws://127.0.0.1:7000/
+//! cargo run --example peer -- --list-blocks
+//! ```
+//!
+//! Options: `--id NAME` (the peer id is `PeerId::from_name(NAME)`; default a random id),
+//! `--listen ADDR`, `--connect URL` (repeatable), `--list-blocks` (print the blocks compiled
+//! into this binary and exit). Prints `listening on ws://HOST:PORT/` once ready, and
+//! `connected to ID` for each link it opens, then runs until killed.
+
+use std::io::Write;
+
+use anyhow::{Context, bail};
+use distributed_scope::actix::System;
+use distributed_scope::{Peer, PeerId};
+
+struct Options {
+    id: Option<String>,
+    listen: Option<String>,
+    connect: Vec<String>,
+    list_blocks: bool,
+}
+
+fn options() -> anyhow::Result<Options> {
+    let mut options = Options {
+        id: None,
+        listen: None,
+        connect: Vec::new(),
+        list_blocks: false,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--id" => options.id = Some(args.next().context("--id needs a name")?),
+            "--listen" => options.listen = Some(args.next().context("--listen needs an address")?),
+            "--connect" => options
+                .connect
+                .push(args.next().context("--connect needs a url")?),
+            "--list-blocks" => options.list_blocks = true,
+            other => bail!(
+                "unknown argument `{other}`; usage: peer [--id NAME] [--listen ADDR] [--connect URL]... [--list-blocks]"
+            ),
+        }
+    }
+    Ok(options)
+}
+
+fn main() -> anyhow::Result<()> {
+    let options = options()?;
+    // Make sure the shared blocks are linked into this binary.
+    blocks::link();
+    if options.list_blocks {
+        for block in distributed_scope::blocks() {
+            println!(
+                "{:016x}  {}  ({}) -> {}  {}:{}",
+                block.id(),
+                block.name(),
+                block.captures(),
+                block.output(),
+                block.file(),
+                block.line()
+            );
+        }
+        return Ok(());
+    }
+    let id = options
+        .id
+        .as_deref()
+        .map_or_else(PeerId::random, PeerId::from_name);
+    System::new().block_on(async move {
+        let mut builder = Peer::builder(id);
+        if let Some(addr) = &options.listen {
+            builder = builder.listen(addr.as_str());
+        }
+        let peer = builder.start().await?;
+        let mut out = std::io::stdout();
+        writeln!(out, "peer {id}")?;
+        if let Some(url) = peer.url() {
+            writeln!(out, "listening on {url}")?;
+        }
+        for url in &options.connect {
+            let remote = peer.connect(url).await?;
+            writeln!(out, "connected to {remote}")?;
+        }
+        out.flush()?;
+        std::future::pending::<()>().await;
+        anyhow::Ok(())
+    })
+}

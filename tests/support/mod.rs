@@ -1,0 +1,117 @@
+//! Shared harness for the end-to-end tests: bounded waits, peers on their own threads,
+//! and the `peer` example as a separate OS process.
+
+#![allow(
+    dead_code,
+    unreachable_pub,
+    reason = "each test crate uses a part of the harness"
+)]
+
+use std::future::Future;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use distributed_scope::testing::PeerThread;
+use distributed_scope::{Peer, PeerHandle, PeerId};
+
+/// The bound on every await in the tests.
+pub const LIMIT: Duration = Duration::from_secs(20);
+
+/// Runs `future` in a fresh actix system on this thread, failing the test if it takes
+/// longer than [`LIMIT`].
+pub fn block_on<F: Future>(future: F) -> F::Output {
+    distributed_scope::actix::System::new().block_on(async move {
+        tokio::time::timeout(LIMIT, future)
+            .await
+            .expect("the test did not finish within its time limit")
+    })
+}
+
+/// A listening peer named `name` on its own thread.
+pub fn server(name: &str) -> PeerThread {
+    PeerThread::start(Peer::builder(PeerId::from_name(name)).listen("127.0.0.1:0"))
+        .expect("server starts")
+}
+
+/// The URL of a listening peer.
+pub fn url(peer: &PeerHandle) -> String {
+    peer.url().expect("the peer listens")
+}
+
+/// The `peer` example running as a child process; killed when dropped.
+pub struct PeerProcess {
+    child: Child,
+    pub url: String,
+    pub id: PeerId,
+}
+
+impl PeerProcess {
+    /// Starts `peer --id NAME --listen 127.0.0.1:0` and waits for its `listening on` line.
+    pub fn start(name: &str) -> Self {
+        let binary = peer_binary();
+        let mut child = Command::new(&binary)
+            .args(["--id", name, "--listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|error| panic!("cannot start {}: {error}", binary.display()));
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (lines, received) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            // Keep draining after the test stops listening, so the child never writes
+            // into a closed pipe.
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let _ = lines.send(line);
+            }
+        });
+        let mut process = Self {
+            child,
+            url: String::new(),
+            id: PeerId::from_name(name),
+        };
+        loop {
+            let line = received
+                .recv_timeout(LIMIT)
+                .expect("the peer process prints `listening on URL` in time");
+            if let Some(url) = line.strip_prefix("listening on ") {
+                process.url = url.trim().to_owned();
+                return process;
+            }
+        }
+    }
+
+    /// Kills the process now.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for PeerProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// `target/<profile>/examples/peer`, built by `cargo test` with the other examples; built
+/// here if it is missing.
+fn peer_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>/deps");
+    let binary = profile_dir.join("examples").join("peer");
+    if !binary.exists() {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--example", "peer"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building the peer example failed");
+    }
+    binary
+}
