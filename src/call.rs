@@ -64,11 +64,10 @@ impl<T> Future for RemoteCall<T> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        if let State::Ready { .. } = this.state {
-            if let State::Ready { timeout, start } = std::mem::replace(&mut this.state, State::Done)
-            {
-                this.state = State::Running(start(timeout));
-            }
+        if let State::Ready { .. } = this.state
+            && let State::Ready { timeout, start } = std::mem::replace(&mut this.state, State::Done)
+        {
+            this.state = State::Running(start(timeout));
         }
         match &mut this.state {
             State::Running(future) => {

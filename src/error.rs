@@ -529,8 +529,8 @@ mod tests {
     use super::*;
     use crate::wire;
 
-    fn roundtrip(error: RemoteError) -> RemoteError {
-        let bytes = wire::encode(&error).unwrap();
+    fn roundtrip(error: &RemoteError) -> RemoteError {
+        let bytes = wire::encode(error).unwrap();
         wire::decode(&bytes, 1024).unwrap()
     }
 
@@ -574,7 +574,7 @@ mod tests {
             RemoteError::NoCurrentPeer { block },
         ];
         for error in errors {
-            assert_eq!(roundtrip(error.clone()), error);
+            assert_eq!(roundtrip(&error), error);
         }
     }
 

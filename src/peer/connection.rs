@@ -118,19 +118,19 @@ impl Connection {
 
     fn fail_handshake(&mut self, ctx: &mut Context<Self>, reason: HandshakeError) {
         tracing::info!(link = self.direction.describe(), %reason, "handshake refused");
-        if let State::Handshaking { ready } = &mut self.state {
-            if let Some(ready) = ready.take() {
-                let _caller_gone = ready.send(Err(Error::Handshake {
-                    url: self.direction.describe().to_owned(),
-                    reason: reason.clone(),
-                }));
-            }
-        }
         let code = match reason {
             HandshakeError::Duplicate(_) | HandshakeError::AppVersion { .. } => CloseCode::Policy,
             _ => CloseCode::Protocol,
         };
         self.close(ctx, code, &reason.to_string());
+        if let State::Handshaking { ready } = &mut self.state
+            && let Some(ready) = ready.take()
+        {
+            let _caller_gone = ready.send(Err(Error::Handshake {
+                url: self.direction.describe().to_owned(),
+                reason,
+            }));
+        }
     }
 
     fn on_hello(&mut self, bytes: &[u8], ctx: &mut Context<Self>) {
@@ -188,11 +188,11 @@ impl Connection {
         }
     }
 
-    fn on_frame(&mut self, bytes: Bytes, ctx: &mut Context<Self>) {
+    fn on_frame(&mut self, bytes: &Bytes, ctx: &mut Context<Self>) {
         let State::Live { remote, remote_max } = self.state else {
             return;
         };
-        let frame: Frame<'_> = match wire::decode(&bytes, self.shared.config.max_message_size) {
+        let frame: Frame<'_> = match wire::decode(bytes, self.shared.config.max_message_size) {
             Ok(frame) => frame,
             Err(error) => {
                 tracing::warn!(peer = %remote, %error, "undecodable frame");
@@ -264,7 +264,7 @@ impl Connection {
             return self.reply(
                 id,
                 remote_max,
-                Err(RemoteError::Overloaded {
+                &Err(RemoteError::Overloaded {
                     peer: None,
                     block: Some(name.to_owned()),
                 }),
@@ -272,7 +272,7 @@ impl Connection {
         }
         let entry = match block::lookup(block_id, name) {
             Ok(entry) => entry,
-            Err(error) => return self.reply(id, remote_max, Err(error)),
+            Err(error) => return self.reply(id, remote_max, &Err(error)),
         };
         let deadline = Instant::now() + Duration::from_millis(deadline_ms);
         let scope = Scope::new(
@@ -286,14 +286,14 @@ impl Connection {
         let run = scope.guard((entry.invoke)(captures, max));
         let handle = ctx.spawn(run.into_actor(self).map(move |result, this, _ctx| {
             this.running.remove(&id);
-            this.reply(id, remote_max, result);
+            this.reply(id, remote_max, &result);
         }));
         self.running.insert(id, handle);
     }
 
-    fn reply(&self, id: u64, remote_max: usize, result: Result<Vec<u8>, RemoteError>) {
+    fn reply(&self, id: u64, remote_max: usize, result: &Result<Vec<u8>, RemoteError>) {
         let local = Some(self.shared.id);
-        let frame = match &result {
+        let frame = match result {
             Ok(output) => Frame::Reply {
                 id,
                 result: ReplyBody::Ok(output),
@@ -383,7 +383,7 @@ impl StreamHandler<Inbound> for Connection {
         match event {
             Inbound::Binary(bytes) => match self.state {
                 State::Handshaking { .. } => self.on_hello(&bytes, ctx),
-                State::Live { .. } => self.on_frame(bytes, ctx),
+                State::Live { .. } => self.on_frame(&bytes, ctx),
                 State::Closed => {}
             },
             Inbound::Ping(bytes) => self.send(Outgoing::Pong(bytes)),
