@@ -2,6 +2,8 @@
 
 pub(crate) mod config;
 pub(crate) mod connection;
+#[cfg(feature = "auth")]
+pub(crate) mod guard;
 pub(crate) mod shared;
 
 use std::future::Future;
@@ -47,6 +49,8 @@ impl Peer {
             id,
             listen: None,
             config: Config::default(),
+            #[cfg(feature = "auth")]
+            guard: guard::Guard::default(),
         }
     }
 }
@@ -62,12 +66,51 @@ pub struct PeerBuilder {
     id: PeerId,
     listen: Option<String>,
     config: Config,
+    #[cfg(feature = "auth")]
+    guard: guard::Guard,
 }
 
 impl PeerBuilder {
     /// Accepts WebSocket links on `addr` (e.g. `"127.0.0.1:0"`), upgrade path `/`.
     pub fn listen(mut self, addr: impl Into<String>) -> Self {
         self.listen = Some(addr.into());
+        self
+    }
+
+    /// Requires a valid JWT on every inbound link (checked at the WebSocket upgrade: a
+    /// missing or bad token gets HTTP 401 before any WebSocket exists), and checks every
+    /// inbound call against `policy` by block name before its captures are decoded
+    /// (deny by default). Links this peer opens itself are trusted; narrow them with
+    /// [`allow_peer`](PeerBuilder::allow_peer) and [`deny_peer`](PeerBuilder::deny_peer).
+    ///
+    /// [`start`](PeerBuilder::start) fails if the configuration does not pass
+    /// [`JwtAuth::check`](crate::auth::JwtAuth::check) (e.g. an HS256 secret under 32 bytes).
+    #[cfg(feature = "auth")]
+    pub fn auth(mut self, auth: crate::auth::JwtAuth, policy: crate::auth::Policy) -> Self {
+        self.guard.set_auth(auth, policy);
+        self
+    }
+
+    /// Lets `peer` run only blocks whose names match `glob` here (repeatable; `*` matches
+    /// any run of characters, `?` one). Applies to links in both directions.
+    #[cfg(feature = "auth")]
+    pub fn allow_peer(mut self, peer: PeerId, glob: impl Into<String>) -> Self {
+        self.guard.allow_peer(peer, glob.into());
+        self
+    }
+
+    /// Lets `peer` run no block here.
+    #[cfg(feature = "auth")]
+    pub fn deny_peer(mut self, peer: PeerId) -> Self {
+        self.guard.deny_peer(peer);
+        self
+    }
+
+    /// Accepts browser upgrades only from this `Origin` (repeatable). Clients that send no
+    /// `Origin` header (non-browsers) are not affected.
+    #[cfg(feature = "auth")]
+    pub fn allow_origin(mut self, origin: impl Into<String>) -> Self {
+        self.guard.allow_origin(origin.into());
         self
     }
 
@@ -134,14 +177,32 @@ impl PeerBuilder {
     ///
     /// [`Error::Config`] for an invalid option, [`Error::Bind`] if the address cannot be bound.
     pub async fn start(self) -> Result<PeerHandle, Error> {
-        let Self { id, listen, config } = self;
+        let Self {
+            id,
+            listen,
+            config,
+            #[cfg(feature = "auth")]
+            guard,
+        } = self;
+        #[cfg(feature = "auth")]
+        {
+            guard.check()?;
+            if listen.is_some() && !guard.has_auth() {
+                tracing::warn!(peer = %id, "listening without auth: any client may run any block");
+            }
+        }
         if config.max_message_size > wire::MAX_MESSAGE_SIZE_CEILING {
             return Err(Error::Config("max_message_size is above 1 GiB"));
         }
         if config.max_message_size < 1024 {
             return Err(Error::Config("max_message_size is below 1 KiB"));
         }
-        let shared = Arc::new(Shared::new(id, config));
+        let shared = Arc::new(Shared::new(
+            id,
+            config,
+            #[cfg(feature = "auth")]
+            guard,
+        ));
         let mut local_addr = None;
         let mut server_handle = None;
         if let Some(addr) = listen {
@@ -263,6 +324,34 @@ impl PeerHandle {
     /// upgrade), [`Error::Handshake`], or [`Error::Stopped`].
     pub async fn connect(&self, url: &str) -> Result<PeerId, Error> {
         self.open(url, None).await
+    }
+
+    /// Opens a link presenting `token` (`Authorization: Bearer`) to a peer that requires auth.
+    ///
+    /// # Errors
+    ///
+    /// As [`connect`](PeerHandle::connect); a refused token is [`Error::Connect`] with
+    /// status 401.
+    pub async fn connect_with_token(&self, url: &str, token: &str) -> Result<PeerId, Error> {
+        self.open(url, Some(token.to_owned())).await
+    }
+
+    /// Opens a link with a token from `provider`, asked for a fresh token when the link is
+    /// opened. (Outbound links do not reconnect by themselves yet; call this again after a
+    /// link is lost.)
+    ///
+    /// # Errors
+    ///
+    /// As [`connect_with_token`](PeerHandle::connect_with_token).
+    pub async fn connect_with_token_provider<P>(
+        &self,
+        url: &str,
+        provider: P,
+    ) -> Result<PeerId, Error>
+    where
+        P: Fn() -> String + Send + Sync + 'static,
+    {
+        self.open(url, Some(provider())).await
     }
 
     async fn open(&self, url: &str, token: Option<String>) -> Result<PeerId, Error> {

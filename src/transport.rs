@@ -53,8 +53,17 @@ pub(crate) async fn accept(
     body: web::Payload,
     shared: web::Data<std::sync::Arc<Shared>>,
 ) -> actix_web::Result<HttpResponse> {
+    #[cfg(feature = "auth")]
+    let link_auth = match shared.guard.admit(&request) {
+        Ok(link_auth) => link_auth,
+        Err(refusal) => return Ok(refusal.response()),
+    };
     let max = shared.config.max_message_size;
-    let (response, session, stream) = actix_ws::handle(&request, body)?;
+    #[cfg(feature = "auth")]
+    let protocols = [crate::peer::guard::SUBPROTOCOL];
+    #[cfg(not(feature = "auth"))]
+    let protocols: [&str; 0] = [];
+    let (response, session, stream) = actix_ws::handle_with_protocols(&request, body, &protocols)?;
     let stream = stream
         .max_frame_size(max)
         .aggregate_continuations()
@@ -76,6 +85,8 @@ pub(crate) async fn accept(
     Connection::launch(
         shared.get_ref().clone(),
         Direction::Inbound { remote },
+        #[cfg(feature = "auth")]
+        link_auth,
         Box::pin(stream),
         sender,
         None,
@@ -180,6 +191,8 @@ pub(crate) async fn connect(
     Connection::launch(
         shared.clone(),
         Direction::Outbound { url },
+        #[cfg(feature = "auth")]
+        crate::peer::guard::LinkAuth::Outbound,
         Box::pin(stream),
         sender,
         Some(ready),

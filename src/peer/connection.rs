@@ -57,6 +57,8 @@ pub(crate) struct Connection {
     shared: Arc<Shared>,
     serial: u64,
     direction: Direction,
+    #[cfg(feature = "auth")]
+    link_auth: super::guard::LinkAuth,
     out: mpsc::UnboundedSender<Outgoing>,
     state: State,
     next_call: Arc<AtomicU64>,
@@ -71,6 +73,7 @@ impl Connection {
     pub(crate) fn launch(
         shared: Arc<Shared>,
         direction: Direction,
+        #[cfg(feature = "auth")] link_auth: super::guard::LinkAuth,
         inbound: InboundStream,
         out: mpsc::UnboundedSender<Outgoing>,
         ready: Option<oneshot::Sender<Result<PeerId, Error>>>,
@@ -81,6 +84,8 @@ impl Connection {
                 serial: shared.next_serial(),
                 shared,
                 direction,
+                #[cfg(feature = "auth")]
+                link_auth,
                 out,
                 state: State::Handshaking { ready },
                 next_call: Arc::new(AtomicU64::new(1)),
@@ -270,8 +275,25 @@ impl Connection {
                 }),
             );
         }
+        // Authorize by name first, so that nothing about the block, not even whether it
+        // exists, is revealed to a caller that may not run it; the captures stay opaque.
+        #[cfg(feature = "auth")]
+        if let Err(error) = self.shared.guard.authorize(&self.link_auth, remote, name) {
+            return self.reply(id, remote_max, &Err(error));
+        }
+        // The id must name the very block that was authorized.
         let entry = match block::lookup(block_id, name) {
-            Ok(entry) => entry,
+            Ok(entry) if entry.info.name() == name => entry,
+            Ok(_) => {
+                return self.reply(
+                    id,
+                    remote_max,
+                    &Err(RemoteError::UnknownBlock {
+                        peer: None,
+                        block: name.to_owned(),
+                    }),
+                );
+            }
             Err(error) => return self.reply(id, remote_max, &Err(error)),
         };
         let deadline = Instant::now() + Duration::from_millis(deadline_ms);
@@ -279,7 +301,7 @@ impl Connection {
             self.shared.clone(),
             remote,
             #[cfg(feature = "auth")]
-            None,
+            self.link_auth.principal(),
             Some(deadline),
         );
         let max = self.shared.config.max_message_size;
@@ -352,6 +374,20 @@ impl Actor for Connection {
                 this.fail_handshake(ctx, HandshakeError::Timeout);
             }
         });
+        #[cfg(feature = "auth")]
+        if let Some(principal) = self.link_auth.principal() {
+            // The link lives no longer than the token it was opened with.
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |since| since.as_secs());
+            let left = Duration::from_secs(principal.expires_at().saturating_sub(now));
+            if principal.expires_at() != u64::MAX {
+                ctx.run_later(left, |this, ctx| {
+                    tracing::info!(target: "distributed_scope::auth", "token expired, closing link");
+                    this.close(ctx, CloseCode::Policy, "token expired");
+                });
+            }
+        }
     }
 
     fn stopped(&mut self, _ctx: &mut Context<Self>) {

@@ -31,16 +31,24 @@ pub(crate) struct Link {
 pub(crate) struct Shared {
     pub(crate) id: PeerId,
     pub(crate) config: Config,
+    #[cfg(feature = "auth")]
+    pub(crate) guard: super::guard::Guard,
     links: RwLock<HashMap<PeerId, Link>>,
     links_changed: tokio::sync::Notify,
     serials: AtomicU64,
 }
 
 impl Shared {
-    pub(crate) fn new(id: PeerId, config: Config) -> Self {
+    pub(crate) fn new(
+        id: PeerId,
+        config: Config,
+        #[cfg(feature = "auth")] guard: super::guard::Guard,
+    ) -> Self {
         Self {
             id,
             config,
+            #[cfg(feature = "auth")]
+            guard,
             links: RwLock::new(HashMap::new()),
             links_changed: tokio::sync::Notify::new(),
             serials: AtomicU64::new(1),

@@ -212,3 +212,33 @@ pub async fn add(x: u32, y: u32) -> u32 {
 /// Referencing this function from a binary guarantees the crate, and so its block
 /// registrations, are linked in even when the binary calls no block itself.
 pub fn link() {}
+
+/// The named search block of the auth example: `blocks::search_items`.
+#[remote_block]
+pub async fn search_items(query: String) -> Vec<Item> {
+    search(
+        &query,
+        &Filters {
+            category: None,
+            limit: 50,
+        },
+    )
+}
+
+/// How many times [`admin_reset`] ran in this process: the side effect that proves a
+/// refused call did not run.
+pub static RESETS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// A privileged block with a side effect: `blocks::admin_reset`.
+#[remote_block]
+pub async fn admin_reset() -> u64 {
+    RESETS.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1
+}
+
+/// The principal the block sees: `(subject, roles)`, or `None` on a link without one.
+#[remote_block]
+pub async fn whoami() -> Option<(String, Vec<String>)> {
+    Scope::current()
+        .principal()
+        .map(|principal| (principal.subject().to_owned(), principal.roles().to_vec()))
+}

@@ -1,0 +1,225 @@
+//! Who may open a link and run which block: the upgrade check (token, origin) and the
+//! per-call authorization, done on the connection's thread before captures are decoded.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse};
+
+use crate::auth::{AuthError, JwtAuth, Policy, Principal};
+use crate::{PeerId, RemoteError};
+
+/// The `Sec-WebSocket-Protocol` a browser offers beside its token (`bearer.<jwt>`), and the
+/// one the server selects.
+pub(crate) const SUBPROTOCOL: &str = "distributed-scope";
+const BEARER_SUBPROTOCOL: &str = "bearer.";
+
+/// The auth configuration of a peer.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Guard {
+    auth: Option<(JwtAuth, Policy)>,
+    /// Per-peer narrowing: `None` denies everything, otherwise the allowed globs.
+    peers: HashMap<PeerId, Option<Vec<String>>>,
+    origins: Option<Vec<String>>,
+}
+
+/// What a link is allowed by: the principal verified at its upgrade, or nothing.
+#[derive(Debug, Clone)]
+pub(crate) enum LinkAuth {
+    /// A link this peer opened itself: trusted, narrowed by peer rules.
+    Outbound,
+    /// A link accepted by a peer without auth: open, narrowed by peer rules.
+    Open,
+    /// A link accepted with a verified token.
+    Verified(Arc<Principal>),
+}
+
+impl LinkAuth {
+    pub(crate) fn principal(&self) -> Option<Arc<Principal>> {
+        match self {
+            Self::Verified(principal) => Some(principal.clone()),
+            Self::Outbound | Self::Open => None,
+        }
+    }
+}
+
+/// Why an upgrade was refused.
+#[derive(Debug)]
+pub(crate) enum Refusal {
+    Token(AuthError),
+    Origin,
+}
+
+impl Refusal {
+    /// The one mapping from a refused upgrade to an HTTP response.
+    pub(crate) fn response(&self) -> HttpResponse {
+        match self {
+            Self::Token(AuthError::MissingToken) => HttpResponse::Unauthorized()
+                .insert_header((
+                    header::WWW_AUTHENTICATE,
+                    "Bearer realm=\"distributed-scope\"",
+                ))
+                .finish(),
+            Self::Token(_) => HttpResponse::Unauthorized()
+                .insert_header((
+                    header::WWW_AUTHENTICATE,
+                    "Bearer realm=\"distributed-scope\", error=\"invalid_token\"",
+                ))
+                .finish(),
+            Self::Origin => HttpResponse::Forbidden().finish(),
+        }
+    }
+}
+
+impl Guard {
+    pub(crate) fn set_auth(&mut self, auth: JwtAuth, policy: Policy) {
+        self.auth = Some((auth, policy));
+    }
+
+    pub(crate) fn allow_peer(&mut self, peer: PeerId, glob: String) {
+        // A peer denied outright stays denied.
+        if let Some(globs) = self.peers.entry(peer).or_insert_with(|| Some(Vec::new())) {
+            globs.push(glob);
+        }
+    }
+
+    pub(crate) fn deny_peer(&mut self, peer: PeerId) {
+        self.peers.insert(peer, None);
+    }
+
+    pub(crate) fn allow_origin(&mut self, origin: String) {
+        self.origins.get_or_insert_with(Vec::new).push(origin);
+    }
+
+    pub(crate) fn has_auth(&self) -> bool {
+        self.auth.is_some()
+    }
+
+    /// Checks the auth configuration at start (weak secrets, missing crypto backend).
+    pub(crate) fn check(&self) -> Result<(), AuthError> {
+        self.auth.as_ref().map_or(Ok(()), |(auth, _)| auth.check())
+    }
+
+    /// Checks an upgrade request before any WebSocket exists.
+    pub(crate) fn admit(&self, request: &HttpRequest) -> Result<LinkAuth, Refusal> {
+        if let Some(origins) = &self.origins {
+            let origin = request
+                .headers()
+                .get(header::ORIGIN)
+                .and_then(|value| value.to_str().ok());
+            // Non-browser clients send no Origin; an allowlist only binds browsers.
+            if let Some(origin) = origin
+                && !origins.iter().any(|allowed| allowed == origin)
+            {
+                tracing::info!(target: "distributed_scope::auth", origin, "origin refused");
+                return Err(Refusal::Origin);
+            }
+        }
+        let Some((auth, _)) = &self.auth else {
+            return Ok(LinkAuth::Open);
+        };
+        let token = token(request).ok_or(Refusal::Token(AuthError::MissingToken));
+        match token.and_then(|token| auth.verify(token).map_err(Refusal::Token)) {
+            Ok(principal) => {
+                tracing::info!(
+                    target: "distributed_scope::auth",
+                    subject = principal.subject(),
+                    roles = ?principal.roles(),
+                    "link authenticated"
+                );
+                Ok(LinkAuth::Verified(Arc::new(principal)))
+            }
+            Err(refusal) => {
+                let remote = request.peer_addr().map(|addr| addr.to_string());
+                tracing::info!(
+                    target: "distributed_scope::auth",
+                    remote,
+                    reason = ?refusal,
+                    "upgrade refused"
+                );
+                Err(refusal)
+            }
+        }
+    }
+
+    /// Authorizes one inbound call by block name, before its captures are decoded.
+    pub(crate) fn authorize(
+        &self,
+        link: &LinkAuth,
+        remote: PeerId,
+        block: &str,
+    ) -> Result<(), RemoteError> {
+        let decision = self.decide(link, remote, block);
+        let subject = match link {
+            LinkAuth::Verified(principal) => principal.subject(),
+            LinkAuth::Outbound | LinkAuth::Open => "",
+        };
+        match &decision {
+            Ok(()) => tracing::debug!(
+                target: "distributed_scope::auth",
+                decision = "allow", block, subject, peer = %remote
+            ),
+            Err(error) => tracing::info!(
+                target: "distributed_scope::auth",
+                decision = "deny", block, subject, peer = %remote, %error
+            ),
+        }
+        decision
+    }
+
+    fn decide(&self, link: &LinkAuth, remote: PeerId, block: &str) -> Result<(), RemoteError> {
+        let forbidden = |subject: String| RemoteError::Forbidden {
+            block: block.to_owned(),
+            subject,
+            peer: None,
+        };
+        if let Some(rule) = self.peers.get(&remote) {
+            let allowed = rule.as_ref().is_some_and(|globs| {
+                let subject = remote.to_string();
+                let policy = globs.iter().fold(Policy::deny_all(), |policy, glob| {
+                    policy.allow_subject(subject.as_str(), glob.as_str())
+                });
+                policy.allows(
+                    &Principal::new(subject.as_str(), Vec::<String>::new()),
+                    block,
+                )
+            });
+            if !allowed {
+                return Err(forbidden(format!("peer {remote}")));
+            }
+        }
+        match (link, &self.auth) {
+            (LinkAuth::Outbound | LinkAuth::Open, None)
+            | (LinkAuth::Outbound, _)
+            | (LinkAuth::Verified(_), None) => Ok(()),
+            // Cannot happen through `admit`, which refuses such upgrades; kept as a guard.
+            (LinkAuth::Open, Some(_)) => Err(RemoteError::Unauthenticated {
+                peer: None,
+                block: Some(block.to_owned()),
+            }),
+            (LinkAuth::Verified(principal), Some((_, policy))) => {
+                if policy.allows(principal, block) {
+                    Ok(())
+                } else {
+                    Err(forbidden(principal.subject().to_owned()))
+                }
+            }
+        }
+    }
+}
+
+/// The token of an upgrade request: `Authorization: Bearer <jwt>`, or a
+/// `Sec-WebSocket-Protocol` entry `bearer.<jwt>` (browsers cannot set headers).
+fn token(request: &HttpRequest) -> Option<&str> {
+    let headers = request.headers();
+    if let Some(value) = headers.get(header::AUTHORIZATION) {
+        return value.to_str().ok()?.strip_prefix("Bearer ");
+    }
+    headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(str::trim)
+        .find_map(|protocol| protocol.strip_prefix(BEARER_SUBPROTOCOL))
+}
