@@ -392,3 +392,70 @@ fn calls_are_never_relayed_to_a_third_peer() {
         "{result:?}"
     );
 }
+
+#[test]
+fn browsers_present_the_token_as_a_subprotocol_and_origins_are_checked() {
+    let server = PeerThread::start(
+        Peer::builder(PeerId::from_name("auth-browser"))
+            .listen("127.0.0.1:0")
+            .auth(issuer(), policy())
+            .allow_origin("http://app.example"),
+    )
+    .unwrap();
+    let url = url(server.handle());
+    let token = issuer().issue("reader", &["viewer"], HOUR).unwrap();
+    block_on(async move {
+        let upgrade = |origin: &'static str, protocols: Vec<String>| {
+            let url = url.clone();
+            async move {
+                let request = awc::Client::new()
+                    .ws(url.as_str())
+                    .origin(origin)
+                    .protocols(protocols);
+                match request.connect().await {
+                    Ok((response, _framed)) => (
+                        response.status().as_u16(),
+                        response
+                            .headers()
+                            .get("sec-websocket-protocol")
+                            .map(|value| value.to_str().unwrap().to_owned()),
+                    ),
+                    Err(awc::error::WsClientError::InvalidResponseStatus(status)) => {
+                        (status.as_u16(), None)
+                    }
+                    Err(error) => panic!("unexpected upgrade error: {error}"),
+                }
+            }
+        };
+        let offered = vec!["distributed-scope".to_owned(), format!("bearer.{token}")];
+        assert_eq!(
+            upgrade("http://app.example", offered.clone()).await,
+            (101, Some("distributed-scope".to_owned()))
+        );
+        assert_eq!(upgrade("http://evil.example", offered).await.0, 403);
+        let no_token = vec!["distributed-scope".to_owned()];
+        assert_eq!(upgrade("http://app.example", no_token).await.0, 401);
+    });
+}
+
+#[test]
+fn link_closes_when_its_token_expires() {
+    let server = auth_server("auth-expiry", issuer().with_leeway(Duration::ZERO));
+    let url = url(server.handle());
+    let token = issuer()
+        .issue("reader", &["viewer"], Duration::from_secs(2))
+        .unwrap();
+    block_on(async move {
+        let client = Peer::builder(PeerId::random()).start().await.unwrap();
+        client.connect_with_token(&url, &token).await.unwrap();
+        assert_eq!(client.connected_peers().len(), 1);
+        // The server closes the link at `exp`; observe it from the client side.
+        let closed = tokio::time::timeout(Duration::from_secs(10), async {
+            while !client.connected_peers().is_empty() {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await;
+        assert!(closed.is_ok(), "the link outlived its token");
+    });
+}
