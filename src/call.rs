@@ -117,7 +117,9 @@ async fn execute<B: Block>(
     } else {
         remote::<B>(&scope, target, deadline, block).await
     };
-    result.map_err(|error| error.with_context(name, target))
+    let result = result.map_err(|error| error.with_context(name, target));
+    runtime.record(result.as_ref().map(|_| ()));
+    result
 }
 
 async fn remote<B: Block>(

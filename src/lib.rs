@@ -58,6 +58,8 @@
 extern crate self as distributed_scope;
 
 mod block;
+#[cfg(target_arch = "wasm32")]
+mod browser;
 mod call;
 mod error;
 mod id;
@@ -72,14 +74,18 @@ pub mod testing;
 mod transport;
 
 pub use crate::block::{BlockInfo, blocks};
+#[cfg(target_arch = "wasm32")]
+pub use crate::browser::{BrowserPeer, BrowserPeerBuilder};
 pub use crate::call::RemoteCall;
 pub use crate::error::{Error, HandshakeError, Outcome, RemoteError};
 pub use crate::id::PeerId;
 #[cfg(not(target_arch = "wasm32"))]
-pub use crate::peer::{Config, LinkInfo, On, Peer, PeerBuilder, PeerHandle};
+pub use crate::peer::{
+    Backoff, Config, Events, LinkInfo, Metrics, On, Peer, PeerBuilder, PeerEvent, PeerHandle,
+};
 pub use crate::scope::Scope;
 pub use crate::wire::{DEFAULT_MAX_MESSAGE_SIZE, MAX_MESSAGE_SIZE_CEILING};
-pub use distributed_scope_macros::remote_block;
+pub use distributed_scope_macros::{distributed, remote_block};
 
 /// JWT keys, principals and policies (the `auth` feature, on by default).
 #[cfg(feature = "auth")]
@@ -107,15 +113,26 @@ pub use actix;
 /// # What it expands to
 ///
 /// Inside a block expression:
-/// - `async fn __body(captures...) -> T { body }`, the body as a nested function;
-/// - `struct __Block(captures tuple)`, the block's message type, implementing the internal
-///   `Block` trait (id, name, run) and, natively, `actix::Message`;
+/// - `struct __RemoteBlock((A, (B, ())))`, the block's message type holding the captures;
+/// - `const _: () = check::<A>();` for each capture type and the result type, spanned at the
+///   type: a type that is not `Serialize + DeserializeOwned + Send + 'static` is an error
+///   there, saying so;
+/// - `impl Block for __RemoteBlock` (the internal trait: id, name, run), whose `run` holds
+///   `async fn __body(a: A, b: B) -> T { body }`, the body as a nested function;
+/// - natively, `impl actix::Message for __RemoteBlock` with `Result = Result<T, RemoteError>`;
 /// - an `inventory::submit!` of the block's registry entry;
-/// - `RemoteCall::new(target, __Block((a, (b, ()))))`.
+/// - the call, `RemoteCall::<T>::new(target, __RemoteBlock((a, (b, ()))))` (reached, like the
+///   registry entry, through one internal constant so that a bad type is reported once more
+///   at most, at the macro call).
+///
+/// A mistake the macro detects (a capture without a type, a duplicate capture, a reference,
+/// `impl Trait`, `_` or `Self` as a type) is reported at the offending tokens, and the macro
+/// still evaluates to a `RemoteCall<T>` so that no second error follows.
 ///
 /// # Names and ids
 ///
-/// The block's name is `module::path@line:column` of the macro call. Its id is a 64-bit
+/// The block's name is `module::path@line:column` of the macro call (`module::fn#i` inside a
+/// [`#[distributed]`](distributed) function). Its id is a 64-bit
 /// FNV-1a hash over a canonical walk of the block's tokens (identifiers, punctuation,
 /// literals, delimiters: not the compiler's spacing), its capture and result types as spelled,
 /// combined with `module_path!()`. Reformatting a block or moving it keeps its id; changing
@@ -140,6 +157,39 @@ pub mod __private {
 
     #[cfg(not(target_arch = "wasm32"))]
     pub use actix;
+
+    /// What every capture and result type must be. Sealed by its blanket impl; named in
+    /// the generated code so that a bad type gets one error with this message, at the type.
+    #[diagnostic::on_unimplemented(
+        message = "`{Self}` cannot travel with a block: captures and results must be `Serialize + DeserializeOwned + Send + 'static`",
+        label = "this type cannot be sent to or from another peer",
+        note = "derive `serde::Serialize` and `serde::Deserialize` for your own types, and use owned, thread-safe data (`String`, `Vec<T>`, `Arc<T>`, not `&T` or `Rc<T>`)"
+    )]
+    pub trait Capture: serde::Serialize + serde::de::DeserializeOwned + Send + 'static {}
+
+    #[diagnostic::do_not_recommend]
+    impl<T: serde::Serialize + serde::de::DeserializeOwned + Send + 'static> Capture for T {}
+
+    /// Asserts `T: Capture` where the generated code names a capture or result type.
+    pub const fn check<T: Capture>() {}
+
+    /// The generated code reaches a block's registry entry and call through this one
+    /// constant, at one span, so that an unsatisfied `Capture` bound is reported once.
+    pub trait Parts: Block {
+        /// The registry entry of the block, and how to call it.
+        const PARTS: (BlockEntry, Call<Self>) = (BlockEntry::of::<Self>(), RemoteCall::new::<Self>);
+    }
+
+    /// How the generated code calls a block on a peer.
+    pub type Call<B> = fn(crate::PeerId, B) -> RemoteCall<<B as Block>::Output>;
+
+    impl<B: Block> Parts for B {}
+
+    /// The value of a `remote!` that failed to compile: it type-checks as anything, so that
+    /// one mistake gives one error. Never called.
+    pub fn never<T>() -> T {
+        unreachable!("the fallback expansion of a `remote!` block that failed to compile")
+    }
 
     /// Wraps a body that returns `T` into one that returns `Result<T, RemoteError>`.
     pub async fn ok<T>(body: impl core::future::Future<Output = T>) -> Result<T, RemoteError> {

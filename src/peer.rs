@@ -2,11 +2,14 @@
 
 pub(crate) mod config;
 pub(crate) mod connection;
+pub(crate) mod events;
 #[cfg(feature = "auth")]
 pub(crate) mod guard;
 pub(crate) mod shared;
 
+use std::collections::HashMap;
 use std::future::Future;
+use std::hash::{BuildHasher, Hasher};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,8 +20,9 @@ use actix_web::{App, HttpServer, web};
 use actix_ws::CloseCode;
 use futures_channel::oneshot;
 
-pub use self::config::Config;
-use self::connection::{Close, Direction};
+pub use self::config::{Backoff, Config};
+use self::connection::{Close, Direction, Drain, Shutdown};
+pub use self::events::{Events, Metrics, PeerEvent};
 use self::shared::Shared;
 use crate::block::Block;
 use crate::scope::Scope;
@@ -32,6 +36,34 @@ use crate::{Error, PeerId, RemoteCall, RemoteError, transport, wire};
 pub struct Peer {
     shared: Arc<Shared>,
     server: Option<ServerHandle>,
+    /// Outbound links by URL: how to get a token, and whether to keep them up.
+    outbound: HashMap<String, Outbound>,
+}
+
+/// Where an outbound link's token comes from.
+#[derive(Clone)]
+enum TokenSource {
+    None,
+    Fixed(String),
+    Provider(Arc<dyn Fn() -> String + Send + Sync>),
+}
+
+impl TokenSource {
+    fn token(&self) -> Option<String> {
+        match self {
+            Self::None => None,
+            Self::Fixed(token) => Some(token.clone()),
+            Self::Provider(provider) => Some(provider()),
+        }
+    }
+}
+
+struct Outbound {
+    token: TokenSource,
+    /// Failed reconnection attempts since the link was last up.
+    attempt: u32,
+    /// False once `disconnect` was asked for.
+    wanted: bool,
 }
 
 impl std::fmt::Debug for Peer {
@@ -57,6 +89,79 @@ impl Peer {
 
 impl Actor for Peer {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let _first = self.shared.peer.set(ctx.address());
+    }
+}
+
+impl Peer {
+    /// Schedules the next attempt to bring `url` back, with backoff and jitter.
+    fn schedule_reconnect(&mut self, url: String, ctx: &mut Context<Self>) {
+        let backoff = self.shared.config.reconnect;
+        let Some(outbound) = self.outbound.get_mut(&url) else {
+            return;
+        };
+        if !outbound.wanted || !backoff.enabled || self.shared.is_stopping() {
+            return;
+        }
+        outbound.attempt += 1;
+        let attempt = outbound.attempt;
+        let delay = backoff.delay(attempt, jitter_unit());
+        tracing::info!(url, attempt, ?delay, "reconnecting");
+        self.shared.emit(PeerEvent::Reconnecting {
+            url: url.clone(),
+            attempt,
+            delay,
+        });
+        ctx.run_later(delay, move |this, ctx| {
+            let Some(outbound) = this.outbound.get(&url) else {
+                return;
+            };
+            if !outbound.wanted || this.shared.is_stopping() {
+                return;
+            }
+            let token = outbound.token.token();
+            let attempt = open_link(this.shared.clone(), url.clone(), token);
+            ctx.spawn(
+                attempt
+                    .into_actor(this)
+                    .map(move |result, this, ctx| match result {
+                        Ok(peer) => {
+                            tracing::info!(url, %peer, "reconnected");
+                            if let Some(outbound) = this.outbound.get_mut(&url) {
+                                outbound.attempt = 0;
+                            }
+                        }
+                        Err(error) => {
+                            tracing::info!(url, %error, "reconnection failed");
+                            this.schedule_reconnect(url, ctx);
+                        }
+                    }),
+            );
+        });
+    }
+}
+
+/// A number in `[0, 1)` for jitter, from the standard library's per-process random keys.
+fn jitter_unit() -> f64 {
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(0x5eed);
+    (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// Opens a link and waits for its handshake.
+async fn open_link(
+    shared: Arc<Shared>,
+    url: String,
+    token: Option<String>,
+) -> Result<PeerId, Error> {
+    let (ready, handshake) = oneshot::channel();
+    transport::connect(shared, url.clone(), token, ready).await?;
+    handshake.await.unwrap_or(Err(Error::Handshake {
+        url,
+        reason: crate::error::HandshakeError::Closed,
+    }))
 }
 
 /// Configures and starts a [`Peer`]. Options not set keep the defaults listed on [`Config`].
@@ -129,6 +234,51 @@ impl PeerBuilder {
     /// Calls one link may run here at once (default 4 096).
     pub fn max_inbound_calls(mut self, calls: usize) -> Self {
         self.config.max_inbound_calls = calls;
+        self
+    }
+
+    /// How often links are probed (default 3 s).
+    pub fn ping_interval(mut self, interval: Duration) -> Self {
+        self.config.ping_interval = interval;
+        self
+    }
+
+    /// How long a silent link lives before it is dropped and its calls fail with
+    /// [`RemoteError::ConnectionLost`] (default 10 s).
+    pub fn liveness_timeout(mut self, timeout: Duration) -> Self {
+        self.config.liveness_timeout = timeout;
+        self
+    }
+
+    /// Calls of one link that may wait beyond `max_inbound_calls` before new ones are
+    /// answered [`RemoteError::Overloaded`] (default 4 096).
+    pub fn max_queued_calls(mut self, calls: usize) -> Self {
+        self.config.max_queued_calls = calls;
+        self
+    }
+
+    /// Bytes of captures of one link that may wait (default 64 MiB).
+    pub fn max_queued_bytes(mut self, bytes: usize) -> Self {
+        self.config.max_queued_bytes = bytes;
+        self
+    }
+
+    /// Calls this peer may have pending on one link; more wait until their deadline
+    /// (default 4 096).
+    pub fn max_pending_outbound(mut self, calls: usize) -> Self {
+        self.config.max_pending_outbound = calls.max(1);
+        self
+    }
+
+    /// How long `stop()` lets in-flight calls finish (default 5 s).
+    pub fn drain_timeout(mut self, timeout: Duration) -> Self {
+        self.config.drain_timeout = timeout;
+        self
+    }
+
+    /// The backoff of outbound links that went down (default 0.5 s, x1.6, cap 30 s, +-20 %).
+    pub fn reconnect(mut self, backoff: Backoff) -> Self {
+        self.config.reconnect = backoff;
         self
     }
 
@@ -229,6 +379,7 @@ impl PeerBuilder {
         let addr = Peer {
             shared: shared.clone(),
             server: server_handle,
+            outbound: HashMap::new(),
         }
         .start();
         Ok(PeerHandle {
@@ -268,6 +419,9 @@ pub struct LinkInfo {
     pub address: String,
     /// The remote's application version.
     pub app_version: Option<String>,
+    /// The principal verified when the remote opened the link (inbound links with auth).
+    #[cfg(feature = "auth")]
+    pub principal: Option<crate::auth::Principal>,
 }
 
 impl PeerHandle {
@@ -308,6 +462,8 @@ impl PeerHandle {
                     outbound,
                     address,
                     app_version: link.app_version,
+                    #[cfg(feature = "auth")]
+                    principal: link.principal.as_deref().cloned(),
                 }
             })
             .collect();
@@ -323,7 +479,7 @@ impl PeerHandle {
     /// [`Error::InvalidUrl`], [`Error::Connect`] (with the HTTP status of a refused
     /// upgrade), [`Error::Handshake`], or [`Error::Stopped`].
     pub async fn connect(&self, url: &str) -> Result<PeerId, Error> {
-        self.open(url, None).await
+        self.open(url, TokenSource::None).await
     }
 
     /// Opens a link presenting `token` (`Authorization: Bearer`) to a peer that requires auth.
@@ -333,12 +489,11 @@ impl PeerHandle {
     /// As [`connect`](PeerHandle::connect); a refused token is [`Error::Connect`] with
     /// status 401.
     pub async fn connect_with_token(&self, url: &str, token: &str) -> Result<PeerId, Error> {
-        self.open(url, Some(token.to_owned())).await
+        self.open(url, TokenSource::Fixed(token.to_owned())).await
     }
 
-    /// Opens a link with a token from `provider`, asked for a fresh token when the link is
-    /// opened. (Outbound links do not reconnect by themselves yet; call this again after a
-    /// link is lost.)
+    /// Opens a link with a token from `provider`, asked for a fresh token each time the link
+    /// is opened, including every reconnection.
     ///
     /// # Errors
     ///
@@ -351,10 +506,11 @@ impl PeerHandle {
     where
         P: Fn() -> String + Send + Sync + 'static,
     {
-        self.open(url, Some(provider())).await
+        self.open(url, TokenSource::Provider(Arc::new(provider)))
+            .await
     }
 
-    async fn open(&self, url: &str, token: Option<String>) -> Result<PeerId, Error> {
+    async fn open(&self, url: &str, token: TokenSource) -> Result<PeerId, Error> {
         let connect = Connect {
             url: url.to_owned(),
             token,
@@ -401,15 +557,44 @@ impl PeerHandle {
         )
     }
 
-    /// Closes the link to `peer`, if there is one.
+    /// Closes the link to `peer`, if there is one, and stops reconnecting it.
     pub fn disconnect(&self, peer: PeerId) {
-        if let Some(link) = self.shared.link(peer) {
-            link.addr.do_send(Close(CloseCode::Normal));
-        }
+        self.addr.do_send(Disconnect(peer));
     }
 
-    /// Stops the peer: the server stops accepting, every link closes with 1001 and calls
-    /// pending on them fail with [`RemoteError::ConnectionLost`].
+    /// The link events from now on: connected, lost, reconnecting, refused.
+    pub fn events(&self) -> Events {
+        Events::new(self.shared.events.subscribe())
+    }
+
+    /// Waits until a link to `peer` is up, for at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`RemoteError::NotConnected`] if no link came up in time,
+    /// [`RemoteError::ShuttingDown`] if the peer stops.
+    pub async fn wait_for(&self, peer: PeerId, timeout: Duration) -> Result<(), RemoteError> {
+        let deadline = web_time::Instant::now() + timeout;
+        self.shared.wait_for_link(peer, deadline).await.map(|_| ())
+    }
+
+    /// The peer's counters: calls, errors by kind, bytes, late replies, refused frames.
+    pub fn metrics(&self) -> Metrics {
+        self.shared.counters.snapshot()
+    }
+
+    /// The peer's WebSocket endpoint as an actix-web resource at `path`, to mount in your own
+    /// `App` (own routes, middleware, TLS): `App::new().service(handle.endpoint("/scope"))`.
+    /// It does the same handshake, limits and auth as [`PeerBuilder::listen`].
+    pub fn endpoint(&self, path: &str) -> actix_web::Resource {
+        web::resource(path)
+            .app_data(web::Data::new(self.shared.clone()))
+            .route(web::get().to(transport::accept))
+    }
+
+    /// Stops the peer, draining: new calls are refused with [`RemoteError::ShuttingDown`],
+    /// calls in flight may finish until the drain timeout and then fail with
+    /// `ShuttingDown`, links close with 1001 and are not reconnected, and the server stops.
     ///
     /// # Errors
     ///
@@ -425,7 +610,7 @@ impl PeerHandle {
 
 struct Connect {
     url: String,
-    token: Option<String>,
+    token: TokenSource,
 }
 
 impl Message for Connect {
@@ -436,15 +621,54 @@ impl Handler<Connect> for Peer {
     type Result = ResponseFuture<Result<PeerId, Error>>;
 
     fn handle(&mut self, connect: Connect, _ctx: &mut Context<Self>) -> Self::Result {
-        let shared = self.shared.clone();
-        Box::pin(async move {
-            let (ready, handshake) = oneshot::channel();
-            transport::connect(shared, connect.url.clone(), connect.token, ready).await?;
-            handshake.await.unwrap_or(Err(Error::Handshake {
-                url: connect.url,
-                reason: crate::error::HandshakeError::Closed,
-            }))
-        })
+        let token = connect.token.token();
+        self.outbound.insert(
+            connect.url.clone(),
+            Outbound {
+                token: connect.token,
+                attempt: 0,
+                wanted: true,
+            },
+        );
+        Box::pin(open_link(self.shared.clone(), connect.url, token))
+    }
+}
+
+/// An outbound link went down without being asked to.
+pub(crate) struct LinkDown {
+    pub(crate) url: String,
+}
+
+impl Message for LinkDown {
+    type Result = ();
+}
+
+impl Handler<LinkDown> for Peer {
+    type Result = ();
+
+    fn handle(&mut self, down: LinkDown, ctx: &mut Context<Self>) {
+        self.schedule_reconnect(down.url, ctx);
+    }
+}
+
+struct Disconnect(PeerId);
+
+impl Message for Disconnect {
+    type Result = ();
+}
+
+impl Handler<Disconnect> for Peer {
+    type Result = ();
+
+    fn handle(&mut self, Disconnect(peer): Disconnect, _ctx: &mut Context<Self>) {
+        if let Some(link) = self.shared.link(peer) {
+            if let Direction::Outbound { url } = &link.direction
+                && let Some(outbound) = self.outbound.get_mut(url)
+            {
+                outbound.wanted = false;
+            }
+            link.addr.do_send(Close(CloseCode::Normal));
+        }
     }
 }
 
@@ -458,12 +682,29 @@ impl Handler<Stop> for Peer {
     type Result = ResponseActFuture<Self, ()>;
 
     fn handle(&mut self, _stop: Stop, _ctx: &mut Context<Self>) -> Self::Result {
-        for (_, link) in self.shared.links() {
-            link.addr.do_send(Close(CloseCode::Away));
+        // No new calls from here on, in either direction; in-flight ones may finish until
+        // the drain timeout, then fail with `ShuttingDown`; links close with 1001.
+        self.shared.begin_stop();
+        for outbound in self.outbound.values_mut() {
+            outbound.wanted = false;
         }
+        let links: Vec<_> = self
+            .shared
+            .links()
+            .into_iter()
+            .map(|(_, link)| link.addr)
+            .collect();
+        let drain_timeout = self.shared.config.drain_timeout;
         let server = self.server.take();
         Box::pin(
             async move {
+                let drains = links.iter().map(|link| link.send(Drain));
+                let _timed_out =
+                    actix_rt::time::timeout(drain_timeout, futures_util::future::join_all(drains))
+                        .await;
+                for link in &links {
+                    link.do_send(Shutdown);
+                }
                 if let Some(server) = server {
                     server.stop(true).await;
                 }

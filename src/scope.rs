@@ -41,6 +41,10 @@ pub(crate) trait Runtime: 'static {
     fn max_message_size(&self) -> usize;
     /// Whether calls to this peer itself still go through serialization.
     fn serialize_local(&self) -> bool;
+    /// Counts the outcome of a call made from this peer.
+    fn record(&self, outcome: Result<(), &RemoteError>) {
+        let _ = outcome;
+    }
 }
 
 /// An outgoing call as the core hands it to the runtime.

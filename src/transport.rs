@@ -31,6 +31,7 @@ pub(crate) enum Inbound {
 #[derive(Debug)]
 pub(crate) enum Outgoing {
     Binary(Bytes),
+    Ping,
     Pong(Bytes),
     Close(CloseReason),
 }
@@ -101,6 +102,7 @@ async fn write_session(
     while let Some(frame) = frames.next().await {
         let sent = match frame {
             Outgoing::Binary(bytes) => session.binary(bytes).await,
+            Outgoing::Ping => session.ping(b"").await,
             Outgoing::Pong(bytes) => session.pong(&bytes).await,
             Outgoing::Close(reason) => {
                 let _closed = session.close(Some(reason)).await;
@@ -174,6 +176,7 @@ pub(crate) async fn connect(
         while let Some(frame) = receiver.next().await {
             let (message, last) = match frame {
                 Outgoing::Binary(bytes) => (Message::Binary(bytes), false),
+                Outgoing::Ping => (Message::Ping(Bytes::new()), false),
                 Outgoing::Pong(bytes) => (Message::Pong(bytes), false),
                 Outgoing::Close(reason) => (Message::Close(Some(reason)), true),
             };

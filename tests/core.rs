@@ -226,10 +226,12 @@ fn calls_pending_on_a_closing_link_fail_connection_lost() {
             })
             .await
         });
-        // Once the call runs on the server, take the server down under it.
+        // Once the call runs on the server, the server closes the link under it.
         started.await.unwrap();
+        server.handle().disconnect(client.id());
+        let result = pending.await.unwrap();
         drop(server);
-        pending.await.unwrap()
+        result
     });
     assert!(
         matches!(result, Err(RemoteError::ConnectionLost { peer, .. }) if peer == server_id),

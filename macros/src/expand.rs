@@ -2,6 +2,7 @@
 
 use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
 use syn::{FnArg, Ident, ItemFn, Pat, ReturnType, Type};
 
 use crate::hash::{Fnv, render};
@@ -38,6 +39,28 @@ impl Block {
         self.captures.iter().map(|capture| &capture.ty).collect()
     }
 
+    /// The capture types and the result type: each must be `Capture`.
+    fn checked_types(&self) -> Vec<&Type> {
+        let mut types = self.capture_types();
+        types.push(self.output.value());
+        types
+    }
+
+    /// One `check::<T>()` per capture and result type, spanned at the type, so that a type
+    /// that cannot travel gets its error there. The `Block` impl assumes the same bounds
+    /// (`for<'__wire>` makes them legal where they are trivially false), so it adds none.
+    fn checks(&self) -> TokenStream {
+        let krate = &self.krate;
+        self.checked_types()
+            .into_iter()
+            .map(|ty| {
+                quote_spanned! {ty.span()=>
+                    const _: () = #krate::__private::check::<#ty>();
+                }
+            })
+            .collect()
+    }
+
     fn capture_names(&self) -> Vec<&Ident> {
         self.captures.iter().map(|capture| &capture.name).collect()
     }
@@ -64,8 +87,11 @@ impl Block {
             .collect::<Vec<_>>()
             .join(", ");
         let output_text = render(quote!(#value));
+        let bounds = self.checked_types().into_iter().map(|ty| {
+            quote_spanned! {ty.span()=> for<'__wire> #ty: #krate::__private::Capture }
+        });
         quote! {
-            impl #krate::__private::Block for #ident {
+            impl #krate::__private::Block for #ident where #(#bounds),* {
                 type Captures = #captures_ty;
                 type Output = #value;
                 const INFO: #krate::__private::BlockInfo = #krate::__private::BlockInfo::new(
@@ -77,6 +103,7 @@ impl Block {
                     ::core::file!(),
                     #line,
                 );
+                #[allow(clippy::unused_unit, reason = "a block without captures has `()`")]
                 fn into_captures(self) -> Self::Captures {
                     #into_captures
                 }
@@ -120,33 +147,85 @@ impl Block {
         }
     }
 
-    /// The link-time registration.
-    fn registration(&self) -> TokenStream {
+    /// `<Ident as Parts>`: the registry entry and the call go through this one path, with
+    /// one span, so that an unsatisfied bound of the block is reported once.
+    fn parts(&self) -> TokenStream {
         let Self { krate, ident, .. } = self;
+        quote!(<#ident as #krate::__private::Parts>)
+    }
+
+    /// The link-time registration, outside `submit!` so that its errors match the call's.
+    fn registration(&self) -> TokenStream {
+        let krate = &self.krate;
+        let parts = self.parts();
         quote! {
-            #krate::__private::inventory::submit! {
-                #krate::__private::BlockEntry::of::<#ident>()
-            }
+            const _: () = {
+                const __ENTRY: #krate::__private::BlockEntry = #parts::PARTS.0;
+                #krate::__private::inventory::submit! { __ENTRY }
+            };
         }
     }
 }
 
-/// Expands `remote!`.
-pub(crate) fn remote(
-    input: RemoteInput,
-    (line, column): (usize, usize),
-) -> syn::Result<TokenStream> {
+/// Expands `remote!`: the block's items and its call, or on error the error and a stub of
+/// the declared type, so that one mistake gives one error.
+pub(crate) fn remote(input: RemoteInput, location: (usize, usize)) -> TokenStream {
+    let stub = remote_stub(&input);
+    if input.stub {
+        return quote!({ #stub });
+    }
+    match remote_items(input, location) {
+        Ok(tokens) => tokens,
+        Err(error) => {
+            let error = error.into_compile_error();
+            quote!({ #error #stub })
+        }
+    }
+}
+
+/// What a failed `remote!` evaluates to: its target and captures are used (no unused
+/// warnings) and its value is a `RemoteCall` of the declared type, if that type is valid.
+fn remote_stub(input: &RemoteInput) -> TokenStream {
+    let krate = &input.krate;
+    let target = &input.target;
+    let names = input
+        .captures
+        .iter()
+        .map(|capture| &capture.name)
+        .filter(|name| {
+            let name = name.to_string();
+            name != "self" && !name.starts_with("__")
+        });
+    let value = match &input.output {
+        Some(ty) if model::check_type(ty, "").is_ok() => {
+            let output = Output::new(Some(ty.clone()));
+            let value = output.value();
+            quote!(#value)
+        }
+        Some(_) => quote!(_),
+        None => quote!(()),
+    };
+    quote! {
+        let _ = &(#target);
+        #(let _ = &#names;)*
+        #krate::__private::never::<#krate::__private::RemoteCall<#value>>()
+    }
+}
+
+/// The block's items and its call.
+fn remote_items(input: RemoteInput, (line, column): (usize, usize)) -> syn::Result<TokenStream> {
     let RemoteInput {
         krate,
         name,
         target,
         captures,
-        bracket,
         output,
         body,
         brace,
+        ..
     } = input;
-    let mut missing: Option<syn::Error> = None;
+    let mut errors = Errors::default();
+    let named = name.is_some();
     let captures: Vec<Capture> = captures
         .into_iter()
         .filter_map(|capture| match capture.ty {
@@ -155,39 +234,28 @@ pub(crate) fn remote(
                 ty,
             }),
             None => {
-                let error = syn::Error::new_spanned(
-                    &capture.name,
+                let message = if named {
+                    format!(
+                        "`#[distributed]` cannot see the type of `{0}` (a typed parameter, \
+                         `let {0}: T` or `let {0} = remote!(.. -> T ..)` shows it): write `{0}: Type`",
+                        capture.name
+                    )
+                } else {
                     format!(
                         "`remote!` capture `{0}` needs a type: write `{0}: Type`",
                         capture.name
-                    ),
-                );
-                match &mut missing {
-                    Some(first) => first.combine(error),
-                    None => missing = Some(error),
-                }
+                    )
+                };
+                errors.push(syn::Error::new_spanned(&capture.name, message));
                 None
             }
         })
         .collect();
-    let _ = bracket;
-    let checks = [
-        missing.map_or(Ok(()), Err),
-        model::validate_captures(&captures),
-        output
-            .as_ref()
-            .map_or(Ok(()), |ty| model::check_type(ty, "result types")),
-    ];
-    let mut errors: Option<syn::Error> = None;
-    for error in checks.into_iter().filter_map(Result::err) {
-        match &mut errors {
-            Some(first) => first.combine(error),
-            None => errors = Some(error),
-        }
+    errors.check(model::validate_captures(&captures));
+    if let Some(ty) = &output {
+        errors.check(model::check_type(ty, "result types"));
     }
-    if let Some(errors) = errors {
-        return Err(errors);
-    }
+    errors.finish()?;
     let output = Output::new(output);
     let braced_body = {
         let mut group = proc_macro2::Group::new(proc_macro2::Delimiter::Brace, body.clone());
@@ -195,7 +263,7 @@ pub(crate) fn remote(
         group
     };
     let name = match name {
-        Some(name) => quote!(#name),
+        Some(name) => quote!(::core::concat!(::core::module_path!(), "::", #name)),
         None => {
             let (line, column) = (
                 proc_macro2::Literal::usize_unsuffixed(line),
@@ -206,7 +274,7 @@ pub(crate) fn remote(
     };
     let block = Block {
         hash: Block::hash(&captures, &output, body),
-        krate: krate.clone(),
+        krate,
         ident: Ident::new("__RemoteBlock", Span::call_site()),
         captures,
         output,
@@ -222,18 +290,20 @@ pub(crate) fn remote(
     let run = block.run_body(&quote!(__body));
     let run = quote! { #body_fn #run };
     let block_impl = block.block_impl(&run, &quote!(self.0));
+    let checks = block.checks();
     let message_impl = block.message_impl();
     let registration = block.registration();
     let captures_ty = model::nested(&types);
     let value = model::nested(&names);
     let ident = &block.ident;
-    let value_ty = block.output.value();
-    let call = quote_spanned! {target_span(&target)=>
-        #krate::__private::RemoteCall::<#value_ty>::new::<#ident>(#target, #ident(#value))
+    let parts = block.parts();
+    let call = quote_spanned! {target.span()=>
+        (#parts::PARTS.1)(#target, #ident(#value))
     };
     Ok(quote! {
         {
             struct #ident(#captures_ty);
+            #checks
             #block_impl
             #message_impl
             #registration
@@ -242,12 +312,35 @@ pub(crate) fn remote(
     })
 }
 
-fn target_span(target: &syn::Expr) -> Span {
-    syn::spanned::Spanned::span(target)
+/// Independent mistakes, reported together.
+#[derive(Default)]
+pub(crate) struct Errors(Option<syn::Error>);
+
+impl Errors {
+    pub(crate) fn push(&mut self, error: syn::Error) {
+        match &mut self.0 {
+            Some(first) => first.combine(error),
+            None => self.0 = Some(error),
+        }
+    }
+
+    pub(crate) fn check(&mut self, result: syn::Result<()>) {
+        if let Err(error) = result {
+            self.push(error);
+        }
+    }
+
+    pub(crate) fn finish(self) -> syn::Result<()> {
+        self.0.map_or(Ok(()), Err)
+    }
 }
 
 /// Expands `#[remote_block]`.
-pub(crate) fn remote_block(args: BlockArgs, item: ItemFn, line: usize) -> syn::Result<TokenStream> {
+pub(crate) fn remote_block(
+    args: BlockArgs,
+    item: &ItemFn,
+    line: usize,
+) -> syn::Result<TokenStream> {
     let krate = match args.krate {
         Some(path) => quote!(#path),
         None => runtime_path()?,
@@ -324,21 +417,30 @@ pub(crate) fn remote_block(args: BlockArgs, item: ItemFn, line: usize) -> syn::R
             .collect::<Vec<_>>(),
     );
     let block_impl = block.block_impl(&run, &into_captures);
+    let checks = block.checks();
     let message_impl = block.message_impl();
     let registration = block.registration();
+    let parts = block.parts();
     let ident = &block.ident;
     let value_ty = block.output.value();
     let doc = format!("Runs [`{fn_name}`] on a peer: send it with `On` or call [`{ident}::on`].");
     let field_docs = names.iter().map(|name| format!("The `{name}` argument."));
+    let ident_text = ident.to_string();
     Ok(quote! {
         #item
 
         #[doc = #doc]
-        #[derive(Debug)]
         pub struct #ident {
             #(#[doc = #field_docs] pub #names: #types,)*
         }
 
+        impl ::core::fmt::Debug for #ident {
+            fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                f.debug_struct(#ident_text).finish_non_exhaustive()
+            }
+        }
+
+        #checks
         #block_impl
         #message_impl
         #registration
@@ -346,7 +448,7 @@ pub(crate) fn remote_block(args: BlockArgs, item: ItemFn, line: usize) -> syn::R
         impl #ident {
             /// Runs this block on `peer`.
             pub fn on(self, peer: #krate::PeerId) -> #krate::RemoteCall<#value_ty> {
-                #krate::RemoteCall::new(peer, self)
+                (#parts::PARTS.1)(peer, self)
             }
         }
     })
@@ -367,7 +469,7 @@ fn camel_case(name: &str) -> String {
 }
 
 /// The path of the runtime crate as the calling crate names it.
-fn runtime_path() -> syn::Result<TokenStream> {
+pub(crate) fn runtime_path() -> syn::Result<TokenStream> {
     use proc_macro_crate::{FoundCrate, crate_name};
     match crate_name("distributed-scope") {
         Ok(FoundCrate::Itself) => Ok(quote!(::distributed_scope)),
@@ -397,16 +499,37 @@ mod tests {
     #[test]
     fn remote_expands_to_one_block_type() {
         let input: RemoteInput = syn::parse_quote!(krate; server, [x: u32] -> u32 { x + 1 });
-        let tokens = remote(input, (3, 9)).unwrap().to_string();
+        let tokens = remote(input, (3, 9)).to_string();
         assert!(tokens.contains("struct __RemoteBlock"));
         assert!(tokens.contains("inventory :: submit"));
         assert!(tokens.contains("\"@\" , 3 , \":\" , 9"));
     }
 
+    /// The token hash the expansion passes to `BlockInfo::new`.
+    fn emitted_hash(source: &str) -> String {
+        let input: RemoteInput = syn::parse_str(source).unwrap();
+        let tokens = remote(input, (1, 1)).to_string();
+        let start = tokens.find("module_path ! () ,").unwrap() + "module_path ! () ,".len();
+        let rest = tokens[start..].trim_start();
+        rest[..rest.find(' ').unwrap()].to_owned()
+    }
+
+    #[test]
+    fn block_ids_ignore_formatting_and_lines_but_not_the_body() {
+        let a = emitted_hash("krate; server, [x: u32] -> Vec<u32> { let y = x + 1; vec![y; 3] }");
+        let b = emitted_hash(
+            "krate;\n\n\n    server,\n    [x:u32]->Vec< u32 >{\n        let y=x+1;\n        vec![ y;3 ]\n    }",
+        );
+        let c = emitted_hash("krate; server, [x: u32] -> Vec<u32> { let y = x + 2; vec![y; 3] }");
+        assert!(a.ends_with("u64"), "{a}");
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+    }
+
     #[test]
     fn duplicate_captures_are_an_error() {
         let input: RemoteInput = syn::parse_quote!(krate; server, [x: u32, x: u32] { x });
-        let error = remote(input, (1, 1)).unwrap_err();
+        let error = remote_items(input, (1, 1)).err().unwrap();
         assert!(error.to_string().contains("captured twice"));
     }
 }

@@ -7,14 +7,18 @@ use syn::{Expr, Ident, Path, Token, Type, braced, bracketed};
 
 mod kw {
     syn::custom_keyword!(name);
+    syn::custom_keyword!(stub);
 }
 
 /// `remote_impl!($crate; target, [a: A, b: B] -> T { body })`.
 pub(crate) struct RemoteInput {
     /// The path of the runtime crate (`$crate` from the `remote!` wrapper).
     pub(crate) krate: TokenStream,
-    /// A block name given by `#[distributed]`: `name = "module::fn#0";`.
+    /// A block name given by `#[distributed]`, after the module path: `name = "fn#0";`.
     pub(crate) name: Option<syn::LitStr>,
+    /// `stub;` from `#[distributed]`, which reported a mistake in this block: expand to a
+    /// value of the declared type only.
+    pub(crate) stub: bool,
     pub(crate) target: Expr,
     pub(crate) captures: Punctuated<Capture, Token![,]>,
     pub(crate) bracket: syn::token::Bracket,
@@ -59,6 +63,22 @@ impl Parse for RemoteInput {
             krate.extend(std::iter::once(input.parse::<proc_macro2::TokenTree>()?));
         }
         input.parse::<Token![;]>()?;
+        Self::parse_after_crate(input, krate)
+    }
+}
+
+impl RemoteInput {
+    /// Parses what follows `$crate;`: the user's own `remote!` tokens, possibly preceded by
+    /// `name = "fn#0";` from `#[distributed]`.
+    pub(crate) fn parse_after_crate(
+        input: ParseStream<'_>,
+        krate: TokenStream,
+    ) -> syn::Result<Self> {
+        let stub = input.peek(kw::stub) && input.peek2(Token![;]);
+        if stub {
+            input.parse::<kw::stub>()?;
+            input.parse::<Token![;]>()?;
+        }
         let name = if input.peek(kw::name) && input.peek2(Token![=]) {
             input.parse::<kw::name>()?;
             input.parse::<Token![=]>()?;
@@ -91,7 +111,19 @@ impl Parse for RemoteInput {
         }
         let content;
         let bracket = bracketed!(content in input);
-        let captures = Punctuated::parse_terminated(&content)?;
+        let mut captures = Punctuated::new();
+        while !content.is_empty() {
+            captures.push_value(content.parse()?);
+            if content.is_empty() {
+                break;
+            }
+            if !content.peek(Token![,]) {
+                return Err(content.error(
+                    "`remote!` captures are `name: Type` separated by commas, as in `[x: u32, name: String]`",
+                ));
+            }
+            captures.push_punct(content.parse()?);
+        }
         let output = if input.peek(Token![->]) {
             input.parse::<Token![->]>()?;
             Some(input.parse()?)
@@ -112,6 +144,7 @@ impl Parse for RemoteInput {
         }
         Ok(Self {
             krate,
+            stub,
             name,
             target,
             captures,

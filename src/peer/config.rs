@@ -6,20 +6,24 @@ use crate::wire::DEFAULT_MAX_MESSAGE_SIZE;
 
 /// The options of a peer. Set them through [`PeerBuilder`](crate::PeerBuilder).
 ///
-/// | option | default |
-/// |---|---|
-/// | `default_deadline` | 30 s |
-/// | `ping_interval` | 3 s |
-/// | `liveness_timeout` | 10 s |
-/// | `max_message_size` | 16 MiB |
-/// | `max_inbound_calls` (per link) | 4 096 |
-/// | `handshake_timeout` | 10 s |
-/// | `connect_timeout` | 10 s |
-/// | `drain_timeout` | 5 s |
-/// | `app_version` | none |
-/// | `refuse_app_version_mismatch` | false |
-/// | `workers` | 1 |
-/// | `serialize_local` | false |
+/// | option | default | meaning |
+/// |---|---|---|
+/// | `default_deadline` | 30 s | deadline of a call that sets none |
+/// | `ping_interval` | 3 s | how often a link is probed |
+/// | `liveness_timeout` | 10 s | a link silent this long is dropped; its calls fail `ConnectionLost` |
+/// | `max_message_size` | 16 MiB | largest message sent or accepted (at most 1 GiB) |
+/// | `max_inbound_calls` | 4 096 per link | calls of one link running here at once |
+/// | `max_queued_calls` | 4 096 per link | calls waiting beyond that; then `Overloaded` |
+/// | `max_queued_bytes` | 64 MiB per link | captures waiting beyond that; then `Overloaded` |
+/// | `max_pending_outbound` | 4 096 per link | calls this peer has pending on a link; more wait until their deadline |
+/// | `handshake_timeout` | 10 s | time a new link has for its handshake |
+/// | `connect_timeout` | 10 s | time opening a connection may take |
+/// | `drain_timeout` | 5 s | time `stop()` lets in-flight calls finish |
+/// | `reconnect` | 0.5 s, x1.6, cap 30 s, +-20 % | backoff of outbound links that went down |
+/// | `app_version` | none | application version announced in the handshake |
+/// | `refuse_app_version_mismatch` | false | refuse links with another `app_version` |
+/// | `workers` | 1 | HTTP worker threads of a listening peer |
+/// | `serialize_local` | false | serialize calls to the peer itself, as if remote |
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Config {
@@ -34,12 +38,22 @@ pub struct Config {
     pub max_message_size: usize,
     /// Calls one link may run here at once. Default 4 096.
     pub max_inbound_calls: usize,
+    /// Calls of one link that may wait for a slot; beyond, calls are answered `Overloaded`.
+    /// Default 4 096.
+    pub max_queued_calls: usize,
+    /// Bytes of captures of one link that may wait for a slot. Default 64 MiB.
+    pub max_queued_bytes: usize,
+    /// Calls this peer may have pending on one link; more wait until their deadline.
+    /// Default 4 096.
+    pub max_pending_outbound: usize,
     /// How long a new link has to complete the handshake. Default 10 s.
     pub handshake_timeout: Duration,
     /// How long opening a connection may take. Default 10 s.
     pub connect_timeout: Duration,
     /// How long `stop()` lets in-flight calls finish. Default 5 s.
     pub drain_timeout: Duration,
+    /// The backoff of outbound links that went down.
+    pub reconnect: Backoff,
     /// The application version announced in the handshake. Default none.
     pub app_version: Option<String>,
     /// Refuse links whose application version differs. Default false (logged only).
@@ -59,13 +73,90 @@ impl Default for Config {
             liveness_timeout: Duration::from_secs(10),
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             max_inbound_calls: 4096,
+            max_queued_calls: 4096,
+            max_queued_bytes: 64 << 20,
+            max_pending_outbound: 4096,
             handshake_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(5),
+            reconnect: Backoff::default(),
             app_version: None,
             refuse_app_version_mismatch: false,
             workers: 1,
             serialize_local: false,
         }
+    }
+}
+
+/// Exponential backoff with jitter for reconnecting outbound links.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub struct Backoff {
+    /// The first delay. Default 0.5 s.
+    pub initial: Duration,
+    /// The factor between delays. Default 1.6.
+    pub multiplier: f64,
+    /// The largest delay. Default 30 s.
+    pub max: Duration,
+    /// The random spread of each delay, as a fraction. Default 0.2 (+-20 %).
+    pub jitter: f64,
+    /// Whether links reconnect at all. Default true.
+    pub enabled: bool,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self {
+            initial: Duration::from_millis(500),
+            multiplier: 1.6,
+            max: Duration::from_secs(30),
+            jitter: 0.2,
+            enabled: true,
+        }
+    }
+}
+
+impl Backoff {
+    /// A backoff starting at `initial`, growing by `multiplier` up to `max`, +-20 % jitter.
+    pub fn new(initial: Duration, multiplier: f64, max: Duration) -> Self {
+        Self {
+            initial,
+            multiplier,
+            max,
+            ..Self::default()
+        }
+    }
+
+    /// No reconnection.
+    pub fn disabled() -> Self {
+        Self {
+            enabled: false,
+            ..Self::default()
+        }
+    }
+
+    /// The delay before attempt `attempt` (from 1), with `unit` in `[0, 1)` picking the jitter.
+    pub(crate) fn delay(&self, attempt: u32, unit: f64) -> Duration {
+        let exponent = i32::try_from(attempt.saturating_sub(1)).unwrap_or(i32::MAX);
+        let base = self.initial.as_secs_f64() * self.multiplier.max(1.0).powi(exponent);
+        let capped = base.min(self.max.as_secs_f64());
+        let spread = 1.0 + self.jitter * (2.0 * unit - 1.0);
+        Duration::from_secs_f64((capped * spread).max(0.0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_caps_and_jitters() {
+        let backoff = Backoff::default();
+        assert_eq!(backoff.delay(1, 0.5), Duration::from_millis(500));
+        assert_eq!(backoff.delay(2, 0.5), Duration::from_millis(800));
+        assert_eq!(backoff.delay(30, 0.5), Duration::from_secs(30));
+        assert_eq!(backoff.delay(1, 0.0), Duration::from_millis(400));
+        assert!(backoff.delay(1, 0.999_999) < Duration::from_millis(600));
+        assert!(backoff.delay(30, 0.999_999) <= Duration::from_secs(36));
     }
 }

@@ -1,9 +1,10 @@
 //! One link to another peer: an actor on the thread that owns its socket.
 //!
-//! Everything per call happens here: reading the frame header, finding the block, running
-//! it, replying, and matching replies to the calls this peer made over the link.
+//! Everything per call happens here: reading the frame header, authorizing, finding the
+//! block, running it, replying, and matching replies to the calls this peer made over the
+//! link. Liveness, back-pressure and draining are per link too.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
@@ -14,8 +15,10 @@ use bytes::Bytes;
 use futures_channel::{mpsc, oneshot};
 use web_time::Instant;
 
+use super::LinkDown;
+use super::events::{Counters, PeerEvent};
 use super::shared::{Link, Shared};
-use crate::block;
+use crate::block::{self, BlockEntry};
 use crate::error::{Error, HandshakeError};
 use crate::scope::{Request, Scope};
 use crate::transport::{Inbound, InboundStream, Outgoing};
@@ -32,7 +35,7 @@ pub(crate) enum Direction {
 }
 
 impl Direction {
-    fn describe(&self) -> &str {
+    pub(crate) fn describe(&self) -> &str {
         match self {
             Self::Inbound { remote } => remote,
             Self::Outbound { url } => url,
@@ -53,6 +56,14 @@ enum State {
     Closed,
 }
 
+/// A call accepted but waiting for a free slot.
+struct Queued {
+    id: u64,
+    entry: &'static BlockEntry,
+    deadline: Instant,
+    captures: Bytes,
+}
+
 pub(crate) struct Connection {
     shared: Arc<Shared>,
     serial: u64,
@@ -66,6 +77,18 @@ pub(crate) struct Connection {
     pending: HashMap<u64, Reply>,
     /// Calls the remote made, running here.
     running: HashMap<u64, SpawnHandle>,
+    /// Calls the remote made, waiting for a slot.
+    queue: VecDeque<Queued>,
+    queued_bytes: usize,
+    /// When anything last arrived.
+    last_seen: Instant,
+    ping_nonce: u64,
+    /// Why the link ends, for the `Lost` event.
+    end_reason: Option<String>,
+    /// Closed on purpose (`disconnect`, `stop`): not reconnected.
+    intentional: bool,
+    /// `stop()` waiting for the running calls to finish.
+    drained: Vec<oneshot::Sender<()>>,
 }
 
 impl Connection {
@@ -91,11 +114,21 @@ impl Connection {
                 next_call: Arc::new(AtomicU64::new(1)),
                 pending: HashMap::new(),
                 running: HashMap::new(),
+                queue: VecDeque::new(),
+                queued_bytes: 0,
+                last_seen: Instant::now(),
+                ping_nonce: 0,
+                end_reason: None,
+                intentional: false,
+                drained: Vec::new(),
             }
         })
     }
 
     fn send(&self, frame: Outgoing) {
+        if let Outgoing::Binary(bytes) = &frame {
+            Counters::add(&self.shared.counters.bytes_sent, bytes.len() as u64);
+        }
         // A closed writer means the socket is gone; the stream ends and stops us.
         let _gone = self.out.unbounded_send(frame);
     }
@@ -114,6 +147,7 @@ impl Connection {
             reason,
             "closing link"
         );
+        self.end_reason.get_or_insert_with(|| reason.to_owned());
         self.send(Outgoing::Close(CloseReason {
             code,
             description: Some(reason.to_owned()),
@@ -121,8 +155,19 @@ impl Connection {
         ctx.stop();
     }
 
+    /// A protocol violation: counted, logged, and the link closes.
+    fn refuse(&mut self, ctx: &mut Context<Self>, code: CloseCode, reason: &str) {
+        Counters::add(&self.shared.counters.refused_frames, 1);
+        tracing::warn!(link = self.direction.describe(), reason, "frame refused");
+        self.close(ctx, code, reason);
+    }
+
     fn fail_handshake(&mut self, ctx: &mut Context<Self>, reason: HandshakeError) {
         tracing::info!(link = self.direction.describe(), %reason, "handshake refused");
+        self.shared.emit(PeerEvent::Refused {
+            address: self.direction.describe().to_owned(),
+            reason: reason.to_string(),
+        });
         let code = match reason {
             HandshakeError::Duplicate(_) | HandshakeError::AppVersion { .. } => CloseCode::Policy,
             _ => CloseCode::Protocol,
@@ -141,7 +186,10 @@ impl Connection {
     fn on_hello(&mut self, bytes: &[u8], ctx: &mut Context<Self>) {
         let hello = match Hello::from_bytes(bytes) {
             Ok(hello) => hello,
-            Err(HelloError::BadMagic) => return self.fail_handshake(ctx, HandshakeError::BadMagic),
+            Err(HelloError::BadMagic) => {
+                Counters::add(&self.shared.counters.refused_frames, 1);
+                return self.fail_handshake(ctx, HandshakeError::BadMagic);
+            }
             Err(HelloError::Version(remote)) => {
                 return self.fail_handshake(
                     ctx,
@@ -152,6 +200,7 @@ impl Connection {
                 );
             }
             Err(HelloError::Malformed) => {
+                Counters::add(&self.shared.counters.refused_frames, 1);
                 return self.fail_handshake(ctx, HandshakeError::Malformed);
             }
         };
@@ -177,11 +226,21 @@ impl Connection {
             remote_max,
             direction: self.direction.clone(),
             app_version: hello.app_version.clone(),
+            outbound_slots: Arc::new(tokio::sync::Semaphore::new(
+                self.shared.config.max_pending_outbound,
+            )),
+            #[cfg(feature = "auth")]
+            principal: self.link_auth.principal(),
         };
         if !self.shared.insert_link(hello.peer, link) {
             return self.fail_handshake(ctx, HandshakeError::Duplicate(hello.peer));
         }
         tracing::info!(peer = %hello.peer, link = self.direction.describe(), "link up");
+        self.shared.emit(PeerEvent::Connected {
+            peer: hello.peer,
+            outbound: matches!(self.direction, Direction::Outbound { .. }),
+            address: self.direction.describe().to_owned(),
+        });
         if let State::Handshaking { ready: Some(ready) } = std::mem::replace(
             &mut self.state,
             State::Live {
@@ -194,7 +253,7 @@ impl Connection {
     }
 
     fn on_frame(&mut self, bytes: &Bytes, ctx: &mut Context<Self>) {
-        let State::Live { remote, remote_max } = self.state else {
+        let State::Live { remote, .. } = self.state else {
             return;
         };
         let frame: Frame<'_> = match wire::decode(bytes, self.shared.config.max_message_size) {
@@ -205,7 +264,7 @@ impl Connection {
                     RemoteError::TooLarge { .. } => CloseCode::Size,
                     _ => CloseCode::Protocol,
                 };
-                return self.close(ctx, code, "undecodable frame");
+                return self.refuse(ctx, code, "undecodable frame");
             }
         };
         match frame {
@@ -217,17 +276,9 @@ impl Connection {
                 captures,
                 ..
             } => {
+                let deadline = Instant::now() + Duration::from_millis(deadline_ms);
                 let captures = bytes.slice_ref(captures);
-                self.on_call(
-                    ctx,
-                    remote,
-                    remote_max,
-                    id,
-                    block,
-                    &name,
-                    deadline_ms,
-                    captures,
-                );
+                self.on_call(ctx, remote, id, block, &name, deadline, captures);
             }
             Frame::Reply { id, result } => match self.pending.remove(&id) {
                 Some(reply) => {
@@ -237,11 +288,21 @@ impl Connection {
                     };
                     let _caller_gone = reply.send(result);
                 }
-                None => tracing::debug!(peer = %remote, id, "late or unknown reply dropped"),
+                None => {
+                    Counters::add(&self.shared.counters.late_replies, 1);
+                    tracing::debug!(peer = %remote, id, "late or unknown reply dropped");
+                }
             },
             Frame::Cancel { id } => {
                 if let Some(handle) = self.running.remove(&id) {
                     ctx.cancel_future(handle);
+                    self.after_call(ctx);
+                } else if let Some(at) = self.queue.iter().position(|queued| queued.id == id) {
+                    if let Some(queued) = self.queue.remove(at) {
+                        self.queued_bytes -= queued.captures.len();
+                    }
+                } else {
+                    tracing::debug!(peer = %remote, id, "cancel for a call not running here");
                 }
             }
             Frame::Ping { nonce } => self.send_frame(&Frame::Pong { nonce }),
@@ -254,22 +315,23 @@ impl Connection {
         &mut self,
         ctx: &mut Context<Self>,
         remote: PeerId,
-        remote_max: usize,
         id: u64,
         block_id: u64,
         name: &str,
-        deadline_ms: u64,
+        deadline: Instant,
         captures: Bytes,
     ) {
-        if self.running.contains_key(&id) {
+        Counters::add(&self.shared.counters.calls_received, 1);
+        if self.running.contains_key(&id) || self.queue.iter().any(|queued| queued.id == id) {
+            // Never run a call twice.
+            Counters::add(&self.shared.counters.refused_frames, 1);
             tracing::warn!(peer = %remote, id, "duplicate call id ignored");
             return;
         }
-        if self.running.len() >= self.shared.config.max_inbound_calls {
+        if self.shared.is_stopping() {
             return self.reply(
                 id,
-                remote_max,
-                &Err(RemoteError::Overloaded {
+                &Err(RemoteError::ShuttingDown {
                     peer: None,
                     block: Some(name.to_owned()),
                 }),
@@ -279,7 +341,7 @@ impl Connection {
         // exists, is revealed to a caller that may not run it; the captures stay opaque.
         #[cfg(feature = "auth")]
         if let Err(error) = self.shared.guard.authorize(&self.link_auth, remote, name) {
-            return self.reply(id, remote_max, &Err(error));
+            return self.reply(id, &Err(error));
         }
         // The id must name the very block that was authorized.
         let entry = match block::lookup(block_id, name) {
@@ -287,16 +349,47 @@ impl Connection {
             Ok(_) => {
                 return self.reply(
                     id,
-                    remote_max,
                     &Err(RemoteError::UnknownBlock {
                         peer: None,
                         block: name.to_owned(),
                     }),
                 );
             }
-            Err(error) => return self.reply(id, remote_max, &Err(error)),
+            Err(error) => return self.reply(id, &Err(error)),
         };
-        let deadline = Instant::now() + Duration::from_millis(deadline_ms);
+        let call = Queued {
+            id,
+            entry,
+            deadline,
+            captures,
+        };
+        let config = &self.shared.config;
+        if self.running.len() < config.max_inbound_calls {
+            return self.start(ctx, remote, call);
+        }
+        if self.queue.len() < config.max_queued_calls
+            && self.queued_bytes + call.captures.len() <= config.max_queued_bytes
+        {
+            self.queued_bytes += call.captures.len();
+            self.queue.push_back(call);
+        } else {
+            self.reply(
+                id,
+                &Err(RemoteError::Overloaded {
+                    peer: None,
+                    block: Some(name.to_owned()),
+                }),
+            );
+        }
+    }
+
+    fn start(&mut self, ctx: &mut Context<Self>, remote: PeerId, call: Queued) {
+        let Queued {
+            id,
+            entry,
+            deadline,
+            captures,
+        } = call;
         let scope = Scope::new(
             self.shared.clone(),
             remote,
@@ -306,14 +399,47 @@ impl Connection {
         );
         let max = self.shared.config.max_message_size;
         let run = scope.guard((entry.invoke)(captures, max));
-        let handle = ctx.spawn(run.into_actor(self).map(move |result, this, _ctx| {
+        let handle = ctx.spawn(run.into_actor(self).map(move |result, this, ctx| {
             this.running.remove(&id);
-            this.reply(id, remote_max, &result);
+            this.reply(id, &result);
+            this.after_call(ctx);
         }));
         self.running.insert(id, handle);
     }
 
-    fn reply(&self, id: u64, remote_max: usize, result: &Result<Vec<u8>, RemoteError>) {
+    /// Starts queued calls while slots are free; wakes `stop()` once nothing runs.
+    fn after_call(&mut self, ctx: &mut Context<Self>) {
+        let State::Live { remote, .. } = self.state else {
+            return;
+        };
+        while self.running.len() < self.shared.config.max_inbound_calls {
+            let Some(call) = self.queue.pop_front() else {
+                break;
+            };
+            self.queued_bytes -= call.captures.len();
+            if call.deadline <= Instant::now() {
+                self.reply(
+                    call.id,
+                    &Err(RemoteError::Timeout {
+                        peer: None,
+                        block: Some(call.entry.info.name().to_owned()),
+                    }),
+                );
+            } else {
+                self.start(ctx, remote, call);
+            }
+        }
+        if self.running.is_empty() && self.queue.is_empty() {
+            for drained in self.drained.drain(..) {
+                let _stopper_gone = drained.send(());
+            }
+        }
+    }
+
+    fn reply(&self, id: u64, result: &Result<Vec<u8>, RemoteError>) {
+        let State::Live { remote_max, .. } = self.state else {
+            return;
+        };
         let local = Some(self.shared.id);
         let frame = match result {
             Ok(output) => Frame::Reply {
@@ -346,6 +472,26 @@ impl Connection {
         }
         self.send(Outgoing::Binary(Bytes::from(bytes)));
     }
+
+    /// Probes the link, and drops it locally once it has been silent too long: a close
+    /// handshake cannot cross a partition.
+    fn tick(&mut self, ctx: &mut Context<Self>) {
+        let State::Live { remote, .. } = self.state else {
+            return;
+        };
+        let silent = self.last_seen.elapsed();
+        if silent > self.shared.config.liveness_timeout {
+            tracing::warn!(peer = %remote, ?silent, "link silent past the liveness timeout");
+            self.end_reason = Some(format!("no traffic for {} ms", silent.as_millis()));
+            ctx.stop();
+            return;
+        }
+        self.ping_nonce += 1;
+        self.send_frame(&Frame::Ping {
+            nonce: self.ping_nonce,
+        });
+        self.send(Outgoing::Ping);
+    }
 }
 
 /// Marks an error produced here with this peer's id, where it has none.
@@ -374,19 +520,21 @@ impl Actor for Connection {
                 this.fail_handshake(ctx, HandshakeError::Timeout);
             }
         });
+        ctx.run_interval(self.shared.config.ping_interval, Self::tick);
         #[cfg(feature = "auth")]
-        if let Some(principal) = self.link_auth.principal() {
+        if let Some(principal) = self.link_auth.principal()
+            && principal.expires_at() != u64::MAX
+        {
             // The link lives no longer than the token it was opened with.
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |since| since.as_secs());
             let left = Duration::from_secs(principal.expires_at().saturating_sub(now));
-            if principal.expires_at() != u64::MAX {
-                ctx.run_later(left, |this, ctx| {
-                    tracing::info!(target: "distributed_scope::auth", "token expired, closing link");
-                    this.close(ctx, CloseCode::Policy, "token expired");
-                });
-            }
+            ctx.run_later(left, |this, ctx| {
+                tracing::info!(target: "distributed_scope::auth", "token expired, closing link");
+                this.intentional = true;
+                this.close(ctx, CloseCode::Policy, "token expired");
+            });
         }
     }
 
@@ -401,12 +549,30 @@ impl Actor for Connection {
             }
             State::Live { remote, .. } => {
                 self.shared.remove_link(remote, self.serial);
-                tracing::info!(peer = %remote, pending = self.pending.len(), "link down");
+                let reason = self
+                    .end_reason
+                    .take()
+                    .unwrap_or_else(|| "the link closed".to_owned());
+                tracing::info!(peer = %remote, pending = self.pending.len(), reason, "link down");
                 for (_, reply) in self.pending.drain() {
                     let _caller_gone = reply.send(Err(RemoteError::ConnectionLost {
                         peer: remote,
                         block: None,
                     }));
+                }
+                for drained in self.drained.drain(..) {
+                    let _stopper_gone = drained.send(());
+                }
+                self.shared.emit(PeerEvent::Lost {
+                    peer: remote,
+                    reason,
+                });
+                if let Direction::Outbound { url } = &self.direction
+                    && !self.intentional
+                    && !self.shared.is_stopping()
+                    && let Some(peer) = self.shared.peer.get()
+                {
+                    peer.do_send(LinkDown { url: url.clone() });
                 }
             }
             State::Handshaking { ready: None } | State::Closed => {}
@@ -416,16 +582,20 @@ impl Actor for Connection {
 
 impl StreamHandler<Inbound> for Connection {
     fn handle(&mut self, event: Inbound, ctx: &mut Context<Self>) {
+        self.last_seen = Instant::now();
         match event {
-            Inbound::Binary(bytes) => match self.state {
-                State::Handshaking { .. } => self.on_hello(&bytes, ctx),
-                State::Live { .. } => self.on_frame(&bytes, ctx),
-                State::Closed => {}
-            },
+            Inbound::Binary(bytes) => {
+                Counters::add(&self.shared.counters.bytes_received, bytes.len() as u64);
+                match self.state {
+                    State::Handshaking { .. } => self.on_hello(&bytes, ctx),
+                    State::Live { .. } => self.on_frame(&bytes, ctx),
+                    State::Closed => {}
+                }
+            }
             Inbound::Ping(bytes) => self.send(Outgoing::Pong(bytes)),
             Inbound::Pong => {}
             Inbound::Text => {
-                self.close(ctx, CloseCode::Unsupported, "text frames are not supported")
+                self.refuse(ctx, CloseCode::Unsupported, "text frames are not supported")
             }
             Inbound::Close(reason) => {
                 tracing::debug!(
@@ -433,13 +603,17 @@ impl StreamHandler<Inbound> for Connection {
                     ?reason,
                     "closed by remote"
                 );
+                self.end_reason = Some(match reason.and_then(|reason| reason.description) {
+                    Some(description) => format!("closed by the remote: {description}"),
+                    None => "closed by the remote".to_owned(),
+                });
                 self.send(Outgoing::Close(CloseReason {
                     code: CloseCode::Normal,
                     description: None,
                 }));
                 ctx.stop();
             }
-            Inbound::Violation(code, reason) => self.close(ctx, code, &reason),
+            Inbound::Violation(code, reason) => self.refuse(ctx, code, &reason),
         }
     }
 }
@@ -463,6 +637,7 @@ impl Handler<OutboundCall> for Connection {
             // Dropping the reply sender tells the caller the link is gone.
             return;
         }
+        Counters::add(&self.shared.counters.calls_sent, 1);
         let deadline_ms = call
             .request
             .deadline
@@ -509,7 +684,7 @@ impl Handler<CancelCall> for Connection {
     }
 }
 
-/// Close the link (peer stopping, `disconnect`).
+/// Close the link on purpose (`disconnect`): it is not reconnected.
 pub(crate) struct Close(pub(crate) CloseCode);
 
 impl Message for Close {
@@ -520,6 +695,69 @@ impl Handler<Close> for Connection {
     type Result = ();
 
     fn handle(&mut self, close: Close, ctx: &mut Context<Self>) {
-        self.close(ctx, close.0, "closing");
+        self.intentional = true;
+        self.close(ctx, close.0, "closed by this peer");
+    }
+}
+
+/// Resolves once no call of the remote runs or waits here (new calls are refused while the
+/// peer stops).
+pub(crate) struct Drain;
+
+impl Message for Drain {
+    type Result = ();
+}
+
+impl Handler<Drain> for Connection {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _drain: Drain, _ctx: &mut Context<Self>) -> Self::Result {
+        let (drained, done) = oneshot::channel();
+        if self.running.is_empty() && self.queue.is_empty() {
+            let _now = drained.send(());
+        } else {
+            self.drained.push(drained);
+        }
+        Box::pin(async move {
+            let _closed = done.await;
+        })
+    }
+}
+
+/// The drain timeout passed: fail what still runs with `ShuttingDown`, close with 1001.
+pub(crate) struct Shutdown;
+
+impl Message for Shutdown {
+    type Result = ();
+}
+
+impl Handler<Shutdown> for Connection {
+    type Result = ();
+
+    fn handle(&mut self, _shutdown: Shutdown, ctx: &mut Context<Self>) {
+        let running: Vec<(u64, SpawnHandle)> = self.running.drain().collect();
+        let queued: Vec<u64> = self.queue.drain(..).map(|queued| queued.id).collect();
+        self.queued_bytes = 0;
+        for (id, handle) in running {
+            ctx.cancel_future(handle);
+            self.reply_shutting_down(id);
+        }
+        for id in queued {
+            self.reply_shutting_down(id);
+        }
+        self.intentional = true;
+        self.close(ctx, CloseCode::Away, "peer stopping");
+    }
+}
+
+impl Connection {
+    fn reply_shutting_down(&self, id: u64) {
+        self.reply(
+            id,
+            &Err(RemoteError::ShuttingDown {
+                peer: Some(self.shared.id),
+                block: None,
+            }),
+        );
     }
 }

@@ -1,21 +1,27 @@
 //! State shared by a peer's actor, its connections and the calls made from any thread.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
 use actix::Addr;
 use bytes::Bytes;
 use futures_channel::oneshot;
 use futures_util::future::{Either, LocalBoxFuture, select};
+use tokio::sync::{Semaphore, broadcast};
 use web_time::Instant;
 
+use super::Peer;
 use super::config::Config;
 use super::connection::{CancelCall, Connection, Direction, OutboundCall};
+use super::events::{Counters, PeerEvent};
 use crate::block;
 use crate::scope::{Request, Runtime, Scope};
 use crate::{PeerId, RemoteError};
+
+#[cfg(feature = "auth")]
+use crate::auth::Principal;
 
 /// A live link to another peer, as the call path sees it.
 #[derive(Clone)]
@@ -26,6 +32,10 @@ pub(crate) struct Link {
     pub(crate) remote_max: usize,
     pub(crate) direction: Direction,
     pub(crate) app_version: Option<String>,
+    /// Bounds the calls this peer has pending on the link.
+    pub(crate) outbound_slots: Arc<Semaphore>,
+    #[cfg(feature = "auth")]
+    pub(crate) principal: Option<Arc<Principal>>,
 }
 
 pub(crate) struct Shared {
@@ -33,6 +43,11 @@ pub(crate) struct Shared {
     pub(crate) config: Config,
     #[cfg(feature = "auth")]
     pub(crate) guard: super::guard::Guard,
+    pub(crate) counters: Counters,
+    pub(crate) events: broadcast::Sender<PeerEvent>,
+    /// The peer actor, set once it runs.
+    pub(crate) peer: OnceLock<Addr<Peer>>,
+    stopping: AtomicBool,
     links: RwLock<HashMap<PeerId, Link>>,
     links_changed: tokio::sync::Notify,
     serials: AtomicU64,
@@ -49,6 +64,10 @@ impl Shared {
             config,
             #[cfg(feature = "auth")]
             guard,
+            counters: Counters::default(),
+            events: broadcast::channel(256).0,
+            peer: OnceLock::new(),
+            stopping: AtomicBool::new(false),
             links: RwLock::new(HashMap::new()),
             links_changed: tokio::sync::Notify::new(),
             serials: AtomicU64::new(1),
@@ -57,6 +76,20 @@ impl Shared {
 
     pub(crate) fn next_serial(&self) -> u64 {
         self.serials.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub(crate) fn emit(&self, event: PeerEvent) {
+        // Nobody listening is fine.
+        let _unobserved = self.events.send(event);
+    }
+
+    pub(crate) fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn begin_stop(&self) {
+        self.stopping.store(true, Ordering::Release);
+        self.links_changed.notify_waiters();
     }
 
     pub(crate) fn link(&self, peer: PeerId) -> Option<Link> {
@@ -71,8 +104,8 @@ impl Shared {
     }
 
     fn read_links(&self) -> std::sync::RwLockReadGuard<'_, HashMap<PeerId, Link>> {
-        // A panic while holding the lock cannot leave the map half-updated: inserts and
-        // removes are single calls, so the poisoned data is still consistent.
+        // Inserts and removes are single map operations, so a panic elsewhere while the lock
+        // was held cannot have left the map half-updated.
         self.links
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -111,16 +144,26 @@ impl Shared {
     }
 
     /// Waits until a link to `peer` exists, or fails with `NotConnected` at `deadline`.
-    async fn wait_for_link(&self, peer: PeerId, deadline: Instant) -> Result<Link, RemoteError> {
+    pub(crate) async fn wait_for_link(
+        &self,
+        peer: PeerId,
+        deadline: Instant,
+    ) -> Result<Link, RemoteError> {
         loop {
             let changed = self.links_changed.notified();
             let mut changed = std::pin::pin!(changed);
             changed.as_mut().enable();
+            if self.is_stopping() {
+                return Err(RemoteError::ShuttingDown {
+                    peer: Some(self.id),
+                    block: None,
+                });
+            }
             if let Some(link) = self.link(peer).filter(|link| link.addr.connected()) {
                 return Ok(link);
             }
             match select(changed, self.sleep_until(deadline)).await {
-                Either::Left(((), _)) => continue,
+                Either::Left(((), _)) => {}
                 Either::Right(((), _)) => {
                     return Err(RemoteError::NotConnected { peer, block: None });
                 }
@@ -160,6 +203,27 @@ impl Shared {
                 limit: link.remote_max as u64,
             });
         }
+        // At the pending limit a call waits for a slot until its deadline.
+        let slot = match select(
+            Box::pin(link.outbound_slots.clone().acquire_owned()),
+            self.sleep_until(request.deadline),
+        )
+        .await
+        {
+            Either::Left((Ok(slot), _)) => slot,
+            Either::Left((Err(_closed), _)) => {
+                return Err(RemoteError::ConnectionLost {
+                    peer: target,
+                    block: None,
+                });
+            }
+            Either::Right(((), _)) => {
+                return Err(RemoteError::Timeout {
+                    peer: Some(target),
+                    block: None,
+                });
+            }
+        };
         let id = link.next_call.fetch_add(1, Ordering::Relaxed);
         let (reply, replied) = oneshot::channel();
         let mut guard = CancelOnDrop {
@@ -173,6 +237,7 @@ impl Shared {
             block: None,
         }));
         guard.armed = false;
+        drop(slot);
         result
     }
 }
@@ -211,6 +276,13 @@ impl Runtime for Shared {
         target: PeerId,
         request: Request,
     ) -> LocalBoxFuture<'static, Result<Bytes, RemoteError>> {
+        if self.is_stopping() {
+            let stopping = Err(RemoteError::ShuttingDown {
+                peer: Some(self.id),
+                block: None,
+            });
+            return Box::pin(std::future::ready(stopping));
+        }
         if target == self.id {
             Box::pin(self.call_self(request))
         } else {
@@ -228,5 +300,11 @@ impl Runtime for Shared {
 
     fn serialize_local(&self) -> bool {
         self.config.serialize_local
+    }
+
+    fn record(&self, outcome: Result<(), &RemoteError>) {
+        if let Err(error) = outcome {
+            self.counters.error(error.code());
+        }
     }
 }

@@ -1,0 +1,10 @@
+#![deny(unused_variables)]
+
+use distributed_scope::{PeerId, remote};
+
+async fn f(server: PeerId) {
+    let x = 1u32;
+    let _ = remote!(server, [x: u32] -> u32 { 1 }).await;
+}
+
+fn main() {}
