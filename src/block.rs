@@ -183,29 +183,35 @@ fn registry() -> &'static Registry {
                     slot.insert(entry);
                     registry.by_name.insert(entry.info.name, entry.info.id);
                 }
-                Entry::Occupied(first) => tracing::warn!(
-                    id = format_args!("{:016x}", entry.info.id),
-                    kept = first.get().info.name,
-                    duplicate = entry.info.name,
-                    "two blocks share an id; the first registration wins"
-                ),
+                Entry::Occupied(first) => {
+                    // Same id, same tokens and types: either copy runs the same code, so the
+                    // duplicate's name answers too.
+                    registry.by_name.insert(entry.info.name, entry.info.id);
+                    tracing::warn!(
+                        id = format_args!("{:016x}", entry.info.id),
+                        kept = first.get().info.name,
+                        duplicate = entry.info.name,
+                        "two blocks share an id; the first registration wins"
+                    );
+                }
             }
         }
         registry
     })
 }
 
-/// Finds the block a call asks for, never running other code: an unknown id whose name is
-/// known is a [`RemoteError::VersionMismatch`], otherwise [`RemoteError::UnknownBlock`].
+/// Finds the block a call asks for, never running other code: the id and the name must
+/// belong together (authorization is decided on the name). A known name with another id is a
+/// [`RemoteError::VersionMismatch`]; anything else unknown is [`RemoteError::UnknownBlock`].
 pub(crate) fn lookup(id: u64, name: &str) -> Result<&'static BlockEntry, RemoteError> {
     let registry = registry();
-    match registry.by_id.get(&id) {
-        Some(entry) => Ok(entry),
-        None if registry.by_name.contains_key(name) => Err(RemoteError::VersionMismatch {
+    match (registry.by_id.get(&id), registry.by_name.get(name)) {
+        (Some(entry), Some(named)) if *named == id => Ok(entry),
+        (_, Some(_)) => Err(RemoteError::VersionMismatch {
             peer: None,
             block: name.to_owned(),
         }),
-        None => Err(RemoteError::UnknownBlock {
+        (_, None) => Err(RemoteError::UnknownBlock {
             peer: None,
             block: name.to_owned(),
         }),

@@ -20,7 +20,7 @@ use super::events::{Counters, PeerEvent};
 use super::shared::{Link, Shared};
 use crate::block::{self, BlockEntry};
 use crate::error::{Error, HandshakeError};
-use crate::scope::{Request, Scope};
+use crate::scope::{Hex, Request, Scope, Trace, record_outcome};
 use crate::transport::{Inbound, InboundStream, Outgoing};
 use crate::wire::{self, Frame, Hello, HelloError, ReplyBody};
 use crate::{PeerId, RemoteError};
@@ -62,6 +62,8 @@ struct Queued {
     entry: &'static BlockEntry,
     deadline: Instant,
     captures: Bytes,
+    /// The caller's trace context, from the call's metadata.
+    trace: Option<Trace>,
 }
 
 pub(crate) struct Connection {
@@ -273,12 +275,16 @@ impl Connection {
                 block,
                 name,
                 deadline_ms,
+                metadata,
                 captures,
-                ..
             } => {
                 let deadline = Instant::now() + Duration::from_millis(deadline_ms);
                 let captures = bytes.slice_ref(captures);
-                self.on_call(ctx, remote, id, block, &name, deadline, captures);
+                let trace = metadata
+                    .iter()
+                    .find(|(key, _)| key == Trace::KEY)
+                    .and_then(|(_, value)| Trace::from_traceparent(value));
+                self.on_call(ctx, remote, id, block, &name, deadline, captures, trace);
             }
             Frame::Reply { id, result } => match self.pending.remove(&id) {
                 Some(reply) => {
@@ -320,6 +326,7 @@ impl Connection {
         name: &str,
         deadline: Instant,
         captures: Bytes,
+        trace: Option<Trace>,
     ) {
         Counters::add(&self.shared.counters.calls_received, 1);
         if self.running.contains_key(&id) || self.queue.iter().any(|queued| queued.id == id) {
@@ -343,18 +350,9 @@ impl Connection {
         if let Err(error) = self.shared.guard.authorize(&self.link_auth, remote, name) {
             return self.reply(id, &Err(error));
         }
-        // The id must name the very block that was authorized.
+        // The id must belong to the very name that was authorized.
         let entry = match block::lookup(block_id, name) {
-            Ok(entry) if entry.info.name() == name => entry,
-            Ok(_) => {
-                return self.reply(
-                    id,
-                    &Err(RemoteError::UnknownBlock {
-                        peer: None,
-                        block: name.to_owned(),
-                    }),
-                );
-            }
+            Ok(entry) => entry,
             Err(error) => return self.reply(id, &Err(error)),
         };
         let call = Queued {
@@ -362,6 +360,7 @@ impl Connection {
             entry,
             deadline,
             captures,
+            trace,
         };
         let config = &self.shared.config;
         if self.running.len() < config.max_inbound_calls {
@@ -389,17 +388,45 @@ impl Connection {
             entry,
             deadline,
             captures,
+            trace,
         } = call;
+        // The callee's side of the caller's `call` span: same call id and trace id.
+        let span = tracing::info_span!(
+            target: "distributed_scope::call",
+            "serve",
+            block = entry.info.name(),
+            block_id = %Hex(entry.info.id()),
+            call_id = tracing::field::Empty,
+            trace_id = tracing::field::Empty,
+            caller = %remote,
+            callee = %self.shared.id,
+            deadline_ms = deadline.saturating_duration_since(Instant::now()).as_millis() as u64,
+            outcome = tracing::field::Empty,
+            error_code = tracing::field::Empty,
+            error = tracing::field::Empty,
+            duration_ms = tracing::field::Empty,
+        );
+        let trace = trace.or_else(|| (!span.is_disabled()).then(|| Trace::child_of(None)));
+        if let (Some(trace), false) = (trace, span.is_disabled()) {
+            span.record("call_id", tracing::field::display(Hex(trace.call_id)));
+            span.record("trace_id", tracing::field::display(Hex(trace.trace_id)));
+        }
+        let started = (!span.is_disabled()).then(Instant::now);
         let scope = Scope::new(
             self.shared.clone(),
             remote,
             #[cfg(feature = "auth")]
             self.link_auth.principal(),
             Some(deadline),
-        );
+        )
+        .with_trace(trace);
         let max = self.shared.config.max_message_size;
-        let run = scope.guard((entry.invoke)(captures, max));
+        let run = tracing::Instrument::instrument(
+            scope.guard((entry.invoke)(captures, max)),
+            span.clone(),
+        );
         let handle = ctx.spawn(run.into_actor(self).map(move |result, this, ctx| {
+            record_outcome(&span, started, &result);
             this.running.remove(&id);
             this.reply(id, &result);
             this.after_call(ctx);
@@ -638,19 +665,26 @@ impl Handler<OutboundCall> for Connection {
             return;
         }
         Counters::add(&self.shared.counters.calls_sent, 1);
-        let deadline_ms = call
-            .request
-            .deadline
-            .saturating_duration_since(Instant::now())
+        // The callee gets the remaining time less a margin (5 %, at most 50 ms), so that
+        // its `Timeout` reply, naming the innermost block that ran out, reaches the caller
+        // before the caller's own timer fires: nested hops fail from the inside out.
+        let remaining = call.request.deadline.saturating_duration_since(Instant::now());
+        let margin = (remaining / 20).min(Duration::from_millis(50));
+        let deadline_ms = (remaining - margin)
             .as_millis()
             .try_into()
             .unwrap_or(u64::MAX);
+        // Only traced calls carry metadata (and allocate for it).
+        let traceparent = call.request.trace.map(Trace::to_traceparent);
         let frame = Frame::Call {
             id: call.id,
             block: call.request.block,
             name: call.request.name.into(),
             deadline_ms,
-            metadata: Vec::new(),
+            metadata: match &traceparent {
+                Some(value) => vec![(Trace::KEY.into(), value.as_str().into())],
+                None => Vec::new(),
+            },
             captures: &call.request.captures,
         };
         match wire::encode(&frame) {

@@ -50,9 +50,14 @@ pub struct PeerProcess {
 impl PeerProcess {
     /// Starts `peer --id NAME --listen 127.0.0.1:0` and waits for its `listening on` line.
     pub fn start(name: &str) -> Self {
+        Self::start_at(name, "127.0.0.1:0")
+    }
+
+    /// Starts `peer --id NAME --listen ADDR` and waits for its `listening on` line.
+    pub fn start_at(name: &str, addr: &str) -> Self {
         let binary = peer_binary();
         let mut child = Command::new(&binary)
-            .args(["--id", name, "--listen", "127.0.0.1:0"])
+            .args(["--id", name, "--listen", addr])
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

@@ -242,3 +242,13 @@ pub async fn whoami() -> Option<(String, Vec<String>)> {
         .principal()
         .map(|principal| (principal.subject().to_owned(), principal.roles().to_vec()))
 }
+
+/// Sleeps `millis` on `target`, then returns `millis`: a slow block for deadline, liveness and
+/// drain tests.
+pub async fn nap(target: PeerId, millis: u64) -> Result<u64, RemoteError> {
+    remote!(target, [millis: u64] -> u64 {
+        Scope::current().sleep(std::time::Duration::from_millis(millis)).await;
+        millis
+    })
+    .await
+}

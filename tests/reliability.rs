@@ -1,0 +1,353 @@
+//! Deadlines, cancellation, waiting for peers, liveness, reconnection and draining, over real
+//! loopback sockets between separate actix systems and processes.
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use distributed_scope::{Backoff, Peer, PeerId, RemoteError, Scope, remote};
+use futures_util::future::join_all;
+use support::{PeerProcess, block_on, server, url};
+
+#[test]
+fn sleeping_block_times_out_at_about_its_deadline() {
+    let server = server("deadline-server");
+    let (server_id, url) = (server.handle().id(), url(server.handle()));
+    let (result, elapsed) = block_on(async move {
+        let client = Peer::builder(PeerId::random()).start().await.unwrap();
+        client.connect(&url).await.unwrap();
+        let started = Instant::now();
+        let result = client
+            .run(async move {
+                remote!(server_id, [] -> u8 {
+                    Scope::current().sleep(Duration::from_secs(30)).await;
+                    1
+                })
+                .timeout(Duration::from_millis(300))
+                .await
+            })
+            .await;
+        (result, started.elapsed())
+    });
+    assert!(matches!(result, Err(RemoteError::Timeout { .. })), "{result:?}");
+    assert!(elapsed >= Duration::from_millis(300), "{elapsed:?}");
+    assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
+}
+
+/// Outer block `reliability::nested_deadline#0` on `b`, inner `#1` on `c`.
+#[distributed_scope::distributed]
+async fn nested_deadline(b: PeerId, c: PeerId) -> Result<u8, RemoteError> {
+    remote!(b, [c] -> Result<u8, RemoteError> {
+        // Its own timeout is 20 s, but less than 2 s of the outer deadline remain.
+        remote!(c, [] -> u8 {
+            Scope::current().sleep(Duration::from_secs(30)).await;
+            1
+        })
+        .timeout(Duration::from_secs(20))
+        .await
+    })
+    .timeout(Duration::from_secs(2))
+    .await
+}
+
+#[test]
+fn nested_hop_inherits_the_remaining_deadline_and_fails_first() {
+    let b = server("inherit-b");
+    let c = server("inherit-c");
+    let (idb, idc) = (b.handle().id(), c.handle().id());
+    let (urlb, urlc) = (url(b.handle()), url(c.handle()));
+    let (result, elapsed) = block_on(async move {
+        b.handle().connect(&urlc).await.unwrap();
+        let a = Peer::builder(PeerId::random()).start().await.unwrap();
+        a.connect(&urlb).await.unwrap();
+        let started = Instant::now();
+        (a.run(nested_deadline(idb, idc)).await, started.elapsed())
+    });
+    match result {
+        // The inner hop failed first, and its error is what came back.
+        Err(RemoteError::Timeout { block, .. }) => {
+            assert_eq!(block.as_deref(), Some("reliability::nested_deadline#1"), "after {elapsed:?}");
+        }
+        other => panic!("expected the inner Timeout, got {other:?}"),
+    }
+    assert!(elapsed < Duration::from_secs(4), "{elapsed:?}");
+}
+
+static OUTER_TICKS: AtomicU64 = AtomicU64::new(0);
+static INNER_TICKS: AtomicU64 = AtomicU64::new(0);
+
+#[test]
+fn dropping_a_call_stops_the_block_and_its_nested_hop() {
+    let b = server("cancel-b");
+    let c = server("cancel-c");
+    let (idb, idc) = (b.handle().id(), c.handle().id());
+    let (urlb, urlc) = (url(b.handle()), url(c.handle()));
+    block_on(async move {
+        b.handle().connect(&urlc).await.unwrap();
+        let a = Peer::builder(PeerId::random()).start().await.unwrap();
+        a.connect(&urlb).await.unwrap();
+        let call = a.run(async move {
+            remote!(idb, [idc: PeerId] -> Result<u8, RemoteError> {
+                let inner = remote!(idc, [] -> u8 {
+                    loop {
+                        INNER_TICKS.fetch_add(1, Ordering::SeqCst);
+                        Scope::current().sleep(Duration::from_millis(5)).await;
+                    }
+                });
+                let outer = async {
+                    loop {
+                        OUTER_TICKS.fetch_add(1, Ordering::SeqCst);
+                        Scope::current().sleep(Duration::from_millis(5)).await;
+                    }
+                };
+                futures_util::future::select(Box::pin(inner), Box::pin(outer)).await;
+                Ok(0)
+            })
+            .await
+        });
+        // Let both loops run, then drop the call: `timeout` drops the future.
+        let wait_for_ticks = async {
+            while INNER_TICKS.load(Ordering::SeqCst) < 5 || OUTER_TICKS.load(Ordering::SeqCst) < 5 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        };
+        tokio::select! {
+            _ = call => panic!("the looping call cannot complete"),
+            () = wait_for_ticks => {}
+        }
+        // The call future is dropped here. Give the Cancel frames time to travel, then check
+        // that neither loop makes progress any more.
+        let settle = async {
+            loop {
+                let before = (INNER_TICKS.load(Ordering::SeqCst), OUTER_TICKS.load(Ordering::SeqCst));
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let after = (INNER_TICKS.load(Ordering::SeqCst), OUTER_TICKS.load(Ordering::SeqCst));
+                if before == after {
+                    return after;
+                }
+            }
+        };
+        let stopped_at = tokio::time::timeout(Duration::from_secs(5), settle)
+            .await
+            .expect("both loops stop after the call is dropped");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(
+            (INNER_TICKS.load(Ordering::SeqCst), OUTER_TICKS.load(Ordering::SeqCst)),
+            stopped_at
+        );
+    });
+}
+
+#[test]
+fn many_waiters_for_a_peer_that_connects_later_all_complete() {
+    let server = server("late-server");
+    let (server_id, url) = (server.handle().id(), url(server.handle()));
+    let results = block_on(async move {
+        let client = Peer::builder(PeerId::random()).start().await.unwrap();
+        let waiters: Vec<_> = (0..100u64)
+            .map(|i| client.spawn(blocks::increment(server_id, i)))
+            .collect();
+        // The scenario: the link comes up a second after the calls were made.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        client.connect(&url).await.unwrap();
+        join_all(waiters).await
+    });
+    for (i, result) in results.into_iter().enumerate() {
+        assert_eq!(result.unwrap(), Ok(i as u64 + 1));
+    }
+}
+
+#[test]
+fn killed_peer_process_fails_pending_calls_then_reconnects_after_restart() {
+    let mut process = PeerProcess::start("kill-server");
+    let server_id = process.id;
+    let url = process.url.clone();
+    let addr = url.trim_start_matches("ws://").trim_end_matches('/').to_owned();
+    block_on(async move {
+        let handle = Peer::builder(PeerId::random())
+            .ping_interval(Duration::from_millis(200))
+            .liveness_timeout(Duration::from_secs(2))
+            .reconnect(Backoff::new(
+                Duration::from_millis(100),
+                1.6,
+                Duration::from_millis(500),
+            ))
+            .start()
+            .await
+            .unwrap();
+        handle.connect(&url).await.unwrap();
+        let pending = handle.spawn(blocks::nap(server_id, 60_000));
+        // The nap runs once a later call on the same link has answered.
+        assert_eq!(handle.run(blocks::increment(server_id, 1)).await, Ok(2));
+        let killed_at = Instant::now();
+        process.kill();
+        let lost = pending.await.unwrap();
+        assert!(
+            matches!(lost, Err(RemoteError::ConnectionLost { peer, .. }) if peer == server_id),
+            "{lost:?}"
+        );
+        assert!(killed_at.elapsed() < Duration::from_secs(5));
+        let later = handle
+            .run(blocks::Add { x: 1, y: 1 }.on(server_id).timeout(Duration::from_millis(200)))
+            .await;
+        assert!(matches!(later, Err(RemoteError::NotConnected { .. })), "{later:?}");
+        // Restart on the same address: the client's supervisor reconnects by itself.
+        let restarted = actix_rt::task::spawn_blocking(move || {
+            PeerProcess::start_at("kill-server", &addr)
+        })
+        .await
+        .unwrap();
+        handle
+            .wait_for(server_id, Duration::from_secs(15))
+            .await
+            .expect("the supervisor reconnects");
+        assert_eq!(handle.run(blocks::increment(server_id, 41)).await, Ok(42));
+        drop(restarted);
+    });
+}
+
+/// A TCP proxy that can stop forwarding without closing anything: a silent partition.
+async fn partition_proxy(target: std::net::SocketAddr, blackhole: Arc<AtomicBool>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    actix_rt::spawn(async move {
+        while let Ok((inbound, _)) = listener.accept().await {
+            let Ok(outbound) = tokio::net::TcpStream::connect(target).await else {
+                continue;
+            };
+            let (ri, wi) = inbound.into_split();
+            let (ro, wo) = outbound.into_split();
+            actix_rt::spawn(forward(ri, wo, blackhole.clone()));
+            actix_rt::spawn(forward(ro, wi, blackhole.clone()));
+        }
+    });
+    format!("ws://{addr}/")
+}
+
+async fn forward(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    blackhole: Arc<AtomicBool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buffer = vec![0u8; 64 << 10];
+    loop {
+        let Ok(read) = from.read(&mut buffer).await else { return };
+        if read == 0 {
+            return;
+        }
+        // Partitioned: bytes vanish, and nobody closes anything.
+        if !blackhole.load(Ordering::SeqCst) && to.write_all(&buffer[..read]).await.is_err() {
+            return;
+        }
+    }
+}
+
+#[test]
+fn silent_partition_is_detected_by_liveness() {
+    let server = server("partition-server");
+    let server_id = server.handle().id();
+    let target = server.handle().local_addr().unwrap();
+    let (result, elapsed) = block_on(async move {
+        let blackhole = Arc::new(AtomicBool::new(false));
+        let proxied = partition_proxy(target, blackhole.clone()).await;
+        let client = Peer::builder(PeerId::random())
+            .ping_interval(Duration::from_millis(200))
+            .liveness_timeout(Duration::from_secs(1))
+            .reconnect(Backoff::disabled())
+            .start()
+            .await
+            .unwrap();
+        client.connect(&proxied).await.unwrap();
+        assert_eq!(client.run(blocks::increment(server_id, 1)).await, Ok(2));
+        let pending = client.spawn(blocks::nap(server_id, 30_000));
+        assert_eq!(client.run(blocks::increment(server_id, 2)).await, Ok(3));
+        blackhole.store(true, Ordering::SeqCst);
+        let cut = Instant::now();
+        (pending.await.unwrap(), cut.elapsed())
+    });
+    assert!(
+        matches!(result, Err(RemoteError::ConnectionLost { peer, .. }) if peer == server_id),
+        "{result:?}"
+    );
+    assert!(elapsed < Duration::from_secs(5), "detected after {elapsed:?}");
+}
+
+#[test]
+fn stop_drains_in_flight_calls_and_refuses_new_ones() {
+    let server = server("drain-server");
+    let server_handle = server.handle().clone();
+    let (server_id, url) = (server.handle().id(), url(server.handle()));
+    block_on(async move {
+        let client = Peer::builder(PeerId::random()).start().await.unwrap();
+        client.connect(&url).await.unwrap();
+        let in_flight = client.spawn(blocks::nap(server_id, 300));
+        // The nap is running once a later call on the same link has answered.
+        assert_eq!(client.run(blocks::increment(server_id, 0)).await, Ok(1));
+        let stopping = actix_rt::spawn(async move { server_handle.stop().await });
+        // The in-flight call finishes within the drain timeout.
+        assert_eq!(in_flight.await.unwrap(), Ok(300));
+        stopping.await.unwrap().unwrap();
+        let after = client
+            .run(async {
+                blocks::Add { x: 1, y: 2 }
+                    .on(server_id)
+                    .timeout(Duration::from_millis(200))
+                    .await
+            })
+            .await;
+        assert!(
+            matches!(after, Err(RemoteError::NotConnected { .. } | RemoteError::ShuttingDown { .. })),
+            "{after:?}"
+        );
+    });
+}
+
+#[test]
+fn drain_timeout_fails_long_calls_with_shutting_down() {
+    let server = distributed_scope::testing::PeerThread::start(
+        Peer::builder(PeerId::from_name("drain-timeout"))
+            .listen("127.0.0.1:0")
+            .drain_timeout(Duration::from_millis(200)),
+    )
+    .unwrap();
+    let server_handle = server.handle().clone();
+    let (server_id, url) = (server.handle().id(), url(server.handle()));
+    block_on(async move {
+        let client = Peer::builder(PeerId::random()).start().await.unwrap();
+        client.connect(&url).await.unwrap();
+        let long = client.spawn(blocks::nap(server_id, 30_000));
+        assert_eq!(client.run(blocks::increment(server_id, 0)).await, Ok(1));
+        server_handle.stop().await.unwrap();
+        let result = long.await.unwrap();
+        assert!(matches!(result, Err(RemoteError::ShuttingDown { .. })), "{result:?}");
+    });
+}
+
+#[test]
+fn beyond_the_inbound_limit_calls_queue_then_are_overloaded() {
+    let server = distributed_scope::testing::PeerThread::start(
+        Peer::builder(PeerId::from_name("overload-server"))
+            .listen("127.0.0.1:0")
+            .max_inbound_calls(2)
+            .max_queued_calls(2),
+    )
+    .unwrap();
+    let (server_id, url) = (server.handle().id(), url(server.handle()));
+    let results = block_on(async move {
+        let client = Peer::builder(PeerId::random()).start().await.unwrap();
+        client.connect(&url).await.unwrap();
+        // 2 run, 2 queue, the rest are refused without running.
+        let calls: Vec<_> = (0..6).map(|_| client.spawn(blocks::nap(server_id, 300))).collect();
+        join_all(calls).await
+    });
+    let results: Vec<_> = results.into_iter().map(Result::unwrap).collect();
+    let done = results.iter().filter(|result| **result == Ok(300)).count();
+    let overloaded = results
+        .iter()
+        .filter(|result| matches!(result, Err(RemoteError::Overloaded { .. })))
+        .count();
+    assert_eq!((done, overloaded), (4, 2), "{results:?}");
+}
