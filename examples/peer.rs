@@ -9,10 +9,12 @@
 //!
 //! Options: `--id NAME` (the peer id is `PeerId::from_name(NAME)`; default a random id),
 //! `--listen ADDR`, `--connect URL` (repeatable), `--list-blocks` (print the blocks compiled
-//! into this binary and exit). Prints `listening on ws://HOST:PORT/` once ready, and
+//! into this binary and exit), `--liveness-ms N` (drop links silent for N ms; pings every
+//! N/5 ms). Prints `listening on ws://HOST:PORT/` once ready, and
 //! `connected to ID` for each link it opens, then runs until killed.
 
 use std::io::Write;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use distributed_scope::actix::System;
@@ -20,6 +22,7 @@ use distributed_scope::{Peer, PeerId};
 
 struct Options {
     id: Option<String>,
+    liveness: Option<Duration>,
     listen: Option<String>,
     connect: Vec<String>,
     list_blocks: bool,
@@ -28,6 +31,7 @@ struct Options {
 fn options() -> anyhow::Result<Options> {
     let mut options = Options {
         id: None,
+        liveness: None,
         listen: None,
         connect: Vec::new(),
         list_blocks: false,
@@ -41,8 +45,12 @@ fn options() -> anyhow::Result<Options> {
                 .connect
                 .push(args.next().context("--connect needs a url")?),
             "--list-blocks" => options.list_blocks = true,
+            "--liveness-ms" => {
+                let millis: u64 = args.next().context("--liveness-ms needs a number")?.parse()?;
+                options.liveness = Some(Duration::from_millis(millis));
+            }
             other => bail!(
-                "unknown argument `{other}`; usage: peer [--id NAME] [--listen ADDR] [--connect URL]... [--list-blocks]"
+                "unknown argument `{other}`; usage: peer [--id NAME] [--listen ADDR] [--connect URL]... [--liveness-ms N] [--list-blocks]"
             ),
         }
     }
@@ -75,6 +83,11 @@ fn main() -> anyhow::Result<()> {
         let mut builder = Peer::builder(id);
         if let Some(addr) = &options.listen {
             builder = builder.listen(addr.as_str());
+        }
+        if let Some(liveness) = options.liveness {
+            builder = builder
+                .liveness_timeout(liveness)
+                .ping_interval(liveness / 5);
         }
         let peer = builder.start().await?;
         let mut out = std::io::stdout();
