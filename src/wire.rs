@@ -288,6 +288,104 @@ mod tests {
         }
     }
 
+    /// Seeded xorshift: the same inputs on every run.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n.max(1) as u64) as usize
+        }
+    }
+
+    fn valid_frames() -> Vec<Vec<u8>> {
+        let captures = encode(&(42u32, ("hello".to_owned(), (vec![1u8; 40], ())))).unwrap();
+        let frames = [
+            Frame::Call {
+                id: 1,
+                block: u64::MAX,
+                name: Cow::Borrowed("app::search#0"),
+                deadline_ms: 30_000,
+                metadata: vec![(Cow::Borrowed("traceparent"), Cow::Borrowed("00-ab-cd-01"))],
+                captures: &captures,
+            },
+            Frame::Reply {
+                id: 2,
+                result: ReplyBody::Ok(&captures),
+            },
+            Frame::Reply {
+                id: 3,
+                result: ReplyBody::Err(RemoteError::Forbidden {
+                    block: "b".into(),
+                    subject: "s".into(),
+                    peer: Some(PeerId::from_name("p")),
+                }),
+            },
+            Frame::Cancel { id: 4 },
+            Frame::Ping { nonce: 5 },
+            Frame::Pong { nonce: 6 },
+        ];
+        let mut all: Vec<Vec<u8>> = frames.iter().map(|frame| encode(frame).unwrap()).collect();
+        all.push(
+            Hello {
+                peer: PeerId::from_name("h"),
+                max_message_size: 1 << 20,
+                app_version: Some("1".into()),
+            }
+            .to_bytes()
+            .unwrap(),
+        );
+        all
+    }
+
+    /// 100 000 seeded random and mutated frames through the peer's decode path: every one is
+    /// an error or a frame, none panics or allocates what the input cannot back.
+    #[test]
+    fn hundred_thousand_mutated_frames_never_panic() {
+        let seeds = valid_frames();
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let mut decoded = 0;
+        for round in 0..100_000 {
+            let mut bytes = seeds[round % seeds.len()].clone();
+            match rng.below(6) {
+                // Flip a few bytes.
+                0 | 1 => {
+                    for _ in 0..=rng.below(4) {
+                        let at = rng.below(bytes.len());
+                        bytes[at] ^= 1 << rng.below(8);
+                    }
+                }
+                // Truncate.
+                2 => bytes.truncate(rng.below(bytes.len())),
+                // Append garbage.
+                3 => bytes.extend((0..=rng.below(16)).map(|_| rng.next() as u8)),
+                // Overwrite a run with a huge varint (253 + u64).
+                4 => {
+                    let at = rng.below(bytes.len());
+                    bytes.truncate(at);
+                    bytes.push(253);
+                    bytes.extend_from_slice(&rng.next().to_le_bytes());
+                    bytes.extend((0..rng.below(8)).map(|_| rng.next() as u8));
+                }
+                // Pure noise.
+                _ => bytes = (0..rng.below(256)).map(|_| rng.next() as u8).collect(),
+            }
+            if decode::<Frame<'_>>(&bytes, 1 << 20).is_ok() {
+                decoded += 1;
+            }
+            let _ = Hello::from_bytes(&bytes);
+            let _ = decode::<(u32, (String, (Vec<u8>, ())))>(&bytes, 1 << 20);
+        }
+        // Some mutations (of ids, nonces, bytes inside captures) still decode.
+        assert!(decoded > 0);
+    }
+
     #[test]
     fn hello_checks_magic_and_version_first() {
         let hello = Hello {

@@ -63,28 +63,11 @@ impl PeerProcess {
             .spawn()
             .unwrap_or_else(|error| panic!("cannot start {}: {error}", binary.display()));
         let stdout = child.stdout.take().expect("piped stdout");
-        let (lines, received) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            // Keep draining after the test stops listening, so the child never writes
-            // into a closed pipe.
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                let _ = lines.send(line);
-            }
-        });
-        let mut process = Self {
+        let url = wait_for_listening(stdout);
+        Self {
             child,
-            url: String::new(),
+            url,
             id: PeerId::from_name(name),
-        };
-        loop {
-            let line = received
-                .recv_timeout(LIMIT)
-                .expect("the peer process prints `listening on URL` in time");
-            if let Some(url) = line.strip_prefix("listening on ") {
-                process.url = url.trim().to_owned();
-                return process;
-            }
         }
     }
 
@@ -101,9 +84,29 @@ impl Drop for PeerProcess {
     }
 }
 
+/// Reads a `peer` process's output until its `listening on URL` line, and keeps draining it
+/// afterwards so the child never writes into a closed pipe.
+pub fn wait_for_listening(stdout: std::process::ChildStdout) -> String {
+    let (lines, received) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            let _ = lines.send(line);
+        }
+    });
+    loop {
+        let line = received
+            .recv_timeout(LIMIT)
+            .expect("the peer process prints `listening on URL` in time");
+        if let Some(url) = line.strip_prefix("listening on ") {
+            return url.trim().to_owned();
+        }
+    }
+}
+
 /// `target/<profile>/examples/peer`, built by `cargo test` with the other examples; built
 /// here if it is missing.
-fn peer_binary() -> PathBuf {
+pub fn peer_binary() -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
     let profile_dir = exe
         .parent()
