@@ -1,0 +1,1188 @@
+//! The benchmark: `remote!` side by side with the bare transport it runs on, a raw
+//! actix-web + actix-ws echo server answered by an awc client, in ONE process run, so that
+//! machine noise cancels out in the ratios. Prints a table of every figure with its ratio
+//! to the raw echo and the target of SPEC section 8; `docs/performance.md` explains them.
+//!
+//! Run: `cargo run --release --example bench` (about a minute),
+//! `-- --json out.json` to also write every figure and ratio as JSON,
+//! `-- --quick` for the shorter run `cargo bench` makes, and
+//! `-- --smoke` for a few seconds' check of the harness itself (its timings mean nothing),
+//! and `-- --only GROUP` (local, roundtrip, throughput, payload, chain, growth, idle) to run
+//! one group, e.g. under a profiler.
+//!
+//! Arrangement, the same for both sides: the server (a listening peer, or the raw echo) runs
+//! in its own actix system on its own thread with one HTTP worker; the client runs in the
+//! main thread's actix system. Idle connections are measured against a server in a child
+//! process (this binary again, `--idle-server peer|raw`) so that its RSS starts clean.
+//! Raw and peer series alternate in rounds, so that a burst of load elsewhere on the machine
+//! hits both.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Child, Command, Stdio};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use actix_ws::AggregatedMessage;
+use anyhow::{Context as _, anyhow, bail, ensure};
+use awc::error::WsProtocolError;
+use awc::ws::{Frame, Message};
+use bytes::Bytes;
+use distributed_scope::actix::System;
+use distributed_scope::testing::PeerThread;
+use distributed_scope::{Peer, PeerHandle, PeerId, RemoteError, remote};
+use futures_channel::oneshot;
+use futures_util::future::join_all;
+use futures_util::stream::FuturesUnordered;
+use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use serde_bytes::ByteBuf;
+
+/// Frame limit of the raw echo, the same as a peer's default `max_message_size`.
+const MAX_FRAME: usize = distributed_scope::DEFAULT_MAX_MESSAGE_SIZE;
+
+/// The payload sweep.
+const SIZES: [(usize, &str); 4] = [
+    (64, "64 B"),
+    (4 << 10, "4 KiB"),
+    (256 << 10, "256 KiB"),
+    (4 << 20, "4 MiB"),
+];
+
+/// The groups of measurements, for `--only`.
+const GROUPS: [&str; 7] = [
+    "local",
+    "roundtrip",
+    "throughput",
+    "payload",
+    "chain",
+    "growth",
+    "idle",
+];
+
+/// Calls in flight of the throughput rows.
+const WINDOWS: [usize; 4] = [1, 16, 64, 256];
+
+#[allow(
+    dead_code,
+    reason = "unused when `benches/roundtrip.rs` includes this file as a module"
+)]
+fn main() -> anyhow::Result<()> {
+    cli(Mode::Full)
+}
+
+/// How long the run takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// About a minute: the figures of `docs/performance.md`.
+    Full,
+    /// About 20 seconds: `cargo bench`.
+    Quick,
+    /// A few seconds, to check that the harness works; the timings mean nothing.
+    Smoke,
+}
+
+impl Mode {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Full => "full",
+            Self::Quick => "quick",
+            Self::Smoke => "smoke",
+        }
+    }
+
+    fn settings(self) -> Settings {
+        let seconds = Duration::from_secs_f64;
+        match self {
+            Self::Full => Settings {
+                warmup: 2_000,
+                rounds: 8,
+                latency_samples: 40_000,
+                latency_time: seconds(4.0),
+                throughput_time: seconds(2.0),
+                payload_samples: 10_000,
+                payload_time: seconds(1.5),
+                local_calls: 1_000_000,
+                chain_samples: 10_000,
+                growth_calls: 100_000,
+                idle_connections: 1_000,
+                only: None,
+            },
+            Self::Quick => Settings {
+                warmup: 500,
+                rounds: 2,
+                latency_samples: 4_000,
+                latency_time: seconds(1.0),
+                throughput_time: seconds(0.6),
+                payload_samples: 400,
+                payload_time: seconds(0.5),
+                local_calls: 200_000,
+                chain_samples: 2_000,
+                growth_calls: 20_000,
+                idle_connections: 200,
+                only: None,
+            },
+            Self::Smoke => Settings {
+                warmup: 5,
+                rounds: 1,
+                latency_samples: 50,
+                latency_time: seconds(0.2),
+                throughput_time: seconds(0.05),
+                payload_samples: 2,
+                payload_time: seconds(0.1),
+                local_calls: 1_000,
+                chain_samples: 20,
+                growth_calls: 500,
+                idle_connections: 10,
+                only: None,
+            },
+        }
+    }
+}
+
+/// Sample counts and time budgets; each count is an upper bound, each time a cap per side.
+#[derive(Debug, Clone, Copy)]
+struct Settings {
+    warmup: usize,
+    rounds: usize,
+    latency_samples: usize,
+    latency_time: Duration,
+    throughput_time: Duration,
+    payload_samples: usize,
+    payload_time: Duration,
+    local_calls: u64,
+    chain_samples: usize,
+    growth_calls: u64,
+    idle_connections: usize,
+    /// Index into [`GROUPS`] of the one group to run, if not all.
+    only: Option<usize>,
+}
+
+impl Settings {
+    fn wants(&self, group: &str) -> bool {
+        self.only.is_none_or(|only| GROUPS[only] == group)
+    }
+}
+
+/// Parses the command line and runs the harness (or, with `--idle-server`, the child).
+pub(crate) fn cli(default: Mode) -> anyhow::Result<()> {
+    let mut mode = default;
+    let mut json = None;
+    let mut only = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--full" => mode = Mode::Full,
+            "--quick" => mode = Mode::Quick,
+            "--smoke" => mode = Mode::Smoke,
+            "--json" => json = Some(args.next().context("`--json` needs a path")?),
+            "--only" => only = Some(args.next().context("`--only` needs a group")?),
+            "--idle-server" => {
+                return idle_server(&args.next().context("`--idle-server` needs peer|raw")?);
+            }
+            // `cargo bench` passes `--bench`.
+            "--bench" => {}
+            other => bail!(
+                "unknown argument `{other}`; usage: bench [--full|--quick|--smoke] [--json PATH] [--only GROUP]"
+            ),
+        }
+    }
+    if let Some(group) = &only {
+        ensure!(
+            GROUPS.contains(&group.as_str()),
+            "`--only` takes one of {GROUPS:?}"
+        );
+    }
+    let mut settings = mode.settings();
+    settings.only = only.map(|group| GROUPS.iter().position(|known| *known == group).unwrap_or(0));
+    let load = load_average();
+    let started = Instant::now();
+    let rows = run(settings)?;
+    let run = Run {
+        mode,
+        elapsed: started.elapsed(),
+        load: (load, load_average()),
+    };
+    print_table(&run, &rows);
+    if let Some(path) = json {
+        std::fs::write(&path, to_json(&run, &rows)?)
+            .with_context(|| format!("cannot write {path}"))?;
+        println!("wrote {path}");
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// The blocks under test. They live in this file so that the child process, which is this
+// binary again, contains the very same blocks.
+
+async fn echo_bytes(server: PeerId, data: ByteBuf) -> Result<ByteBuf, RemoteError> {
+    remote!(server, [data: ByteBuf] -> ByteBuf { data }).await
+}
+
+async fn echo_vec(server: PeerId, data: Vec<u8>) -> Result<Vec<u8>, RemoteError> {
+    remote!(server, [data: Vec<u8>] -> Vec<u8> { data }).await
+}
+
+async fn increment(target: PeerId, x: u64) -> Result<u64, RemoteError> {
+    remote!(target, [x: u64] -> u64 { x + 1 }).await
+}
+
+/// Called on A: A -> B -> C -> A, returning the number of hops.
+async fn chain(b: PeerId, c: PeerId, a: PeerId) -> Result<u32, RemoteError> {
+    remote!(b, [c: PeerId, a: PeerId] -> Result<u32, RemoteError> {
+        let hops = remote!(c, [a: PeerId] -> Result<u32, RemoteError> {
+            let hops = remote!(a, [] -> u32 { 1 }).await?;
+            Ok(hops + 1)
+        })
+        .await?;
+        Ok(hops + 1)
+    })
+    .await
+}
+
+// ---------------------------------------------------------------------------------------
+// The raw baseline: actix-web + actix-ws echo, awc client.
+
+async fn raw_echo(request: HttpRequest, body: web::Payload) -> actix_web::Result<HttpResponse> {
+    let (response, mut session, stream) = actix_ws::handle(&request, body)?;
+    let mut stream = stream
+        .max_frame_size(MAX_FRAME)
+        .aggregate_continuations()
+        .max_continuation_size(MAX_FRAME);
+    actix_web::rt::spawn(async move {
+        while let Some(Ok(message)) = stream.next().await {
+            let sent = match message {
+                AggregatedMessage::Binary(bytes) => session.binary(bytes).await,
+                AggregatedMessage::Ping(bytes) => session.pong(&bytes).await,
+                AggregatedMessage::Close(_) => break,
+                AggregatedMessage::Text(_) | AggregatedMessage::Pong(_) => Ok(()),
+            };
+            if sent.is_err() {
+                return;
+            }
+        }
+        let _closed = session.close(None).await;
+    });
+    Ok(response)
+}
+
+/// The raw echo server in its own actix system on its own thread, stopped when dropped.
+struct RawServer {
+    url: String,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl RawServer {
+    fn start() -> anyhow::Result<Self> {
+        let (started, ready) = std::sync::mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("raw-echo".to_owned())
+            .spawn(move || {
+                System::new().block_on(async move {
+                    let server = HttpServer::new(|| App::new().route("/", web::get().to(raw_echo)))
+                        .workers(1)
+                        .disable_signals()
+                        .shutdown_timeout(1)
+                        .bind("127.0.0.1:0");
+                    let server = match server {
+                        Ok(server) => server,
+                        Err(error) => {
+                            let _gone = started.send(Err(error));
+                            return;
+                        }
+                    };
+                    let addr = server.addrs()[0];
+                    let server = server.run();
+                    let handle = server.handle();
+                    actix_rt::spawn(server);
+                    let (stop, stopped) = oneshot::channel();
+                    if started.send(Ok((addr, stop))).is_ok() {
+                        let _dropped = stopped.await;
+                    }
+                    handle.stop(true).await;
+                });
+            })?;
+        let (addr, stop) = ready.recv().context("the raw echo thread died")??;
+        Ok(Self {
+            url: format!("ws://{addr}/"),
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for RawServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _stopped = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _panicked = thread.join();
+        }
+    }
+}
+
+/// What awc's WebSocket client is.
+trait RawSocket:
+    Sink<Message, Error = WsProtocolError> + Stream<Item = Result<Frame, WsProtocolError>> + Unpin
+{
+}
+
+impl<S> RawSocket for S where
+    S: Sink<Message, Error = WsProtocolError>
+        + Stream<Item = Result<Frame, WsProtocolError>>
+        + Unpin
+{
+}
+
+/// An awc WebSocket client of the raw echo.
+struct RawClient<S> {
+    socket: S,
+}
+
+async fn raw_connect(url: &str) -> anyhow::Result<RawClient<impl RawSocket>> {
+    let (_response, socket) = awc::Client::builder()
+        .finish()
+        .ws(url)
+        .max_frame_size(MAX_FRAME)
+        .connect()
+        .await
+        .map_err(|error| anyhow!("cannot connect to the raw echo: {error}"))?;
+    Ok(RawClient { socket })
+}
+
+impl<S: RawSocket> RawClient<S> {
+    async fn send(&mut self, payload: Bytes) -> anyhow::Result<()> {
+        self.socket.send(Message::Binary(payload)).await?;
+        Ok(())
+    }
+
+    async fn receive(&mut self) -> anyhow::Result<Bytes> {
+        loop {
+            match self.socket.next().await {
+                Some(Ok(Frame::Binary(bytes))) => return Ok(bytes),
+                Some(Ok(Frame::Ping(_) | Frame::Pong(_))) => {}
+                Some(Ok(other)) => bail!("unexpected frame from the raw echo: {other:?}"),
+                Some(Err(error)) => return Err(error.into()),
+                None => bail!("the raw echo closed the connection"),
+            }
+        }
+    }
+
+    async fn round_trip(&mut self, payload: Bytes) -> anyhow::Result<Bytes> {
+        let size = payload.len();
+        self.send(payload).await?;
+        let echoed = self.receive().await?;
+        ensure!(echoed.len() == size, "the raw echo changed the payload");
+        Ok(echoed)
+    }
+
+    /// Keeps `window` echoes in flight until `calls` are sent or `time` has passed.
+    async fn pipelined(
+        &mut self,
+        window: usize,
+        calls: u64,
+        time: Duration,
+    ) -> anyhow::Result<Throughput> {
+        let payload = Bytes::from(vec![7u8; 64]);
+        let started = Instant::now();
+        let (mut sent, mut done, mut in_flight) = (0u64, 0u64, 0usize);
+        while in_flight < window && sent < calls {
+            self.send(payload.clone()).await?;
+            (sent, in_flight) = (sent + 1, in_flight + 1);
+        }
+        while in_flight > 0 {
+            ensure!(self.receive().await?.len() == payload.len(), "bad echo");
+            (done, in_flight) = (done + 1, in_flight - 1);
+            if sent < calls && started.elapsed() < time {
+                self.send(payload.clone()).await?;
+                (sent, in_flight) = (sent + 1, in_flight + 1);
+            }
+        }
+        Ok(Throughput {
+            calls: done,
+            elapsed: started.elapsed(),
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The peer side of the same traffic.
+
+/// Keeps `window` `remote!` echoes of 64 B in flight until `calls` are started or `time` has
+/// passed. Runs inside `PeerHandle::run`.
+async fn peer_pipelined(
+    server: PeerId,
+    window: usize,
+    calls: u64,
+    time: Duration,
+) -> anyhow::Result<Throughput> {
+    let payload = [7u8; 64];
+    let started = Instant::now();
+    let mut in_flight = FuturesUnordered::new();
+    let (mut sent, mut done) = (0u64, 0u64);
+    while in_flight.len() < window && sent < calls {
+        in_flight.push(echo_bytes(server, ByteBuf::from(payload.to_vec())));
+        sent += 1;
+    }
+    while let Some(echoed) = in_flight.next().await {
+        ensure!(echoed?.len() == payload.len(), "bad echo");
+        done += 1;
+        if sent < calls && started.elapsed() < time {
+            in_flight.push(echo_bytes(server, ByteBuf::from(payload.to_vec())));
+            sent += 1;
+        }
+    }
+    Ok(Throughput {
+        calls: done,
+        elapsed: started.elapsed(),
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// Measuring.
+
+/// Latency percentiles of one series.
+#[derive(Debug, Clone, Copy)]
+struct Stats {
+    p50_us: f64,
+    p99_us: f64,
+}
+
+impl Stats {
+    fn of(mut nanos: Vec<u64>) -> anyhow::Result<Self> {
+        ensure!(!nanos.is_empty(), "no samples");
+        nanos.sort_unstable();
+        let at = |quantile: f64| {
+            let index = ((nanos.len() - 1) as f64 * quantile).round() as usize;
+            nanos[index] as f64 / 1_000.0
+        };
+        Ok(Self {
+            p50_us: at(0.50),
+            p99_us: at(0.99),
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Throughput {
+    calls: u64,
+    elapsed: Duration,
+}
+
+impl Throughput {
+    fn per_second(self) -> f64 {
+        self.calls as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn add(self, other: Self) -> Self {
+        Self {
+            calls: self.calls + other.calls,
+            elapsed: self.elapsed + other.elapsed,
+        }
+    }
+}
+
+/// How many samples and how much time a pair of series may take.
+#[derive(Debug, Clone, Copy)]
+struct Budget {
+    warmup: usize,
+    rounds: usize,
+    samples: usize,
+    time: Duration,
+}
+
+/// Times `raw` and `peer` call by call, alternating in rounds.
+async fn latency_pair(
+    budget: Budget,
+    raw: &mut impl AsyncFnMut() -> anyhow::Result<()>,
+    peer: &mut impl AsyncFnMut() -> anyhow::Result<()>,
+) -> anyhow::Result<(Stats, Stats)> {
+    for _ in 0..budget.warmup {
+        raw().await?;
+        peer().await?;
+    }
+    let samples = budget.samples.div_ceil(budget.rounds);
+    let time = budget.time / budget.rounds as u32;
+    let (mut raw_nanos, mut peer_nanos) = (Vec::new(), Vec::new());
+    for _ in 0..budget.rounds {
+        time_calls(samples, time, &mut raw_nanos, raw).await?;
+        time_calls(samples, time, &mut peer_nanos, peer).await?;
+    }
+    Ok((Stats::of(raw_nanos)?, Stats::of(peer_nanos)?))
+}
+
+async fn time_calls(
+    samples: usize,
+    time: Duration,
+    nanos: &mut Vec<u64>,
+    call: &mut impl AsyncFnMut() -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    for _ in 0..samples {
+        let call_started = Instant::now();
+        call().await?;
+        nanos.push(call_started.elapsed().as_nanos() as u64);
+        if started.elapsed() >= time {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// The peers and connections every measurement uses.
+struct Bench<S> {
+    settings: Settings,
+    raw: RawClient<S>,
+    client: PeerHandle,
+    server: PeerId,
+    hop: PeerId,
+}
+
+impl<S: RawSocket> Bench<S> {
+    fn budget(&self, samples: usize, time: Duration, warmup: usize) -> Budget {
+        Budget {
+            warmup: warmup.min(self.settings.warmup),
+            rounds: self.settings.rounds,
+            samples,
+            time,
+        }
+    }
+
+    /// Everything measured with the client peer current (inside `PeerHandle::run`).
+    async fn measure(&mut self, rows: &mut Vec<Row>) -> anyhow::Result<()> {
+        let settings = self.settings;
+        let (client, server, hop) = (self.client.id(), self.server, self.hop);
+
+        if settings.wants("local") {
+            progress("local short-circuit");
+            for x in 0..settings.warmup as u64 {
+                ensure!(increment(client, x).await? == x + 1, "bad local call");
+            }
+            let started = Instant::now();
+            let mut x = 0;
+            for _ in 0..settings.local_calls {
+                x = increment(client, x).await?;
+            }
+            let local_ns = started.elapsed().as_nanos() as f64 / settings.local_calls as f64;
+            ensure!(x == settings.local_calls, "bad local calls");
+            rows.push(
+                Row::new("local short-circuit call", Unit::Nanos, local_ns)
+                    .target(Target::Below(1_000.0)),
+            );
+        }
+
+        let mut raw_p50_64 = None;
+        if settings.wants("roundtrip") || settings.wants("chain") {
+            progress("round trip, 64 B");
+            let (raw, peer) = self
+                .sweep_point(
+                    64,
+                    self.budget(
+                        settings.latency_samples,
+                        settings.latency_time,
+                        settings.warmup,
+                    ),
+                    false,
+                )
+                .await?;
+            rows.push(
+                Row::new("round trip 64 B, p50", Unit::Micros, peer.p50_us)
+                    .baseline(raw.p50_us)
+                    .target(Target::RatioAtMost(1.15)),
+            );
+            rows.push(
+                Row::new("round trip 64 B, p99", Unit::Micros, peer.p99_us).baseline(raw.p99_us),
+            );
+            raw_p50_64 = Some(raw.p50_us);
+        }
+
+        for window in WINDOWS.into_iter().filter(|_| settings.wants("throughput")) {
+            progress(&format!("throughput, {window} in flight"));
+            let warmup = (settings.warmup as u64).max(window as u64);
+            self.raw.pipelined(window, warmup, Duration::MAX).await?;
+            peer_pipelined(server, window, warmup, Duration::MAX).await?;
+            let time = settings.throughput_time / settings.rounds as u32;
+            let zero = Throughput {
+                calls: 0,
+                elapsed: Duration::ZERO,
+            };
+            let (mut raw, mut peer) = (zero, zero);
+            for _ in 0..settings.rounds {
+                raw = raw.add(self.raw.pipelined(window, u64::MAX, time).await?);
+                peer = peer.add(peer_pipelined(server, window, u64::MAX, time).await?);
+            }
+            let mut row = Row::new(
+                format!("throughput, {window} in flight"),
+                Unit::PerSecond,
+                peer.per_second(),
+            )
+            .baseline(raw.per_second());
+            if window == 64 {
+                row = row.target(Target::RatioAtLeast(0.8));
+            }
+            rows.push(row);
+        }
+
+        for vec in [false, true]
+            .into_iter()
+            .filter(|_| settings.wants("payload"))
+        {
+            for (size, label) in SIZES {
+                let kind = if vec { "Vec<u8>" } else { "ByteBuf" };
+                progress(&format!("payload {label}, {kind}"));
+                let budget = self.budget(settings.payload_samples, settings.payload_time, 20);
+                let (raw, peer) = self.sweep_point(size, budget, vec).await?;
+                let mut row = Row::new(
+                    format!("payload {label} `{kind}`, p50"),
+                    Unit::Micros,
+                    peer.p50_us,
+                )
+                .baseline(raw.p50_us);
+                if size == 4 << 20 && !vec {
+                    row = row.target(Target::RatioAtMost(1.2));
+                }
+                rows.push(row);
+            }
+        }
+
+        if settings.wants("chain") {
+            progress("3-hop chain");
+            let mut call = async || -> anyhow::Result<()> {
+                ensure!(chain(server, hop, client).await? == 3, "bad chain");
+                Ok(())
+            };
+            for _ in 0..settings.warmup.min(200) {
+                call().await?;
+            }
+            let mut nanos = Vec::new();
+            time_calls(
+                settings.chain_samples,
+                settings.latency_time,
+                &mut nanos,
+                &mut call,
+            )
+            .await?;
+            let peer = Stats::of(nanos)?;
+            let mut row = Row::new(
+                "3-hop chain A -> B -> C -> A, p50",
+                Unit::Micros,
+                peer.p50_us,
+            )
+            .note("baseline: 3 raw round trips");
+            if let Some(raw) = raw_p50_64 {
+                row = row.baseline(3.0 * raw);
+            }
+            rows.push(row);
+        }
+
+        if !settings.wants("growth") {
+            return Ok(());
+        }
+        progress("RSS growth");
+        let calls = settings.growth_calls;
+        let mut growth = Vec::new();
+        for peer in [false, true] {
+            let mut rss = Vec::new();
+            for _ in 0..2 {
+                let done = if peer {
+                    peer_pipelined(server, 64, calls, Duration::MAX).await?
+                } else {
+                    self.raw.pipelined(64, calls, Duration::MAX).await?
+                };
+                ensure!(done.calls == calls, "lost calls");
+                rss.push(rss_kib("self")?);
+            }
+            growth.push(rss[1] as f64 - rss[0] as f64);
+        }
+        rows.push(
+            Row::new(
+                format!("RSS growth over {calls} calls"),
+                Unit::KiB,
+                growth[1],
+            )
+            .baseline(growth[0])
+            .note("second run minus first run, whole process"),
+        );
+        Ok(())
+    }
+
+    /// Round trips of one payload size, raw and peer, each echo fed back as the next payload
+    /// so that no side copies its payload per call.
+    async fn sweep_point(
+        &mut self,
+        size: usize,
+        budget: Budget,
+        vec: bool,
+    ) -> anyhow::Result<(Stats, Stats)> {
+        let server = self.server;
+        let raw_client = &mut self.raw;
+        let mut raw_payload = Bytes::from(vec![7u8; size]);
+        let mut raw = async || -> anyhow::Result<()> {
+            raw_payload = raw_client
+                .round_trip(std::mem::take(&mut raw_payload))
+                .await?;
+            Ok(())
+        };
+        if vec {
+            let mut payload = vec![7u8; size];
+            let mut peer = async || -> anyhow::Result<()> {
+                payload = echo_vec(server, std::mem::take(&mut payload)).await?;
+                ensure!(payload.len() == size, "bad echo");
+                Ok(())
+            };
+            latency_pair(budget, &mut raw, &mut peer).await
+        } else {
+            let mut payload = ByteBuf::from(vec![7u8; size]);
+            let mut peer = async || -> anyhow::Result<()> {
+                payload = echo_bytes(server, std::mem::take(&mut payload)).await?;
+                ensure!(payload.len() == size, "bad echo");
+                Ok(())
+            };
+            latency_pair(budget, &mut raw, &mut peer).await
+        }
+    }
+}
+
+fn progress(what: &str) {
+    eprintln!("  measuring {what}");
+}
+
+/// Runs every measurement and returns the rows of the table.
+fn run(settings: Settings) -> anyhow::Result<Vec<Row>> {
+    let raw_server = RawServer::start()?;
+    let server_id = PeerId::from_name("bench-server");
+    let hop_id = PeerId::from_name("bench-hop");
+    let client_id = PeerId::from_name("bench-client");
+    let server = PeerThread::start(Peer::builder(server_id).listen("127.0.0.1:0"))?;
+    let hop = PeerThread::start(Peer::builder(hop_id).listen("127.0.0.1:0"))?;
+    let server_url = server.handle().url().context("the server listens")?;
+    let hop_url = hop.handle().url().context("the hop listens")?;
+    let server_handle = server.handle().clone();
+    let raw_url = raw_server.url.clone();
+
+    let rows = System::new().block_on(async move {
+        let client = Peer::builder(client_id).start().await?;
+        client.connect(&server_url).await?;
+        // The chain: A (client) -> B (server) -> C (hop) -> A.
+        client.connect(&hop_url).await?;
+        server_handle.connect(&hop_url).await?;
+        let mut bench = Bench {
+            settings,
+            raw: raw_connect(&raw_url).await?,
+            client: client.clone(),
+            server: server_id,
+            hop: hop_id,
+        };
+        let mut rows = Vec::new();
+        client.run(bench.measure(&mut rows)).await?;
+        drop(bench);
+        client.stop().await?;
+        if settings.wants("idle") {
+            progress("idle connections");
+            idle_rows(settings.idle_connections, &mut rows).await?;
+        }
+        anyhow::Ok(rows)
+    })?;
+    drop((server, hop, raw_server));
+    Ok(rows)
+}
+
+// ---------------------------------------------------------------------------------------
+// Idle connections, against a server in a child process.
+
+/// The child: a listening peer or the raw echo, until its stdin closes.
+fn idle_server(kind: &str) -> anyhow::Result<()> {
+    let (url, held): (String, Box<dyn std::any::Any>) = match kind {
+        "peer" => {
+            let server = PeerThread::start(
+                Peer::builder(PeerId::from_name("bench-idle-server")).listen("127.0.0.1:0"),
+            )?;
+            let url = server.handle().url().context("the server listens")?;
+            (url, Box::new(server))
+        }
+        "raw" => {
+            let server = RawServer::start()?;
+            (server.url.clone(), Box::new(server))
+        }
+        other => bail!("`--idle-server` takes peer or raw, not `{other}`"),
+    };
+    let mut stdout = std::io::stdout();
+    writeln!(stdout, "url {url}")?;
+    stdout.flush()?;
+    let mut rest = Vec::new();
+    std::io::stdin().read_to_end(&mut rest)?;
+    drop(held);
+    Ok(())
+}
+
+/// A child process running [`idle_server`]; stopped when dropped.
+struct ChildServer {
+    child: Child,
+    url: String,
+}
+
+impl ChildServer {
+    fn spawn(kind: &str) -> anyhow::Result<Self> {
+        let mut child = Command::new(std::env::current_exe()?)
+            .args(["--idle-server", kind])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("cannot start the idle server process")?;
+        let mut line = String::new();
+        let stdout = child.stdout.take().context("piped stdout")?;
+        BufReader::new(stdout).read_line(&mut line)?;
+        let url = line
+            .trim()
+            .strip_prefix("url ")
+            .with_context(|| format!("the idle server printed `{}`", line.trim()))?
+            .to_owned();
+        Ok(Self { child, url })
+    }
+
+    fn rss_kib(&self) -> anyhow::Result<u64> {
+        rss_kib(&self.child.id().to_string())
+    }
+}
+
+impl Drop for ChildServer {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _gone = self.child.kill();
+        let _reaped = self.child.wait();
+    }
+}
+
+/// Resident set size of `/proc/<pid>` in KiB.
+fn rss_kib(pid: &str) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .context("RSS is read from /proc (Linux only)")?;
+    let line = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .context("no VmRSS in /proc/PID/status")?;
+    Ok(line.trim().trim_end_matches("kB").trim().parse()?)
+}
+
+/// The soft limit on open files, from `/proc/self/limits`.
+fn open_files_limit() -> Option<usize> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits
+        .lines()
+        .find(|line| line.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
+}
+
+async fn settle() {
+    actix_rt::time::sleep(Duration::from_millis(300)).await;
+}
+
+/// Server- and client-side RSS per connection, for `count` idle connections.
+#[derive(Debug, Clone, Copy)]
+struct PerConnection {
+    server_kib: f64,
+    client_kib: f64,
+}
+
+async fn idle_rows(wanted: usize, rows: &mut Vec<Row>) -> anyhow::Result<()> {
+    // The client ends live in this process; the server ends in the child, whose limit is
+    // the same.
+    let count = match open_files_limit() {
+        Some(limit) => wanted.min(limit.saturating_sub(256)),
+        None => wanted,
+    };
+    ensure!(
+        count > 0,
+        "the open files limit is too low to hold idle connections"
+    );
+    let raw = idle_raw(count).await?;
+    let peer = idle_peer(count).await?;
+    rows.push(
+        Row::new(
+            format!("RSS per idle connection, server side ({count})"),
+            Unit::KiB,
+            peer.server_kib,
+        )
+        .baseline(raw.server_kib)
+        .target(Target::Below(64.0)),
+    );
+    rows.push(
+        Row::new(
+            format!("RSS per idle connection, client side ({count})"),
+            Unit::KiB,
+            peer.client_kib,
+        )
+        .baseline(raw.client_kib)
+        .note("each client is a whole peer"),
+    );
+    Ok(())
+}
+
+async fn idle_raw(count: usize) -> anyhow::Result<PerConnection> {
+    let server = ChildServer::spawn("raw")?;
+    let mut held = Vec::new();
+    let warm = count.min(8);
+    for _ in 0..warm {
+        held.push(raw_connect(&server.url).await?);
+    }
+    settle().await;
+    let before = (server.rss_kib()?, rss_kib("self")?);
+    for batch in batches(count) {
+        for client in join_all((0..batch).map(|_| raw_connect(&server.url))).await {
+            held.push(client?);
+        }
+    }
+    settle().await;
+    let after = (server.rss_kib()?, rss_kib("self")?);
+    for client in &mut held {
+        let echoed = client
+            .round_trip(Bytes::from_static(b"still there"))
+            .await?;
+        ensure!(&echoed[..] == b"still there", "bad echo");
+    }
+    drop(held);
+    Ok(per_connection(before, after, count))
+}
+
+async fn idle_peer(count: usize) -> anyhow::Result<PerConnection> {
+    let server = ChildServer::spawn("peer")?;
+    let server_id = PeerId::from_name("bench-idle-server");
+    let connect = async || -> anyhow::Result<PeerHandle> {
+        let client = Peer::builder(PeerId::random()).start().await?;
+        client.connect(&server.url).await?;
+        Ok(client)
+    };
+    let mut held = Vec::new();
+    for _ in 0..count.min(8) {
+        held.push(connect().await?);
+    }
+    settle().await;
+    let before = (server.rss_kib()?, rss_kib("self")?);
+    for batch in batches(count) {
+        for client in join_all((0..batch).map(|_| connect())).await {
+            held.push(client?);
+        }
+    }
+    settle().await;
+    let after = (server.rss_kib()?, rss_kib("self")?);
+    for client in &held {
+        ensure!(
+            client.run(increment(server_id, 1)).await? == 2,
+            "bad call over an idle link"
+        );
+    }
+    for batch in held.chunks(64) {
+        for stopped in join_all(batch.iter().map(PeerHandle::stop)).await {
+            stopped?;
+        }
+    }
+    Ok(per_connection(before, after, count))
+}
+
+fn batches(count: usize) -> impl Iterator<Item = usize> {
+    const BATCH: usize = 50;
+    (0..count.div_ceil(BATCH)).map(move |i| BATCH.min(count - i * BATCH))
+}
+
+fn per_connection(before: (u64, u64), after: (u64, u64), count: usize) -> PerConnection {
+    let per = |before: u64, after: u64| (after as f64 - before as f64) / count as f64;
+    PerConnection {
+        server_kib: per(before.0, after.0),
+        client_kib: per(before.1, after.1),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The report.
+
+#[derive(Debug, Clone, Copy)]
+enum Unit {
+    Nanos,
+    Micros,
+    PerSecond,
+    KiB,
+}
+
+impl Unit {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Nanos => "ns",
+            Self::Micros => "us",
+            Self::PerSecond => "calls/s",
+            Self::KiB => "KiB",
+        }
+    }
+
+    fn format(self, value: f64) -> String {
+        match self {
+            Self::Nanos | Self::PerSecond => format!("{value:.0} {}", self.name()),
+            Self::Micros | Self::KiB => format!("{value:.1} {}", self.name()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Target {
+    /// The figure divided by the raw figure is at most this (latencies).
+    RatioAtMost(f64),
+    /// The figure divided by the raw figure is at least this (throughput).
+    RatioAtLeast(f64),
+    /// The figure itself is below this, in the row's unit.
+    Below(f64),
+}
+
+#[derive(Debug, Clone)]
+struct Row {
+    name: String,
+    unit: Unit,
+    value: f64,
+    baseline: Option<f64>,
+    target: Option<Target>,
+    note: Option<&'static str>,
+}
+
+impl Row {
+    fn new(name: impl Into<String>, unit: Unit, value: f64) -> Self {
+        Self {
+            name: name.into(),
+            unit,
+            value,
+            baseline: None,
+            target: None,
+            note: None,
+        }
+    }
+
+    fn baseline(mut self, raw: f64) -> Self {
+        self.baseline = Some(raw);
+        self
+    }
+
+    fn target(mut self, target: Target) -> Self {
+        self.target = Some(target);
+        self
+    }
+
+    fn note(mut self, note: &'static str) -> Self {
+        self.note = Some(note);
+        self
+    }
+
+    fn ratio(&self) -> Option<f64> {
+        self.baseline
+            .filter(|raw| *raw != 0.0)
+            .map(|raw| self.value / raw)
+    }
+
+    fn target_text(&self) -> String {
+        match self.target {
+            Some(Target::RatioAtMost(ratio)) => format!("<= {ratio:.2}x"),
+            Some(Target::RatioAtLeast(ratio)) => format!(">= {ratio:.2}x"),
+            Some(Target::Below(limit)) => format!("< {}", self.unit.format(limit)),
+            None => String::new(),
+        }
+    }
+
+    fn met(&self) -> Option<bool> {
+        match self.target? {
+            Target::RatioAtMost(limit) => self.ratio().map(|ratio| ratio <= limit),
+            Target::RatioAtLeast(limit) => self.ratio().map(|ratio| ratio >= limit),
+            Target::Below(limit) => Some(self.value < limit),
+        }
+    }
+}
+
+/// What the table's header says about the run.
+#[derive(Debug)]
+struct Run {
+    mode: Mode,
+    elapsed: Duration,
+    /// The 1-minute load average before and after: other work on the machine skews both
+    /// sides, though not always equally.
+    load: (Option<f64>, Option<f64>),
+}
+
+fn load_average() -> Option<f64> {
+    let loadavg = std::fs::read_to_string("/proc/loadavg").ok()?;
+    loadavg.split_whitespace().next()?.parse().ok()
+}
+
+fn print_table(run: &Run, rows: &[Row]) {
+    let cores = std::thread::available_parallelism().map_or(0, usize::from);
+    let load = |load: Option<f64>| load.map_or("?".to_owned(), |load| format!("{load:.1}"));
+    println!();
+    println!(
+        "distributed-scope vs raw actix-ws echo ({} run, {cores} cores, load {} -> {}, {:.0} s)",
+        run.mode.name(),
+        load(run.load.0),
+        load(run.load.1),
+        run.elapsed.as_secs_f64()
+    );
+    if run.mode == Mode::Smoke {
+        println!("smoke run: checks the harness only, its timings mean nothing");
+    }
+    println!();
+    println!("| measurement | distributed-scope | raw actix-ws | ratio | target | met |");
+    println!("|---|---:|---:|---:|---|---|");
+    for row in rows {
+        let baseline = row
+            .baseline
+            .map(|raw| row.unit.format(raw))
+            .unwrap_or_default();
+        let ratio = row
+            .ratio()
+            .map(|ratio| format!("{ratio:.2}x"))
+            .unwrap_or_default();
+        let met = match row.met() {
+            Some(true) => "yes",
+            Some(false) => "**no**",
+            None => "",
+        };
+        let name = match row.note {
+            Some(note) => format!("{} ({note})", row.name),
+            None => row.name.clone(),
+        };
+        println!(
+            "| {name} | {} | {baseline} | {ratio} | {} | {met} |",
+            row.unit.format(row.value),
+            row.target_text()
+        );
+    }
+}
+
+fn to_json(run: &Run, rows: &[Row]) -> anyhow::Result<String> {
+    let rows: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|row| {
+            serde_json::json!({
+                "name": row.name,
+                "unit": row.unit.name(),
+                "value": row.value,
+                "baseline": row.baseline,
+                "ratio": row.ratio(),
+                "target": row.target.map(|_| row.target_text()),
+                "met": row.met(),
+                "note": row.note,
+            })
+        })
+        .collect();
+    let report = serde_json::json!({
+        "mode": run.mode.name(),
+        "cores": std::thread::available_parallelism().map_or(0, usize::from),
+        "load_average": [run.load.0, run.load.1],
+        "seconds": run.elapsed.as_secs_f64(),
+        "baseline": "raw actix-web + actix-ws echo server, awc client",
+        "rows": rows,
+    });
+    Ok(serde_json::to_string_pretty(&report)?)
+}
