@@ -46,7 +46,10 @@ fn options() -> anyhow::Result<Options> {
                 .push(args.next().context("--connect needs a url")?),
             "--list-blocks" => options.list_blocks = true,
             "--liveness-ms" => {
-                let millis: u64 = args.next().context("--liveness-ms needs a number")?.parse()?;
+                let millis: u64 = args
+                    .next()
+                    .context("--liveness-ms needs a number")?
+                    .parse()?;
                 options.liveness = Some(Duration::from_millis(millis));
             }
             other => bail!(

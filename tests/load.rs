@@ -31,7 +31,11 @@ async fn run(clients: &[PeerHandle], server: PeerId) {
                 .iter()
                 .map(|i| client.run(blocks::increment(server, base + i)));
             for (i, result) in chunk.iter().zip(join_all(calls).await) {
-                assert_eq!(result, Ok(base + i + 1), "client {n} call {i}: crossed or lost reply");
+                assert_eq!(
+                    result,
+                    Ok(base + i + 1),
+                    "client {n} call {i}: crossed or lost reply"
+                );
             }
         }
     });

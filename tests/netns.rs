@@ -76,11 +76,21 @@ fn hops_partition_and_heal_across_network_namespaces() {
     run("ip", &["netns", "del", &namespace]);
     for step in [
         vec!["netns", "add", &namespace],
-        vec!["link", "add", &outer, "type", "veth", "peer", "name", &inner],
+        vec![
+            "link", "add", &outer, "type", "veth", "peer", "name", &inner,
+        ],
         vec!["link", "set", &inner, "netns", &namespace],
         vec!["addr", "add", &format!("{here}/30"), "dev", &outer],
         vec!["link", "set", &outer, "up"],
-        vec!["-n", &namespace, "addr", "add", &format!("{there}/30"), "dev", &inner],
+        vec![
+            "-n",
+            &namespace,
+            "addr",
+            "add",
+            &format!("{there}/30"),
+            "dev",
+            &inner,
+        ],
         vec!["-n", &namespace, "link", "set", &inner, "up"],
         vec!["-n", &namespace, "link", "set", "lo", "up"],
     ] {
@@ -107,7 +117,11 @@ fn hops_partition_and_heal_across_network_namespaces() {
         let client = Peer::builder(PeerId::from_name("netns-client"))
             .ping_interval(Duration::from_millis(200))
             .liveness_timeout(Duration::from_secs(1))
-            .reconnect(Backoff::new(Duration::from_millis(100), 1.6, Duration::from_millis(500)))
+            .reconnect(Backoff::new(
+                Duration::from_millis(100),
+                1.6,
+                Duration::from_millis(500),
+            ))
             .start()
             .await
             .unwrap();
@@ -134,7 +148,11 @@ fn hops_partition_and_heal_across_network_namespaces() {
             matches!(lost, Err(RemoteError::ConnectionLost { .. })),
             "{lost:?}"
         );
-        assert!(cut.elapsed() < Duration::from_secs(5), "noticed after {:?}", cut.elapsed());
+        assert!(
+            cut.elapsed() < Duration::from_secs(5),
+            "noticed after {:?}",
+            cut.elapsed()
+        );
 
         // Heal: the supervisor reconnects and hops work again.
         nft("delete table inet dscope");

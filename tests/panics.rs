@@ -17,10 +17,16 @@ fn ten_thousand_calls_with_panics_mixed_in() {
         client.connect(&url).await.unwrap();
         let (mut ok, mut panicked) = (0, 0);
         for i in 0..10_000u32 {
-            let message = if i % 10 == 0 { format!("panic {i}") } else { String::new() };
+            let message = if i % 10 == 0 {
+                format!("panic {i}")
+            } else {
+                String::new()
+            };
             match client.run(blocks::panics(server_id, message.clone())).await {
                 Ok(0) => ok += 1,
-                Err(RemoteError::Panicked { message: seen, .. }) if seen == message => panicked += 1,
+                Err(RemoteError::Panicked { message: seen, .. }) if seen == message => {
+                    panicked += 1
+                }
                 other => panic!("call {i}: unexpected {other:?}"),
             }
         }

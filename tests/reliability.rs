@@ -31,7 +31,10 @@ fn sleeping_block_times_out_at_about_its_deadline() {
             .await;
         (result, started.elapsed())
     });
-    assert!(matches!(result, Err(RemoteError::Timeout { .. })), "{result:?}");
+    assert!(
+        matches!(result, Err(RemoteError::Timeout { .. })),
+        "{result:?}"
+    );
     // The callee stops a little before the caller's deadline (5 % margin) and says so.
     assert!(elapsed >= Duration::from_millis(280), "{elapsed:?}");
     assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
@@ -69,7 +72,11 @@ fn nested_hop_inherits_the_remaining_deadline_and_fails_first() {
     match result {
         // The inner hop failed first, and its error is what came back.
         Err(RemoteError::Timeout { block, .. }) => {
-            assert_eq!(block.as_deref(), Some("reliability::nested_deadline#1"), "after {elapsed:?}");
+            assert_eq!(
+                block.as_deref(),
+                Some("reliability::nested_deadline#1"),
+                "after {elapsed:?}"
+            );
         }
         other => panic!("expected the inner Timeout, got {other:?}"),
     }
@@ -122,9 +129,15 @@ fn dropping_a_call_stops_the_block_and_its_nested_hop() {
         // that neither loop makes progress any more.
         let settle = async {
             loop {
-                let before = (INNER_TICKS.load(Ordering::SeqCst), OUTER_TICKS.load(Ordering::SeqCst));
+                let before = (
+                    INNER_TICKS.load(Ordering::SeqCst),
+                    OUTER_TICKS.load(Ordering::SeqCst),
+                );
                 tokio::time::sleep(Duration::from_millis(100)).await;
-                let after = (INNER_TICKS.load(Ordering::SeqCst), OUTER_TICKS.load(Ordering::SeqCst));
+                let after = (
+                    INNER_TICKS.load(Ordering::SeqCst),
+                    OUTER_TICKS.load(Ordering::SeqCst),
+                );
                 if before == after {
                     return after;
                 }
@@ -135,7 +148,10 @@ fn dropping_a_call_stops_the_block_and_its_nested_hop() {
             .expect("both loops stop after the call is dropped");
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert_eq!(
-            (INNER_TICKS.load(Ordering::SeqCst), OUTER_TICKS.load(Ordering::SeqCst)),
+            (
+                INNER_TICKS.load(Ordering::SeqCst),
+                OUTER_TICKS.load(Ordering::SeqCst)
+            ),
             stopped_at
         );
     });
@@ -165,7 +181,10 @@ fn killed_peer_process_fails_pending_calls_then_reconnects_after_restart() {
     let mut process = PeerProcess::start("kill-server");
     let server_id = process.id;
     let url = process.url.clone();
-    let addr = url.trim_start_matches("ws://").trim_end_matches('/').to_owned();
+    let addr = url
+        .trim_start_matches("ws://")
+        .trim_end_matches('/')
+        .to_owned();
     block_on(async move {
         let handle = Peer::builder(PeerId::random())
             .ping_interval(Duration::from_millis(200))
@@ -193,15 +212,21 @@ fn killed_peer_process_fails_pending_calls_then_reconnects_after_restart() {
         );
         assert!(killed_at.elapsed() < Duration::from_secs(5));
         let later = handle
-            .run(blocks::Add { x: 1, y: 1 }.on(server_id).timeout(Duration::from_millis(200)))
+            .run(
+                blocks::Add { x: 1, y: 1 }
+                    .on(server_id)
+                    .timeout(Duration::from_millis(200)),
+            )
             .await;
-        assert!(matches!(later, Err(RemoteError::NotConnected { .. })), "{later:?}");
+        assert!(
+            matches!(later, Err(RemoteError::NotConnected { .. })),
+            "{later:?}"
+        );
         // Restart on the same address: the client's supervisor reconnects by itself.
-        let restarted = actix_rt::task::spawn_blocking(move || {
-            PeerProcess::start_at("kill-server", &addr)
-        })
-        .await
-        .unwrap();
+        let restarted =
+            actix_rt::task::spawn_blocking(move || PeerProcess::start_at("kill-server", &addr))
+                .await
+                .unwrap();
         handle
             .wait_for(server_id, Duration::from_secs(15))
             .await
@@ -237,7 +262,9 @@ async fn forward(
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut buffer = vec![0u8; 64 << 10];
     loop {
-        let Ok(read) = from.read(&mut buffer).await else { return };
+        let Ok(read) = from.read(&mut buffer).await else {
+            return;
+        };
         if read == 0 {
             return;
         }
@@ -277,7 +304,10 @@ fn silent_partition_is_detected_by_liveness() {
         matches!(result, Err(RemoteError::ConnectionLost { peer, .. }) if peer == server_id),
         "{result:?}"
     );
-    assert!(elapsed < Duration::from_secs(5), "detected after {elapsed:?}");
+    assert!(
+        elapsed < Duration::from_secs(5),
+        "detected after {elapsed:?}"
+    );
 }
 
 #[test]
@@ -306,7 +336,10 @@ fn stop_drains_in_flight_calls_and_refuses_new_ones() {
             })
             .await;
         assert!(
-            matches!(after, Err(RemoteError::NotConnected { .. } | RemoteError::ShuttingDown { .. })),
+            matches!(
+                after,
+                Err(RemoteError::NotConnected { .. } | RemoteError::ShuttingDown { .. })
+            ),
             "{after:?}"
         );
     });
@@ -331,7 +364,10 @@ fn drain_timeout_fails_long_calls_with_shutting_down() {
         assert_eq!(client.run(blocks::increment(server_id, 0)).await, Ok(1));
         server_handle.stop().await.unwrap();
         let result = long.await.unwrap();
-        assert!(matches!(result, Err(RemoteError::ShuttingDown { .. })), "{result:?}");
+        assert!(
+            matches!(result, Err(RemoteError::ShuttingDown { .. })),
+            "{result:?}"
+        );
     });
 }
 
@@ -349,7 +385,9 @@ fn beyond_the_inbound_limit_calls_queue_then_are_overloaded() {
         let client = Peer::builder(PeerId::random()).start().await.unwrap();
         client.connect(&url).await.unwrap();
         // 2 run, 2 queue, the rest are refused without running.
-        let calls: Vec<_> = (0..6).map(|_| client.spawn(blocks::nap(server_id, 300))).collect();
+        let calls: Vec<_> = (0..6)
+            .map(|_| client.spawn(blocks::nap(server_id, 300)))
+            .collect();
         join_all(calls).await
     });
     let results: Vec<_> = results.into_iter().map(Result::unwrap).collect();

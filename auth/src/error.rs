@@ -22,6 +22,7 @@ pub enum AuthError {
     },
 
     /// The token is not a well-formed compact JWS (bad shape, base64 or JSON).
+    #[cfg(not(target_arch = "wasm32"))]
     #[error("malformed token")]
     Malformed(#[source] jsonwebtoken::errors::Error),
 
@@ -33,6 +34,7 @@ pub enum AuthError {
     },
 
     /// The header's `alg` is not an algorithm this crate can verify (for example `none`).
+    #[cfg(not(target_arch = "wasm32"))]
     #[error("unsupported token algorithm")]
     UnsupportedAlgorithm(#[source] jsonwebtoken::errors::Error),
 
@@ -50,6 +52,7 @@ pub enum AuthError {
     UnknownKeyId,
 
     /// The signature does not verify with the selected key.
+    #[cfg(not(target_arch = "wasm32"))]
     #[error("invalid token signature")]
     BadSignature(#[source] jsonwebtoken::errors::Error),
 
@@ -62,10 +65,12 @@ pub enum AuthError {
     NotYetValid,
 
     /// The token's `aud` does not name the configured audience.
+    #[cfg(not(target_arch = "wasm32"))]
     #[error("wrong token audience")]
     WrongAudience(#[source] jsonwebtoken::errors::Error),
 
     /// The token's `iss` is not the configured issuer.
+    #[cfg(not(target_arch = "wasm32"))]
     #[error("wrong token issuer")]
     WrongIssuer(#[source] jsonwebtoken::errors::Error),
 
@@ -93,6 +98,7 @@ pub enum AuthError {
 
     /// A PEM key could not be parsed or is not the kind of key expected (public vs private,
     /// RSA vs Ed25519, RSA modulus under 2048 bits).
+    #[cfg(not(target_arch = "wasm32"))]
     #[error("invalid key")]
     BadKey(#[source] jsonwebtoken::errors::Error),
 
@@ -106,6 +112,7 @@ pub enum AuthError {
     CannotIssue,
 
     /// Signing a token failed inside the crypto backend.
+    #[cfg(not(target_arch = "wasm32"))]
     #[error("token signing failed")]
     Signing(#[source] jsonwebtoken::errors::Error),
 

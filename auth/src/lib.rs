@@ -46,13 +46,17 @@
 //! its [file format](Policy#file-format).
 
 mod error;
+#[cfg(not(target_arch = "wasm32"))]
 mod jwt;
+#[cfg(not(target_arch = "wasm32"))]
 mod key;
 mod policy;
 mod principal;
 
 pub use error::AuthError;
+#[cfg(not(target_arch = "wasm32"))]
 pub use jwt::JwtAuth;
+#[cfg(not(target_arch = "wasm32"))]
 pub use key::JwtKey;
 pub use policy::Policy;
 pub use principal::Principal;
