@@ -252,3 +252,24 @@ pub async fn nap(target: PeerId, millis: u64) -> Result<u64, RemoteError> {
     })
     .await
 }
+
+/// Has `server` call a block that only native builds contain on `target` (a browser peer in
+/// the browser tests): the target answers `UnknownBlock`, which reaches the first caller.
+pub async fn native_only_hop(server: PeerId, target: PeerId) -> Result<u32, RemoteError> {
+    remote!(server, [target: PeerId] -> Result<u32, RemoteError> {
+        crate::native_only(target).await
+    })
+    .await
+}
+
+/// A block compiled into native builds only.
+#[cfg(not(target_arch = "wasm32"))]
+async fn native_only(target: PeerId) -> Result<u32, RemoteError> {
+    remote!(target, [] -> u32 { 7 }).await
+}
+
+/// The wasm32 stand-in: browsers never serve [`native_only_hop`]'s outer block.
+#[cfg(target_arch = "wasm32")]
+async fn native_only(_target: PeerId) -> Result<u32, RemoteError> {
+    Ok(0)
+}

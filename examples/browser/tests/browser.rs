@@ -116,6 +116,27 @@ async fn unknown_block_reaches_the_caller_and_the_peer_keeps_working() {
 }
 
 #[wasm_bindgen_test]
+async fn a_block_missing_from_the_browser_build_is_unknown_block_for_the_server() {
+    let browser = connected().await;
+    let me = browser.id();
+    // The server calls into the browser a block only native builds contain.
+    let error = browser
+        .run(blocks::native_only_hop(server(), me))
+        .await
+        .expect_err("the browser build does not contain the block");
+    assert!(
+        matches!(&error, RemoteError::UnknownBlock { peer: Some(peer), block } if *peer == me && block.starts_with("blocks@")),
+        "{error:?}"
+    );
+    // The browser peer keeps serving the server.
+    let echoed = browser
+        .run(blocks::empties(server(), me))
+        .await
+        .expect("the browser still answers");
+    assert!(echoed.list.is_empty());
+}
+
+#[wasm_bindgen_test]
 async fn a_panic_on_the_server_reaches_the_browser_as_panicked() {
     let browser = connected().await;
     let error = browser
