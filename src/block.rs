@@ -11,7 +11,8 @@ use futures_util::future::LocalBoxFuture;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::{RemoteError, wire};
+use crate::RemoteError;
+use crate::wire::{self, Payload};
 
 /// A block of code that can run on any peer whose build contains it.
 ///
@@ -127,7 +128,7 @@ pub const fn block_id(module: &str, token_hash: u64) -> u64 {
 }
 
 /// Decodes captures, runs the block, encodes its result.
-pub(crate) type Invoke = fn(Bytes, usize) -> LocalBoxFuture<'static, Result<Vec<u8>, RemoteError>>;
+pub(crate) type Invoke = fn(Bytes, usize) -> LocalBoxFuture<'static, Result<Payload, RemoteError>>;
 
 /// One registered block; submitted at link time by the generated code.
 #[doc(hidden)]
@@ -157,11 +158,11 @@ inventory::collect!(BlockEntry);
 fn invoke<B: Block>(
     captures: Bytes,
     max: usize,
-) -> LocalBoxFuture<'static, Result<Vec<u8>, RemoteError>> {
+) -> LocalBoxFuture<'static, Result<Payload, RemoteError>> {
     Box::pin(async move {
         let captures: B::Captures = wire::decode(&captures, max)?;
         let output = B::run(captures).await?;
-        wire::encode(&output)
+        Payload::encode(&output, wire::REPLY_ROOM)
     })
 }
 

@@ -341,9 +341,9 @@ impl Inner {
         );
         let max = self.config.max_message_size;
         let reply = scope
-            .guard((entry.invoke)(Bytes::from(request.captures), max))
+            .guard((entry.invoke)(request.captures.into_bytes(), max))
             .await?;
-        Ok(Bytes::from(reply))
+        Ok(reply.into_bytes())
     }
 
     async fn call_remote(

@@ -7,9 +7,11 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_util::future::{Either, LocalBoxFuture, select};
+use tracing::Instrument;
+use tracing::field::{Empty, display};
 
 use crate::block::Block;
-use crate::scope::{Request, Scope};
+use crate::scope::{Hex, Request, Scope, Trace, record_outcome};
 use crate::{PeerId, RemoteError, wire};
 
 type Start<T> =
@@ -109,15 +111,51 @@ async fn execute<B: Block>(
     if let Some(outer) = scope.deadline() {
         deadline = deadline.min(outer);
     }
-    let result = if target == scope.peer_id() && !runtime.serialize_local() {
+    let local = target == scope.peer_id() && !runtime.serialize_local();
+    let span = tracing::info_span!(
+        target: "distributed_scope::call",
+        "call",
+        block = name,
+        block_id = %Hex(B::INFO.id()),
+        call_id = Empty,
+        parent_id = Empty,
+        trace_id = Empty,
+        caller = %scope.peer_id(),
+        callee = %target,
+        local,
+        deadline_ms = deadline.saturating_duration_since(runtime.now()).as_millis() as u64,
+        outcome = Empty,
+        error_code = Empty,
+        error = Empty,
+        duration_ms = Empty,
+    );
+    // A trace context costs nothing unless someone records spans here, or the call is part of
+    // a trace that came in from another peer (so that the chain stays linked through peers
+    // that do not record).
+    let parent = scope.trace();
+    let trace = (parent.is_some() || !span.is_disabled()).then(|| Trace::child_of(parent));
+    let started = (!span.is_disabled()).then(|| runtime.now());
+    if let (Some(trace), false) = (trace, span.is_disabled()) {
+        span.record("call_id", display(Hex(trace.call_id)));
+        span.record("trace_id", display(Hex(trace.trace_id)));
+        if let Some(parent) = parent {
+            span.record("parent_id", display(Hex(parent.call_id)));
+        }
+    }
+    let result = if local {
         scope
             .local_child(deadline)
+            .with_trace(trace)
             .guard(B::run(block.into_captures()))
+            .instrument(span.clone())
             .await
     } else {
-        remote::<B>(&scope, target, deadline, block).await
+        remote::<B>(&scope, target, deadline, block, trace)
+            .instrument(span.clone())
+            .await
     };
     let result = result.map_err(|error| error.with_context(name, target));
+    record_outcome(&span, started, &result);
     runtime.record(result.as_ref().map(|_| ()));
     result
 }
@@ -127,15 +165,20 @@ async fn remote<B: Block>(
     target: PeerId,
     deadline: web_time::Instant,
     block: B,
+    trace: Option<Trace>,
 ) -> Result<B::Output, RemoteError> {
     let runtime = scope.runtime().clone();
     let request = Request {
         block: B::INFO.id(),
         name: B::INFO.name(),
         deadline,
-        captures: wire::encode(&block.into_captures())?,
+        captures: wire::Payload::encode(
+            &block.into_captures(),
+            wire::CALL_ROOM + B::INFO.name().len(),
+        )?,
         #[cfg(feature = "auth")]
         principal: scope.principal_arc(),
+        trace,
     };
     let call = runtime.clone().call(target, request);
     match select(call, runtime.sleep_until(deadline)).await {

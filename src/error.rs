@@ -318,6 +318,15 @@ impl RemoteError {
         }
     }
 
+    /// Marks an error produced on `peer` (the callee answering) with that peer, where the
+    /// error names its block but no peer yet.
+    pub(crate) fn produced_at(self, peer: Option<PeerId>) -> Self {
+        match (self.block().map(str::to_owned), peer) {
+            (Some(block), Some(peer)) => self.with_context(&block, peer),
+            _ => self,
+        }
+    }
+
     pub(crate) fn decode(reason: impl fmt::Display) -> Self {
         Self::Decode {
             peer: None,

@@ -34,6 +34,156 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # Entry points
+//!
+//! ## Embedding in your actix-web service
+//!
+//! A peer need not own a server: [`PeerHandle::endpoint`] is an actix-web resource to mount in
+//! your own `App`, beside your routes and under your middleware and TLS, with the same
+//! handshake, limits and auth as [`PeerBuilder::listen`]. Peers connect to
+//! `ws://HOST:PORT/scope` (`examples/embedded.rs`).
+//!
+//! ```no_run
+//! use actix_web::{App, HttpServer, web};
+//! use distributed_scope::{Peer, PeerId};
+//!
+//! # #[actix_web::main]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let peer = Peer::builder(PeerId::from_name("service")).start().await?;
+//! HttpServer::new(move || {
+//!     App::new()
+//!         .route("/health", web::get().to(|| async { "ok" }))
+//!         .service(peer.endpoint("/scope"))
+//! })
+//! .bind("127.0.0.1:8080")?
+//! .run()
+//! .await?;
+//! # Ok(()) }
+//! ```
+//!
+//! ## TLS (`wss://`)
+//!
+//! [`PeerHandle::connect`] speaks `wss://` through rustls (re-exported as [`rustls`]) with the
+//! `aws-lc-rs` provider. It trusts the Mozilla roots (`webpki-roots`) unless given other roots
+//! ([`PeerBuilder::tls_roots`]) or a whole client configuration
+//! ([`PeerBuilder::tls_client_config`]). A peer serves TLS itself with
+//! [`PeerBuilder::listen_tls`], or from your own `HttpServer::bind_rustls_0_23` with
+//! [`PeerHandle::endpoint`].
+//!
+//! ```no_run
+//! use distributed_scope::rustls::{ServerConfig, pki_types::CertificateDer};
+//! use distributed_scope::{Peer, PeerId};
+//!
+//! # async fn example(config: ServerConfig, ca: CertificateDer<'static>) -> Result<(), distributed_scope::Error> {
+//! let server = Peer::builder(PeerId::from_name("server"))
+//!     .listen_tls("0.0.0.0:7443", config)
+//!     .start()
+//!     .await?;
+//! let client = Peer::builder(PeerId::from_name("client"))
+//!     .tls_roots([ca])
+//!     .start()
+//!     .await?;
+//! client.connect("wss://server.example:7443/").await?;
+//! # Ok(()) }
+//! ```
+//!
+//! ## Lifecycle, metrics and introspection
+//!
+//! [`PeerHandle::events`] streams [`PeerEvent`]s (connected, lost, reconnecting, refused with
+//! its reason); [`PeerHandle::wait_for`] waits for a link; [`PeerHandle::disconnect`] closes
+//! one for good; [`PeerHandle::connected_peers`] lists the live links with their direction,
+//! address, principal and application version; [`PeerHandle::metrics`] reads the counters.
+//! [`blocks()`] lists the blocks compiled into the binary (`peer --list-blocks` prints them).
+//!
+//! ```no_run
+//! use std::time::Duration;
+//!
+//! use distributed_scope::{PeerEvent, PeerHandle, PeerId};
+//! use futures_util::StreamExt;
+//!
+//! # async fn example(peer: PeerHandle, server: PeerId) -> Result<(), Box<dyn std::error::Error>> {
+//! let mut events = peer.events();
+//! peer.wait_for(server, Duration::from_secs(5)).await?;
+//! for link in peer.connected_peers() {
+//!     println!("{} at {} (outbound: {}, version {:?})", link.peer, link.address, link.outbound, link.app_version);
+//! }
+//! let metrics = peer.metrics();
+//! println!("{} calls sent, errors by kind {:?}", metrics.calls_sent, metrics.errors);
+//! while let Some(event) = events.next().await {
+//!     if let PeerEvent::Lost { peer, reason } = event {
+//!         println!("lost {peer}: {reason}");
+//!     }
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! ## Tracing
+//!
+//! Each call is a `tracing` span (target `distributed_scope::call`, level INFO) on both sides:
+//! `call` on the caller and `serve` on the callee, with the fields `block`, `block_id`,
+//! `call_id`, `trace_id`, `caller`, `callee`, `deadline_ms`, then `outcome` (`ok` or `error`,
+//! with `error` and `error_code`) and `duration_ms`; a `call` also has `local` and, when made
+//! from another call, `parent_id`. The trace context travels in the call's metadata as a W3C
+//! `traceparent`: the callee's `serve` span has the caller's `call_id`, and the calls it makes
+//! name that id as `parent_id`, so one `trace_id` links A -> B -> C. Without a subscriber
+//! interested in these spans, no trace context is created and calls carry no metadata.
+//!
+//! ```
+//! use tracing_subscriber::fmt::format::FmtSpan;
+//!
+//! // Log every call span when it closes, with its fields and timing.
+//! tracing_subscriber::fmt()
+//!     .with_env_filter("distributed_scope::call=info")
+//!     .with_span_events(FmtSpan::CLOSE)
+//!     .init();
+//! ```
+//!
+//! ## Tests
+//!
+//! [`testing::Cluster`] starts named peers, each in its own actix system on its own thread,
+//! linked over loopback (a full mesh unless told which links to open), and stops them and
+//! joins their threads when dropped. [`testing::PeerThread`] is one such peer.
+//! [`PeerBuilder::serialize_local`] sends even local calls through serialization.
+//!
+//! ```no_run
+//! use distributed_scope::testing::Cluster;
+//!
+//! let cluster = Cluster::builder()
+//!     .peers(["a", "b", "c"])
+//!     .link("a", "b")
+//!     .link("b", "c")
+//!     .start()?;
+//! assert_eq!(cluster.handle("b").connected_peers().len(), 2);
+//! # Ok::<(), distributed_scope::Error>(())
+//! ```
+//!
+//! # Options
+//!
+//! Set on [`PeerBuilder`]; the defaults are those of [`Config`].
+//!
+//! | option | default | meaning |
+//! |---|---|---|
+//! | `default_deadline` | 30 s | deadline of a call that sets none |
+//! | `ping_interval` | 3 s | how often a link is probed |
+//! | `liveness_timeout` | 10 s | a link silent this long is dropped; its calls fail `ConnectionLost` |
+//! | `max_message_size` | 16 MiB | largest message sent or accepted (at most 1 GiB) |
+//! | `max_inbound_calls` | 4 096 per link | calls of one link running here at once |
+//! | `max_queued_calls` | 4 096 per link | calls waiting beyond that; then `Overloaded` |
+//! | `max_queued_bytes` | 64 MiB per link | captures waiting beyond that; then `Overloaded` |
+//! | `max_pending_outbound` | 4 096 per link | calls this peer has pending on a link; more wait until their deadline |
+//! | `handshake_timeout` | 10 s | time a new link has for its handshake |
+//! | `connect_timeout` | 10 s | time opening a connection may take |
+//! | `drain_timeout` | 5 s | time `stop()` lets in-flight calls finish |
+//! | `reconnect` | 0.5 s, x1.6, cap 30 s, +-20 % | backoff of outbound links that went down |
+//! | `app_version` | none | application version announced in the handshake |
+//! | `refuse_app_version_mismatch` | false | refuse links with another `app_version` |
+//! | `workers` | 1 | HTTP worker threads of a listening peer |
+//! | `serialize_local` | false | serialize calls to the peer itself, as if remote |
+//! | `listen_tls` | plain `ws://` | serve `wss://` with a rustls `ServerConfig` |
+//! | `tls_roots` / `tls_client_config` | Mozilla roots (`webpki-roots`) | what `wss://` links trust |
+//!
+//! Rolling upgrades (block ids, `app_version`) are described in `docs/upgrade.md`.
+//!
 //! # What a block body can and cannot do
 //!
 //! The body of a block compiles as a nested `async fn` whose parameters are the captures.
@@ -94,6 +244,11 @@ pub use distributed_scope_auth as auth;
 /// The actix version this crate is built on, for users' own actors.
 #[cfg(not(target_arch = "wasm32"))]
 pub use actix;
+
+/// The rustls version this crate is built on, for TLS configurations
+/// ([`PeerBuilder::listen_tls`], [`PeerBuilder::tls_roots`], [`PeerBuilder::tls_client_config`]).
+#[cfg(not(target_arch = "wasm32"))]
+pub use rustls;
 
 /// Runs a block of code on a peer: `remote!(target, [captures] -> T { body })`.
 ///
@@ -189,6 +344,12 @@ pub mod __private {
     /// one mistake gives one error. Never called.
     pub fn never<T>() -> T {
         unreachable!("the fallback expansion of a `remote!` block that failed to compile")
+    }
+
+    /// Runs the peer's frame and handshake decoding on untrusted bytes (for the fuzz target).
+    pub fn fuzz_decode(bytes: &[u8]) {
+        let _frame = crate::wire::decode::<crate::wire::Frame<'_>>(bytes, 1 << 20);
+        let _hello = crate::wire::Hello::from_bytes(bytes);
     }
 
     /// Wraps a body that returns `T` into one that returns `Result<T, RemoteError>`.

@@ -38,6 +38,8 @@ pub struct Peer {
     server: Option<ServerHandle>,
     /// Outbound links by URL: how to get a token, and whether to keep them up.
     outbound: HashMap<String, Outbound>,
+    /// The TLS client configuration of `wss://` links.
+    tls: Arc<rustls::ClientConfig>,
 }
 
 /// Where an outbound link's token comes from.
@@ -80,6 +82,8 @@ impl Peer {
         PeerBuilder {
             id,
             listen: None,
+            server_tls: None,
+            client_tls: ClientTls::Default,
             config: Config::default(),
             #[cfg(feature = "auth")]
             guard: guard::Guard::default(),
@@ -122,7 +126,7 @@ impl Peer {
                 return;
             }
             let token = outbound.token.token();
-            let attempt = open_link(this.shared.clone(), url.clone(), token);
+            let attempt = open_link(this.shared.clone(), url.clone(), token, this.tls.clone());
             ctx.spawn(
                 attempt
                     .into_actor(this)
@@ -155,9 +159,10 @@ async fn open_link(
     shared: Arc<Shared>,
     url: String,
     token: Option<String>,
+    tls: Arc<rustls::ClientConfig>,
 ) -> Result<PeerId, Error> {
     let (ready, handshake) = oneshot::channel();
-    transport::connect(shared, url.clone(), token, ready).await?;
+    transport::connect(shared, url.clone(), token, tls, ready).await?;
     handshake.await.unwrap_or(Err(Error::Handshake {
         url,
         reason: crate::error::HandshakeError::Closed,
@@ -170,15 +175,55 @@ async fn open_link(
 pub struct PeerBuilder {
     id: PeerId,
     listen: Option<String>,
+    server_tls: Option<rustls::ServerConfig>,
+    client_tls: ClientTls,
     config: Config,
     #[cfg(feature = "auth")]
     guard: guard::Guard,
+}
+
+/// Which certificates `wss://` links trust.
+#[derive(Debug)]
+enum ClientTls {
+    /// The Mozilla roots of `webpki-roots`.
+    Default,
+    Roots(Vec<rustls::pki_types::CertificateDer<'static>>),
+    Config(Arc<rustls::ClientConfig>),
 }
 
 impl PeerBuilder {
     /// Accepts WebSocket links on `addr` (e.g. `"127.0.0.1:0"`), upgrade path `/`.
     pub fn listen(mut self, addr: impl Into<String>) -> Self {
         self.listen = Some(addr.into());
+        self
+    }
+
+    /// Accepts `wss://` links on `addr` with the given TLS server configuration (HTTP/1.1
+    /// and HTTP/2 ALPN are set by actix-web); [`PeerHandle::url`] then says `wss://`.
+    ///
+    /// To serve TLS from your own `HttpServer` instead (`bind_rustls_0_23`), mount
+    /// [`PeerHandle::endpoint`] in its `App`.
+    pub fn listen_tls(mut self, addr: impl Into<String>, config: rustls::ServerConfig) -> Self {
+        self.listen = Some(addr.into());
+        self.server_tls = Some(config);
+        self
+    }
+
+    /// Trusts exactly these root certificates (DER) for `wss://` links, instead of the
+    /// Mozilla roots of `webpki-roots` (the default): for private CAs and self-signed
+    /// servers.
+    pub fn tls_roots(
+        mut self,
+        roots: impl IntoIterator<Item = rustls::pki_types::CertificateDer<'static>>,
+    ) -> Self {
+        self.client_tls = ClientTls::Roots(roots.into_iter().collect());
+        self
+    }
+
+    /// Uses this rustls client configuration for `wss://` links (client certificates, custom
+    /// verifiers, ...). Its ALPN protocols are replaced by `http/1.1`, which WebSockets need.
+    pub fn tls_client_config(mut self, config: rustls::ClientConfig) -> Self {
+        self.client_tls = ClientTls::Config(transport::adapt_client_config(config));
         self
     }
 
@@ -330,6 +375,8 @@ impl PeerBuilder {
         let Self {
             id,
             listen,
+            server_tls,
+            client_tls,
             config,
             #[cfg(feature = "auth")]
             guard,
@@ -347,6 +394,12 @@ impl PeerBuilder {
         if config.max_message_size < 1024 {
             return Err(Error::Config("max_message_size is below 1 KiB"));
         }
+        let tls = match client_tls {
+            ClientTls::Default => transport::default_client_config(),
+            ClientTls::Roots(roots) => transport::client_config_with_roots(roots)?,
+            ClientTls::Config(config) => config,
+        };
+        let scheme = if server_tls.is_some() { "wss" } else { "ws" };
         let shared = Arc::new(Shared::new(
             id,
             config,
@@ -364,8 +417,11 @@ impl PeerBuilder {
             })
             .workers(shared.config.workers)
             .disable_signals()
-            .shutdown_timeout(1)
-            .bind(addr.as_str())
+            .shutdown_timeout(1);
+            let server = match server_tls {
+                Some(tls) => server.bind_rustls_0_23(addr.as_str(), tls),
+                None => server.bind(addr.as_str()),
+            }
             .map_err(|source| Error::Bind {
                 addr: addr.clone(),
                 source,
@@ -380,12 +436,14 @@ impl PeerBuilder {
             shared: shared.clone(),
             server: server_handle,
             outbound: HashMap::new(),
+            tls,
         }
         .start();
         Ok(PeerHandle {
             shared,
             addr,
             local_addr,
+            scheme,
         })
     }
 }
@@ -396,6 +454,8 @@ pub struct PeerHandle {
     shared: Arc<Shared>,
     addr: Addr<Peer>,
     local_addr: Option<SocketAddr>,
+    /// `ws` or `wss`, for [`PeerHandle::url`].
+    scheme: &'static str,
 }
 
 impl std::fmt::Debug for PeerHandle {
@@ -435,9 +495,11 @@ impl PeerHandle {
         self.local_addr
     }
 
-    /// The URL other peers connect to (`ws://HOST:PORT/`), if the peer listens.
+    /// The URL other peers connect to (`ws://HOST:PORT/`, or `wss://` with
+    /// [`PeerBuilder::listen_tls`]), if the peer listens.
     pub fn url(&self) -> Option<String> {
-        self.local_addr.map(|addr| format!("ws://{addr}/"))
+        self.local_addr
+            .map(|addr| format!("{}://{addr}/", self.scheme))
     }
 
     /// The peer actor's address; send it [`On`] messages.
@@ -453,15 +515,15 @@ impl PeerHandle {
             .into_iter()
             .filter(|(_, link)| link.addr.connected())
             .map(|(peer, link)| {
-                let (outbound, address) = match link.direction {
-                    Direction::Inbound { remote } => (false, remote),
-                    Direction::Outbound { url } => (true, url),
+                let (outbound, address) = match &link.direction {
+                    Direction::Inbound { remote } => (false, remote.clone()),
+                    Direction::Outbound { url } => (true, url.clone()),
                 };
                 LinkInfo {
                     peer,
                     outbound,
                     address,
-                    app_version: link.app_version,
+                    app_version: link.app_version.clone(),
                     #[cfg(feature = "auth")]
                     principal: link.principal.as_deref().cloned(),
                 }
@@ -630,7 +692,12 @@ impl Handler<Connect> for Peer {
                 wanted: true,
             },
         );
-        Box::pin(open_link(self.shared.clone(), connect.url, token))
+        Box::pin(open_link(
+            self.shared.clone(),
+            connect.url,
+            token,
+            self.tls.clone(),
+        ))
     }
 }
 
@@ -692,7 +759,7 @@ impl Handler<Stop> for Peer {
             .shared
             .links()
             .into_iter()
-            .map(|(_, link)| link.addr)
+            .map(|(_, link)| link.addr.clone())
             .collect();
         let drain_timeout = self.shared.config.drain_timeout;
         let server = self.server.take();

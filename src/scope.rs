@@ -53,7 +53,7 @@ pub(crate) struct Request {
     pub(crate) block: u64,
     pub(crate) name: &'static str,
     pub(crate) deadline: Instant,
-    pub(crate) captures: Vec<u8>,
+    pub(crate) captures: crate::wire::Payload,
     #[cfg(feature = "auth")]
     pub(crate) principal: Option<Arc<Principal>>,
     /// The call's trace context, sent as `traceparent` in the call's metadata.
@@ -396,7 +396,10 @@ mod tests {
         let child = Trace::child_of(Some(trace));
         assert_eq!(child.trace_id, trace.trace_id);
         assert_ne!(child.call_id, trace.call_id);
-        assert_eq!(Trace::from_traceparent(&trace.to_traceparent()), Some(trace));
+        assert_eq!(
+            Trace::from_traceparent(&trace.to_traceparent()),
+            Some(trace)
+        );
         for bad in ["", "00-1-2-01", "00-zz", &"0".repeat(55)] {
             assert_eq!(Trace::from_traceparent(bad), None);
         }

@@ -3,6 +3,7 @@
 //! [`Outgoing`] frames drained by a writer task on the connection's thread.
 
 use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -10,6 +11,8 @@ use actix_ws::{AggregatedMessage, CloseCode, CloseReason, Item, Message, Protoco
 use bytes::{Bytes, BytesMut};
 use futures_channel::mpsc;
 use futures_util::{SinkExt, Stream, StreamExt};
+use rustls::pki_types::CertificateDer;
+use rustls::{ClientConfig, RootCertStore};
 
 use crate::error::Error;
 use crate::peer::connection::{Connection, Direction};
@@ -116,11 +119,59 @@ async fn write_session(
     let _closed = session.close(None).await;
 }
 
+/// The TLS client configuration of `wss://` links: rustls with the `aws-lc-rs` provider
+/// (the crypto library `jsonwebtoken` uses already), HTTP/1.1 only (WebSockets need it).
+fn client_config(roots: RootCertStore) -> ClientConfig {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("the aws-lc-rs provider supports rustls's default protocol versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config
+}
+
+/// Trusts the Mozilla root certificates (`webpki-roots`); built once per process.
+pub(crate) fn default_client_config() -> Arc<ClientConfig> {
+    static DEFAULT: OnceLock<Arc<ClientConfig>> = OnceLock::new();
+    DEFAULT
+        .get_or_init(|| {
+            let roots = RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+            Arc::new(client_config(roots))
+        })
+        .clone()
+}
+
+/// Trusts exactly `roots`.
+///
+/// # Errors
+///
+/// [`Error::Config`] if one of them is not a usable certificate.
+pub(crate) fn client_config_with_roots(
+    roots: Vec<CertificateDer<'static>>,
+) -> Result<Arc<ClientConfig>, Error> {
+    let mut store = RootCertStore::empty();
+    for root in roots {
+        store
+            .add(root)
+            .map_err(|_unusable| Error::Config("a TLS root is not a usable certificate"))?;
+    }
+    Ok(Arc::new(client_config(store)))
+}
+
+/// Makes a user's client configuration fit for WebSockets (HTTP/1.1 only).
+pub(crate) fn adapt_client_config(mut config: ClientConfig) -> Arc<ClientConfig> {
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Arc::new(config)
+}
+
 /// Opens a WebSocket to `url` on the current thread and starts its connection actor there.
 pub(crate) async fn connect(
     shared: std::sync::Arc<Shared>,
     url: String,
     token: Option<String>,
+    tls: Arc<ClientConfig>,
     ready: futures_channel::oneshot::Sender<Result<crate::PeerId, Error>>,
 ) -> Result<(), Error> {
     let config = &shared.config;
@@ -138,6 +189,7 @@ pub(crate) async fn connect(
         }
     }
     let client = awc::Client::builder()
+        .connector(awc::Connector::new().rustls_0_23(tls))
         .timeout(config.connect_timeout)
         .finish();
     let mut request = client

@@ -98,6 +98,122 @@ fn config() -> impl Config {
     standard()
 }
 
+/// Appends to a `Vec` without going through `io::Write`.
+struct VecWriter<'a>(&'a mut Vec<u8>);
+
+impl bincode::enc::write::Writer for VecWriter<'_> {
+    fn write(&mut self, bytes: &[u8]) -> Result<(), bincode::error::EncodeError> {
+        self.0.extend_from_slice(bytes);
+        Ok(())
+    }
+}
+
+/// An encoded value (captures or a result) with room reserved in front of it for the header
+/// of the frame that will carry it: the value is encoded once, straight into its frame, in a
+/// buffer of exactly the right size.
+#[derive(Debug)]
+pub(crate) struct Payload {
+    buffer: Vec<u8>,
+    start: usize,
+}
+
+/// Room for a reply header: variant, call id, result variant, length.
+pub(crate) const REPLY_ROOM: usize = 32;
+
+/// Room for a call header besides the block name: variant, ids, deadline, a `traceparent`
+/// entry, length.
+pub(crate) const CALL_ROOM: usize = 160;
+
+impl Payload {
+    /// Encodes `value` after `room` spare bytes.
+    pub(crate) fn encode<T: Serialize + ?Sized>(
+        value: &T,
+        room: usize,
+    ) -> Result<Self, RemoteError> {
+        let mut size = bincode::enc::write::SizeWriter::default();
+        bincode::serde::encode_into_writer(value, &mut size, config())
+            .map_err(RemoteError::decode)?;
+        let mut buffer = Vec::with_capacity(room + size.bytes_written);
+        buffer.resize(room, 0);
+        bincode::serde::encode_into_writer(value, VecWriter(&mut buffer), config())
+            .map_err(RemoteError::decode)?;
+        Ok(Self {
+            buffer,
+            start: room,
+        })
+    }
+
+    /// The encoded value.
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.buffer[self.start..]
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.buffer.len() - self.start
+    }
+
+    /// The value alone, without the spare room (for local calls that skip the network).
+    pub(crate) fn into_bytes(self) -> bytes::Bytes {
+        let start = self.start;
+        bytes::Bytes::from(self.buffer).slice(start..)
+    }
+
+    /// Puts `header` in front of the value: in the reserved room when it fits (no copy of the
+    /// value), else in a new buffer.
+    fn framed(mut self, header: &[u8]) -> bytes::Bytes {
+        if header.len() <= self.start {
+            let from = self.start - header.len();
+            self.buffer[from..self.start].copy_from_slice(header);
+            bytes::Bytes::from(self.buffer).slice(from..)
+        } else {
+            let mut frame = Vec::with_capacity(header.len() + self.len());
+            frame.extend_from_slice(header);
+            frame.extend_from_slice(self.bytes());
+            bytes::Bytes::from(frame)
+        }
+    }
+
+    /// The bytes of `Frame::Call` carrying this payload as its captures.
+    pub(crate) fn into_call_frame(
+        self,
+        id: u64,
+        block: u64,
+        name: &str,
+        deadline_ms: u64,
+        metadata: &[(Cow<'_, str>, Cow<'_, str>)],
+    ) -> Result<bytes::Bytes, RemoteError> {
+        // The fields of `Frame::Call` in order, ending with the length of `captures`: the
+        // same bytes bincode writes for the enum (variant index 0), followed by the payload.
+        let header = encode(&(
+            0u32,
+            id,
+            block,
+            name,
+            deadline_ms,
+            metadata,
+            self.len() as u64,
+        ))?;
+        Ok(self.framed(&header))
+    }
+
+    /// The bytes of `Frame::Reply { id, result: Ok(payload) }`.
+    pub(crate) fn into_reply_frame(self, id: u64) -> Result<bytes::Bytes, RemoteError> {
+        let header = encode(&(1u32, id, 0u32, self.len() as u64))?;
+        Ok(self.framed(&header))
+    }
+}
+
+/// The deadline a `Call` frame carries: the time left less a margin (5 %, at most 50 ms), so
+/// that the callee's `Timeout` reply, naming the innermost block that ran out, reaches the
+/// caller before the caller's own timer fires: nested hops fail from the inside out.
+pub(crate) fn deadline_ms(remaining: std::time::Duration) -> u64 {
+    let margin = (remaining / 20).min(std::time::Duration::from_millis(50));
+    (remaining - margin)
+        .as_millis()
+        .try_into()
+        .unwrap_or(u64::MAX)
+}
+
 /// The handshake frame, sent by both sides as the first frame of a link.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub(crate) struct Hello {
@@ -286,6 +402,43 @@ mod tests {
             let _ = decode::<Frame<'_>>(&bytes, 1 << 20);
             let _ = Hello::from_bytes(&bytes);
         }
+    }
+
+    #[test]
+    fn payload_frames_equal_the_encoded_frames() {
+        let value = (7u32, ("captured".to_owned(), (vec![9u8; 300], ())));
+        let plain = encode(&value).unwrap();
+        let metadata = vec![(Cow::Borrowed("traceparent"), Cow::Borrowed("00-1-2-01"))];
+        for room in [0, 8, 256] {
+            let call = Payload::encode(&value, room)
+                .unwrap()
+                .into_call_frame(5, 77, "app::x#0", 1234, &metadata)
+                .unwrap();
+            let expected = encode(&Frame::Call {
+                id: 5,
+                block: 77,
+                name: Cow::Borrowed("app::x#0"),
+                deadline_ms: 1234,
+                metadata: metadata.clone(),
+                captures: &plain,
+            })
+            .unwrap();
+            assert_eq!(&call[..], &expected[..], "room {room}");
+            let reply = Payload::encode(&value, room)
+                .unwrap()
+                .into_reply_frame(9)
+                .unwrap();
+            let expected = encode(&Frame::Reply {
+                id: 9,
+                result: ReplyBody::Ok(&plain),
+            })
+            .unwrap();
+            assert_eq!(&reply[..], &expected[..], "room {room}");
+        }
+        let payload = Payload::encode(&value, 16).unwrap();
+        assert_eq!(payload.bytes(), &plain[..]);
+        assert_eq!(payload.len(), plain.len());
+        assert_eq!(&payload.into_bytes()[..], &plain[..]);
     }
 
     /// Seeded xorshift: the same inputs on every run.

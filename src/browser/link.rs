@@ -3,6 +3,7 @@
 //! The same per-call work as a native connection, on the page's event loop: reading frames,
 //! finding and running blocks, replying, and matching replies to the calls made here.
 
+use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::{Rc, Weak};
@@ -23,7 +24,7 @@ use web_time::Instant;
 use super::{Inner, timer};
 use crate::error::HandshakeError;
 use crate::scope::{Request, Runtime, Scope, Trace};
-use crate::wire::{self, Frame, Hello, HelloError, ReplyBody};
+use crate::wire::{self, Frame, Hello, HelloError, Payload, ReplyBody};
 use crate::{Error, PeerId, RemoteError, block};
 
 /// The subprotocol offered beside a token; the native peer selects it.
@@ -435,9 +436,9 @@ impl Link {
                     peer: None,
                     block: name.to_owned(),
                 };
-                return self.reply(id, remote_max, &Err(error));
+                return self.reply(id, remote_max, Err(error));
             }
-            Err(error) => return self.reply(id, remote_max, &Err(error)),
+            Err(error) => return self.reply(id, remote_max, Err(error)),
         };
         tracing::debug!(peer = %remote, id, block = name, "call in");
         let deadline = Instant::now() + Duration::from_millis(deadline_ms);
@@ -461,41 +462,34 @@ impl Link {
                 link.running.borrow_mut().remove(&id);
                 // An aborted call (cancelled, or its link closed) gets no reply.
                 if let Ok(result) = outcome {
-                    link.reply(id, remote_max, &result);
+                    link.reply(id, remote_max, result);
                 }
             }
         });
     }
 
-    fn reply(&self, id: u64, remote_max: usize, result: &Result<Vec<u8>, RemoteError>) {
+    fn reply(&self, id: u64, remote_max: usize, result: Result<Payload, RemoteError>) {
         let local = self.peer.upgrade().map(|inner| inner.id);
-        let frame = match result {
-            Ok(output) => Frame::Reply {
-                id,
-                result: ReplyBody::Ok(output),
-            },
-            Err(error) => Frame::Reply {
-                id,
-                result: ReplyBody::Err(with_peer(error.clone(), local)),
-            },
-        };
-        let bytes = match wire::encode(&frame) {
-            Ok(bytes) => bytes,
-            Err(error) => return tracing::error!(%error, "cannot encode a reply"),
-        };
-        if bytes.len() > remote_max {
-            let too_large = RemoteError::TooLarge {
+        let error = match result {
+            // The result was encoded with room for the reply header: no copy of it here.
+            Ok(output) if output.len() + wire::REPLY_ROOM <= remote_max => {
+                match output.into_reply_frame(id) {
+                    Ok(bytes) => return self.send(&bytes),
+                    Err(error) => error,
+                }
+            }
+            Ok(output) => RemoteError::TooLarge {
                 peer: local,
                 block: None,
-                size: bytes.len() as u64,
+                size: (output.len() + wire::REPLY_ROOM) as u64,
                 limit: remote_max as u64,
-            };
-            return self.send_frame(&Frame::Reply {
-                id,
-                result: ReplyBody::Err(too_large),
-            });
-        }
-        self.send(&bytes);
+            },
+            Err(error) => error.produced_at(local),
+        };
+        self.send_frame(&Frame::Reply {
+            id,
+            result: ReplyBody::Err(error),
+        });
     }
 
     /// Sends a call over this link and waits for its reply; dropping the future cancels it.
@@ -522,26 +516,22 @@ impl Link {
         }
         let id = self.next_call.get();
         self.next_call.set(id + 1);
-        let deadline_ms = request
-            .deadline
-            .saturating_duration_since(Instant::now())
-            .as_millis()
-            .try_into()
-            .unwrap_or(u64::MAX);
+        let deadline_ms =
+            wire::deadline_ms(request.deadline.saturating_duration_since(Instant::now()));
         // Only traced calls carry metadata: the caller's trace context, for the callee's span.
         let traceparent = request.trace.map(Trace::to_traceparent);
-        let metadata = match &traceparent {
+        let metadata: Vec<(Cow<'_, str>, Cow<'_, str>)> = match &traceparent {
             Some(value) => vec![(Trace::KEY.into(), value.as_str().into())],
             None => Vec::new(),
         };
-        let bytes = wire::encode(&Frame::Call {
+        // The captures were encoded with room for this header: no copy of them here.
+        let bytes = request.captures.into_call_frame(
             id,
-            block: request.block,
-            name: request.name.into(),
+            request.block,
+            request.name,
             deadline_ms,
-            metadata,
-            captures: &request.captures,
-        })?;
+            &metadata,
+        )?;
         let (reply, replied) = oneshot::channel();
         self.pending.borrow_mut().insert(id, reply);
         self.send(&bytes);
@@ -599,14 +589,6 @@ impl Drop for CancelOnDrop {
                 link.send_frame(&Frame::Cancel { id: self.id });
             }
         }
-    }
-}
-
-/// Marks an error produced here with this peer's id, where it has none.
-fn with_peer(error: RemoteError, peer: Option<PeerId>) -> RemoteError {
-    match (error.block().map(str::to_owned), peer) {
-        (Some(block), Some(peer)) => error.with_context(&block, peer),
-        _ => error,
     }
 }
 

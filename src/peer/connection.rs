@@ -4,6 +4,7 @@
 //! block, running it, replying, and matching replies to the calls this peer made over the
 //! link. Liveness, back-pressure and draining are per link too.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -22,7 +23,7 @@ use crate::block::{self, BlockEntry};
 use crate::error::{Error, HandshakeError};
 use crate::scope::{Hex, Request, Scope, Trace, record_outcome};
 use crate::transport::{Inbound, InboundStream, Outgoing};
-use crate::wire::{self, Frame, Hello, HelloError, ReplyBody};
+use crate::wire::{self, Frame, Hello, HelloError, Payload, ReplyBody};
 use crate::{PeerId, RemoteError};
 
 /// Who opened the link.
@@ -157,6 +158,18 @@ impl Connection {
         ctx.stop();
     }
 
+    fn send_hello(&self) {
+        let hello = Hello {
+            peer: self.shared.id,
+            max_message_size: self.shared.config.max_message_size as u64,
+            app_version: self.shared.config.app_version.clone(),
+        };
+        match hello.to_bytes() {
+            Ok(bytes) => self.send(Outgoing::Binary(Bytes::from(bytes))),
+            Err(error) => tracing::error!(%error, "cannot encode hello"),
+        }
+    }
+
     /// A protocol violation: counted, logged, and the link closes.
     fn refuse(&mut self, ctx: &mut Context<Self>, code: CloseCode, reason: &str) {
         Counters::add(&self.shared.counters.refused_frames, 1);
@@ -236,6 +249,9 @@ impl Connection {
         };
         if !self.shared.insert_link(hello.peer, link) {
             return self.fail_handshake(ctx, HandshakeError::Duplicate(hello.peer));
+        }
+        if let Direction::Inbound { .. } = self.direction {
+            self.send_hello();
         }
         tracing::info!(peer = %hello.peer, link = self.direction.describe(), "link up");
         self.shared.emit(PeerEvent::Connected {
@@ -338,7 +354,7 @@ impl Connection {
         if self.shared.is_stopping() {
             return self.reply(
                 id,
-                &Err(RemoteError::ShuttingDown {
+                Err(RemoteError::ShuttingDown {
                     peer: None,
                     block: Some(name.to_owned()),
                 }),
@@ -348,12 +364,12 @@ impl Connection {
         // exists, is revealed to a caller that may not run it; the captures stay opaque.
         #[cfg(feature = "auth")]
         if let Err(error) = self.shared.guard.authorize(&self.link_auth, remote, name) {
-            return self.reply(id, &Err(error));
+            return self.reply(id, Err(error));
         }
         // The id must belong to the very name that was authorized.
         let entry = match block::lookup(block_id, name) {
             Ok(entry) => entry,
-            Err(error) => return self.reply(id, &Err(error)),
+            Err(error) => return self.reply(id, Err(error)),
         };
         let call = Queued {
             id,
@@ -374,7 +390,7 @@ impl Connection {
         } else {
             self.reply(
                 id,
-                &Err(RemoteError::Overloaded {
+                Err(RemoteError::Overloaded {
                     peer: None,
                     block: Some(name.to_owned()),
                 }),
@@ -428,7 +444,7 @@ impl Connection {
         let handle = ctx.spawn(run.into_actor(self).map(move |result, this, ctx| {
             record_outcome(&span, started, &result);
             this.running.remove(&id);
-            this.reply(id, &result);
+            this.reply(id, result);
             this.after_call(ctx);
         }));
         self.running.insert(id, handle);
@@ -447,7 +463,7 @@ impl Connection {
             if call.deadline <= Instant::now() {
                 self.reply(
                     call.id,
-                    &Err(RemoteError::Timeout {
+                    Err(RemoteError::Timeout {
                         peer: None,
                         block: Some(call.entry.info.name().to_owned()),
                     }),
@@ -463,41 +479,31 @@ impl Connection {
         }
     }
 
-    fn reply(&self, id: u64, result: &Result<Vec<u8>, RemoteError>) {
+    fn reply(&self, id: u64, result: Result<Payload, RemoteError>) {
         let State::Live { remote_max, .. } = self.state else {
             return;
         };
         let local = Some(self.shared.id);
-        let frame = match result {
-            Ok(output) => Frame::Reply {
-                id,
-                result: ReplyBody::Ok(output),
-            },
-            Err(error) => Frame::Reply {
-                id,
-                result: ReplyBody::Err(with_peer(error.clone(), local)),
-            },
-        };
-        let bytes = match wire::encode(&frame) {
-            Ok(bytes) => bytes,
-            Err(error) => {
-                tracing::error!(%error, "cannot encode a reply");
-                return;
+        let error = match result {
+            // The result was encoded with room for the reply header: no copy of it here.
+            Ok(output) if output.len() + wire::REPLY_ROOM <= remote_max => {
+                match output.into_reply_frame(id) {
+                    Ok(bytes) => return self.send(Outgoing::Binary(bytes)),
+                    Err(error) => error,
+                }
             }
-        };
-        if bytes.len() > remote_max {
-            let too_large = RemoteError::TooLarge {
+            Ok(output) => RemoteError::TooLarge {
                 peer: local,
                 block: None,
-                size: bytes.len() as u64,
+                size: (output.len() + wire::REPLY_ROOM) as u64,
                 limit: remote_max as u64,
-            };
-            return self.send_frame(&Frame::Reply {
-                id,
-                result: ReplyBody::Err(too_large),
-            });
-        }
-        self.send(Outgoing::Binary(Bytes::from(bytes)));
+            },
+            Err(error) => error.produced_at(local),
+        };
+        self.send_frame(&Frame::Reply {
+            id,
+            result: ReplyBody::Err(error),
+        });
     }
 
     /// Probes the link, and drops it locally once it has been silent too long: a close
@@ -521,26 +527,14 @@ impl Connection {
     }
 }
 
-/// Marks an error produced here with this peer's id, where it has none.
-fn with_peer(error: RemoteError, peer: Option<PeerId>) -> RemoteError {
-    match (error.block().map(str::to_owned), peer) {
-        (Some(block), Some(peer)) => error.with_context(&block, peer),
-        _ => error,
-    }
-}
-
 impl Actor for Connection {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        let hello = Hello {
-            peer: self.shared.id,
-            max_message_size: self.shared.config.max_message_size as u64,
-            app_version: self.shared.config.app_version.clone(),
-        };
-        match hello.to_bytes() {
-            Ok(bytes) => self.send(Outgoing::Binary(Bytes::from(bytes))),
-            Err(error) => tracing::error!(%error, "cannot encode hello"),
+        // The connecting side speaks first; the accepting side answers only once it has
+        // accepted, so a link the acceptor refuses never looks live to the connector.
+        if let Direction::Outbound { .. } = self.direction {
+            self.send_hello();
         }
         ctx.run_later(self.shared.config.handshake_timeout, |this, ctx| {
             if let State::Handshaking { .. } = this.state {
@@ -665,32 +659,29 @@ impl Handler<OutboundCall> for Connection {
             return;
         }
         Counters::add(&self.shared.counters.calls_sent, 1);
-        // The callee gets the remaining time less a margin (5 %, at most 50 ms), so that
-        // its `Timeout` reply, naming the innermost block that ran out, reaches the caller
-        // before the caller's own timer fires: nested hops fail from the inside out.
-        let remaining = call.request.deadline.saturating_duration_since(Instant::now());
-        let margin = (remaining / 20).min(Duration::from_millis(50));
-        let deadline_ms = (remaining - margin)
-            .as_millis()
-            .try_into()
-            .unwrap_or(u64::MAX);
+        let deadline_ms = wire::deadline_ms(
+            call.request
+                .deadline
+                .saturating_duration_since(Instant::now()),
+        );
         // Only traced calls carry metadata (and allocate for it).
         let traceparent = call.request.trace.map(Trace::to_traceparent);
-        let frame = Frame::Call {
-            id: call.id,
-            block: call.request.block,
-            name: call.request.name.into(),
-            deadline_ms,
-            metadata: match &traceparent {
-                Some(value) => vec![(Trace::KEY.into(), value.as_str().into())],
-                None => Vec::new(),
-            },
-            captures: &call.request.captures,
+        let metadata: Vec<(Cow<'_, str>, Cow<'_, str>)> = match &traceparent {
+            Some(value) => vec![(Trace::KEY.into(), value.as_str().into())],
+            None => Vec::new(),
         };
-        match wire::encode(&frame) {
+        // The captures were encoded with room for this header: no copy of them here.
+        let frame = call.request.captures.into_call_frame(
+            call.id,
+            call.request.block,
+            call.request.name,
+            deadline_ms,
+            &metadata,
+        );
+        match frame {
             Ok(bytes) => {
                 self.pending.insert(call.id, call.reply);
-                self.send(Outgoing::Binary(Bytes::from(bytes)));
+                self.send(Outgoing::Binary(bytes));
             }
             Err(error) => {
                 let _caller_gone = call.reply.send(Err(error));
@@ -788,7 +779,7 @@ impl Connection {
     fn reply_shutting_down(&self, id: u64) {
         self.reply(
             id,
-            &Err(RemoteError::ShuttingDown {
+            Err(RemoteError::ShuttingDown {
                 peer: Some(self.shared.id),
                 block: None,
             }),

@@ -48,7 +48,7 @@ pub(crate) struct Shared {
     /// The peer actor, set once it runs.
     pub(crate) peer: OnceLock<Addr<Peer>>,
     stopping: AtomicBool,
-    links: RwLock<HashMap<PeerId, Link>>,
+    links: RwLock<HashMap<PeerId, Arc<Link>>>,
     links_changed: tokio::sync::Notify,
     serials: AtomicU64,
 }
@@ -92,18 +92,18 @@ impl Shared {
         self.links_changed.notify_waiters();
     }
 
-    pub(crate) fn link(&self, peer: PeerId) -> Option<Link> {
+    pub(crate) fn link(&self, peer: PeerId) -> Option<Arc<Link>> {
         self.read_links().get(&peer).cloned()
     }
 
-    pub(crate) fn links(&self) -> Vec<(PeerId, Link)> {
+    pub(crate) fn links(&self) -> Vec<(PeerId, Arc<Link>)> {
         self.read_links()
             .iter()
             .map(|(id, link)| (*id, link.clone()))
             .collect()
     }
 
-    fn read_links(&self) -> std::sync::RwLockReadGuard<'_, HashMap<PeerId, Link>> {
+    fn read_links(&self) -> std::sync::RwLockReadGuard<'_, HashMap<PeerId, Arc<Link>>> {
         // Inserts and removes are single map operations, so a panic elsewhere while the lock
         // was held cannot have left the map half-updated.
         self.links
@@ -111,7 +111,7 @@ impl Shared {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn write_links(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<PeerId, Link>> {
+    fn write_links(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<PeerId, Arc<Link>>> {
         self.links
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -124,7 +124,7 @@ impl Shared {
             match links.get(&peer) {
                 Some(existing) if existing.addr.connected() => false,
                 _ => {
-                    links.insert(peer, link);
+                    links.insert(peer, Arc::new(link));
                     true
                 }
             }
@@ -148,7 +148,13 @@ impl Shared {
         &self,
         peer: PeerId,
         deadline: Instant,
-    ) -> Result<Link, RemoteError> {
+    ) -> Result<Arc<Link>, RemoteError> {
+        // The common case: the link is up; no waiter is registered.
+        if !self.is_stopping()
+            && let Some(link) = self.link(peer).filter(|link| link.addr.connected())
+        {
+            return Ok(link);
+        }
         loop {
             let changed = self.links_changed.notified();
             let mut changed = std::pin::pin!(changed);
@@ -183,9 +189,9 @@ impl Shared {
         );
         let max = self.config.max_message_size;
         let reply = scope
-            .guard((entry.invoke)(Bytes::from(request.captures), max))
+            .guard((entry.invoke)(request.captures.into_bytes(), max))
             .await?;
-        Ok(Bytes::from(reply))
+        Ok(reply.into_bytes())
     }
 
     async fn call_remote(
