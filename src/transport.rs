@@ -225,14 +225,23 @@ pub(crate) async fn connect(
     let (mut sink, stream) = framed.split();
     let (sender, mut receiver) = mpsc::unbounded::<Outgoing>();
     actix_rt::spawn(async move {
-        while let Some(frame) = receiver.next().await {
-            let (message, last) = match frame {
-                Outgoing::Binary(bytes) => (Message::Binary(bytes), false),
-                Outgoing::Ping => (Message::Ping(Bytes::new()), false),
-                Outgoing::Pong(bytes) => (Message::Pong(bytes), false),
-                Outgoing::Close(reason) => (Message::Close(Some(reason)), true),
-            };
-            if sink.send(message).await.is_err() || last {
+        // Write every frame already queued, then flush once: one system call for a burst of
+        // calls instead of one per call.
+        'link: while let Some(first) = receiver.next().await {
+            let mut next = Some(first);
+            while let Some(frame) = next {
+                let (message, last) = match frame {
+                    Outgoing::Binary(bytes) => (Message::Binary(bytes), false),
+                    Outgoing::Ping => (Message::Ping(Bytes::new()), false),
+                    Outgoing::Pong(bytes) => (Message::Pong(bytes), false),
+                    Outgoing::Close(reason) => (Message::Close(Some(reason)), true),
+                };
+                if sink.feed(message).await.is_err() || last {
+                    break 'link;
+                }
+                next = receiver.try_recv().ok();
+            }
+            if sink.flush().await.is_err() {
                 break;
             }
         }

@@ -268,3 +268,36 @@ fn hops_run_against_a_peer_in_another_process() {
     assert_eq!(added, Ok(5));
     drop(process);
 }
+
+#[test]
+fn remote_block_messages_travel_by_actor_send_and_by_on() {
+    let server = server("named-server");
+    let server_id = server.handle().id();
+    let url = url(server.handle());
+    let (sent, awaited, named) = block_on(async move {
+        let client = Peer::builder(PeerId::from_name("named-client"))
+            .start()
+            .await
+            .unwrap();
+        client.connect(&url).await.unwrap();
+        // The actor-message flavour: a user's actor would hold `client.addr()`.
+        let sent = client
+            .addr()
+            .send(distributed_scope::On::new(
+                server_id,
+                blocks::Add { x: 40, y: 2 },
+            ))
+            .await
+            .expect("the peer actor answers");
+        // The future flavour.
+        let awaited = client.run(blocks::Add { x: 1, y: 2 }.on(server_id)).await;
+        let named = distributed_scope::blocks()
+            .into_iter()
+            .find(|block| block.name() == "blocks::add")
+            .map(|block| (block.captures(), block.output()));
+        (sent, awaited, named)
+    });
+    assert_eq!(sent, Ok(42));
+    assert_eq!(awaited, Ok(3));
+    assert_eq!(named, Some(("x: u32, y: u32", "u32")));
+}
