@@ -215,18 +215,22 @@ impl Scope {
     ) -> Result<T, RemoteError> {
         let runtime = self.0.runtime.clone();
         let deadline = self.0.deadline;
-        let body = AssertUnwindSafe(self.enter(body)).catch_unwind();
-        let outcome = match deadline {
-            Some(deadline) => match select(Box::pin(body), runtime.sleep_until(deadline)).await {
-                Either::Left((outcome, _)) => outcome,
-                Either::Right(((), _)) => {
-                    return Err(RemoteError::Timeout {
-                        peer: None,
-                        block: None,
-                    });
-                }
+        let mut body = std::pin::pin!(AssertUnwindSafe(self.enter(body)).catch_unwind());
+        // Most bodies finish on their first poll: arm the deadline timer only for the others.
+        let outcome = match futures_util::poll!(body.as_mut()) {
+            Poll::Ready(outcome) => outcome,
+            Poll::Pending => match deadline {
+                Some(deadline) => match select(body, runtime.sleep_until(deadline)).await {
+                    Either::Left((outcome, _)) => outcome,
+                    Either::Right(((), _)) => {
+                        return Err(RemoteError::Timeout {
+                            peer: None,
+                            block: None,
+                        });
+                    }
+                },
+                None => body.await,
             },
-            None => body.await,
         };
         outcome.unwrap_or_else(|panic| {
             Err(RemoteError::Panicked {
