@@ -144,3 +144,59 @@ fn second_link_claiming_a_connected_id_is_refused() {
         assert_eq!(client.run(blocks::increment(id, 9)).await, Ok(10));
     });
 }
+
+#[test]
+fn unknown_replies_and_cancels_are_ignored_and_unknown_frame_kinds_close_the_link() {
+    let server = server("hostile-kinds");
+    let (id, url) = (server.handle().id(), url(server.handle()));
+    let handle = server.handle().clone();
+    block_on(async move {
+        let (_response, framed) = awc::Client::new().ws(url.as_str()).connect().await.unwrap();
+        let (mut sink, mut stream) = framed.split();
+        let mut next_binary = async || loop {
+            match stream.next().await {
+                Some(Ok(Frame::Binary(bytes))) => return Some(bytes),
+                Some(Ok(Frame::Close(reason))) => {
+                    assert_eq!(reason.map(|reason| reason.code), Some(CloseCode::Protocol));
+                    return None;
+                }
+                Some(Ok(_)) => continue,
+                _ => return None,
+            }
+        };
+        sink.send(Message::Binary(hello(PeerId::from_name("odd-client"))))
+            .await
+            .unwrap();
+        // The server's hello comes once it accepted the link.
+        assert!(next_binary().await.unwrap().starts_with(b"DSCP"));
+        // A reply for a call never made (Reply = 1, id 99, Ok = 0, empty) and a cancel for a
+        // call not running (Cancel = 2, id 99): both ignored.
+        sink.send(Message::Binary(Bytes::from_static(&[1, 99, 0, 0])))
+            .await
+            .unwrap();
+        sink.send(Message::Binary(Bytes::from_static(&[2, 99])))
+            .await
+            .unwrap();
+        // The link is still up: a ping (Ping = 3, nonce 7) gets its pong (Pong = 4, nonce 7).
+        sink.send(Message::Binary(Bytes::from_static(&[3, 7])))
+            .await
+            .unwrap();
+        let mut pong = None;
+        while let Some(frame) = next_binary().await {
+            if frame[..] == [4, 7] {
+                pong = Some(frame);
+                break;
+            }
+        }
+        assert!(pong.is_some(), "the link answered the ping");
+        // A frame kind this protocol does not have closes the link (1002).
+        sink.send(Message::Binary(Bytes::from_static(&[9, 1])))
+            .await
+            .unwrap();
+        while next_binary().await.is_some() {}
+        let metrics = handle.metrics();
+        assert!(metrics.late_replies >= 1, "{metrics:?}");
+        assert!(metrics.refused_frames >= 1, "{metrics:?}");
+        still_serves(&url, id, "after-kinds").await;
+    });
+}
