@@ -28,6 +28,7 @@ use anyhow::{Context as _, anyhow, bail, ensure};
 use awc::error::WsProtocolError;
 use awc::ws::{Frame, Message};
 use bytes::Bytes;
+use distributed_scope::Bytes as ScopeBytes;
 use distributed_scope::actix::System;
 use distributed_scope::testing::PeerThread;
 use distributed_scope::{Peer, PeerHandle, PeerId, RemoteError, remote};
@@ -35,7 +36,6 @@ use futures_channel::oneshot;
 use futures_util::future::join_all;
 use futures_util::stream::FuturesUnordered;
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
-use serde_bytes::ByteBuf;
 
 /// Frame limit of the raw echo, the same as a peer's default `max_message_size`.
 const MAX_FRAME: usize = distributed_scope::DEFAULT_MAX_MESSAGE_SIZE;
@@ -215,8 +215,8 @@ pub(crate) fn cli(default: Mode) -> anyhow::Result<()> {
 // The blocks under test. They live in this file so that the child process, which is this
 // binary again, contains the very same blocks.
 
-async fn echo_bytes(server: PeerId, data: ByteBuf) -> Result<ByteBuf, RemoteError> {
-    remote!(server, [data: ByteBuf] -> ByteBuf { data }).await
+async fn echo_bytes(server: PeerId, data: ScopeBytes) -> Result<ScopeBytes, RemoteError> {
+    remote!(server, [data: ScopeBytes] -> ScopeBytes { data }).await
 }
 
 async fn echo_vec(server: PeerId, data: Vec<u8>) -> Result<Vec<u8>, RemoteError> {
@@ -423,14 +423,14 @@ async fn peer_pipelined(
     let mut in_flight = FuturesUnordered::new();
     let (mut sent, mut done) = (0u64, 0u64);
     while in_flight.len() < window && sent < calls {
-        in_flight.push(echo_bytes(server, ByteBuf::from(payload.to_vec())));
+        in_flight.push(echo_bytes(server, ScopeBytes::from(payload.to_vec())));
         sent += 1;
     }
     while let Some(echoed) = in_flight.next().await {
         ensure!(echoed?.len() == payload.len(), "bad echo");
         done += 1;
         if sent < calls && started.elapsed() < time {
-            in_flight.push(echo_bytes(server, ByteBuf::from(payload.to_vec())));
+            in_flight.push(echo_bytes(server, ScopeBytes::from(payload.to_vec())));
             sent += 1;
         }
     }
@@ -630,7 +630,7 @@ impl<S: RawSocket> Bench<S> {
             .filter(|_| settings.wants("payload"))
         {
             for (size, label) in SIZES {
-                let kind = if vec { "Vec<u8>" } else { "ByteBuf" };
+                let kind = if vec { "Vec<u8>" } else { "Bytes" };
                 progress(&format!("payload {label}, {kind}"));
                 let budget = self.budget(settings.payload_samples, settings.payload_time, 20);
                 let (raw, peer) = self.sweep_point(size, budget, vec).await?;
@@ -734,7 +734,7 @@ impl<S: RawSocket> Bench<S> {
             };
             latency_pair(budget, &mut raw, &mut peer).await
         } else {
-            let mut payload = ByteBuf::from(vec![7u8; size]);
+            let mut payload = ScopeBytes::from(vec![7u8; size]);
             let mut peer = async || -> anyhow::Result<()> {
                 payload = echo_bytes(server, std::mem::take(&mut payload)).await?;
                 ensure!(payload.len() == size, "bad echo");

@@ -160,7 +160,7 @@ fn invoke<B: Block>(
     max: usize,
 ) -> LocalBoxFuture<'static, Result<Payload, RemoteError>> {
     Box::pin(async move {
-        let captures: B::Captures = wire::decode(&captures, max)?;
+        let captures: B::Captures = wire::decode_shared(&captures, max)?;
         let output = B::run(captures).await?;
         Payload::encode(&output, wire::REPLY_ROOM)
     })

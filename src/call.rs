@@ -182,7 +182,7 @@ async fn remote<B: Block>(
     };
     let call = runtime.clone().call(target, request);
     match select(call, runtime.sleep_until(deadline)).await {
-        Either::Left((reply, _)) => wire::decode(&reply?, runtime.max_message_size()),
+        Either::Left((reply, _)) => wire::decode_shared(&reply?, runtime.max_message_size()),
         Either::Right(((), _)) => Err(RemoteError::Timeout {
             peer: Some(target),
             block: None,

@@ -207,6 +207,7 @@
 )]
 extern crate self as distributed_scope;
 
+mod blob;
 mod block;
 #[cfg(target_arch = "wasm32")]
 mod browser;
@@ -223,6 +224,7 @@ pub mod testing;
 #[cfg(not(target_arch = "wasm32"))]
 mod transport;
 
+pub use crate::blob::Bytes;
 pub use crate::block::{BlockInfo, blocks};
 #[cfg(target_arch = "wasm32")]
 pub use crate::browser::{BrowserPeer, BrowserPeerBuilder};

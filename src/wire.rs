@@ -78,6 +78,15 @@ pub(crate) fn decode<'a, T: Deserialize<'a>>(
     Ok(value)
 }
 
+/// [`decode`] for a value inside `frame`: byte strings of [`Bytes`](crate::Bytes) values in it
+/// are shared with the frame instead of copied.
+pub(crate) fn decode_shared<T: serde::de::DeserializeOwned>(
+    frame: &bytes::Bytes,
+    max: usize,
+) -> Result<T, RemoteError> {
+    crate::blob::with_frame(frame, || decode(frame, max))
+}
+
 /// Encodes a value with the protocol's bincode configuration.
 pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, RemoteError> {
     let mut out = Vec::new();
@@ -108,6 +117,64 @@ impl bincode::enc::write::Writer for VecWriter<'_> {
     }
 }
 
+/// Large frame buffers, kept for reuse: writing a multi-MiB payload into fresh memory costs
+/// a page fault per 4 KiB, more than the copy itself.
+mod pool {
+    use std::sync::Mutex;
+
+    /// Buffers smaller than this are cheap to allocate and are not pooled.
+    const MIN: usize = 256 << 10;
+    /// At most this many bytes of idle buffers are kept.
+    const MAX_IDLE: usize = 32 << 20;
+
+    static IDLE: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
+
+    /// An empty buffer with room for at least `capacity` bytes.
+    pub(super) fn take(capacity: usize) -> Vec<u8> {
+        if capacity >= MIN
+            && let Ok(mut idle) = IDLE.lock()
+            && let Some(at) = idle.iter().position(|buffer| buffer.capacity() >= capacity)
+        {
+            return idle.swap_remove(at);
+        }
+        Vec::with_capacity(capacity)
+    }
+
+    /// A buffer handed to a `Bytes`: it goes back to the pool when the last `Bytes` drops.
+    pub(super) struct Pooled(pub(super) Vec<u8>);
+
+    impl AsRef<[u8]> for Pooled {
+        fn as_ref(&self) -> &[u8] {
+            &self.0
+        }
+    }
+
+    impl Drop for Pooled {
+        fn drop(&mut self) {
+            let mut buffer = std::mem::take(&mut self.0);
+            if buffer.capacity() < MIN {
+                return;
+            }
+            if let Ok(mut idle) = IDLE.lock() {
+                let held: usize = idle.iter().map(Vec::capacity).sum();
+                if held + buffer.capacity() <= MAX_IDLE {
+                    buffer.clear();
+                    idle.push(buffer);
+                }
+            }
+        }
+    }
+
+    /// The buffer as shared bytes that return it to the pool.
+    pub(super) fn share(buffer: Vec<u8>) -> bytes::Bytes {
+        if buffer.capacity() >= MIN {
+            bytes::Bytes::from_owner(Pooled(buffer))
+        } else {
+            bytes::Bytes::from(buffer)
+        }
+    }
+}
+
 /// An encoded value (captures or a result) with room reserved in front of it for the header
 /// of the frame that will carry it: the value is encoded once, straight into its frame, in a
 /// buffer of exactly the right size.
@@ -133,7 +200,7 @@ impl Payload {
         let mut size = bincode::enc::write::SizeWriter::default();
         bincode::serde::encode_into_writer(value, &mut size, config())
             .map_err(RemoteError::decode)?;
-        let mut buffer = Vec::with_capacity(room + size.bytes_written);
+        let mut buffer = pool::take(room + size.bytes_written);
         buffer.resize(room, 0);
         bincode::serde::encode_into_writer(value, VecWriter(&mut buffer), config())
             .map_err(RemoteError::decode)?;
@@ -155,7 +222,7 @@ impl Payload {
     /// The value alone, without the spare room (for local calls that skip the network).
     pub(crate) fn into_bytes(self) -> bytes::Bytes {
         let start = self.start;
-        bytes::Bytes::from(self.buffer).slice(start..)
+        pool::share(self.buffer).slice(start..)
     }
 
     /// Puts `header` in front of the value: in the reserved room when it fits (no copy of the
@@ -164,7 +231,7 @@ impl Payload {
         if header.len() <= self.start {
             let from = self.start - header.len();
             self.buffer[from..self.start].copy_from_slice(header);
-            bytes::Bytes::from(self.buffer).slice(from..)
+            pool::share(self.buffer).slice(from..)
         } else {
             let mut frame = Vec::with_capacity(header.len() + self.len());
             frame.extend_from_slice(header);
