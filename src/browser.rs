@@ -34,7 +34,7 @@ use web_time::Instant;
 
 use self::link::Link;
 use crate::scope::{Request, Runtime, Scope};
-use crate::{Error, PeerId, RemoteError, block, wire};
+use crate::{Error, PeerId, RemoteError, wire};
 
 /// A peer running in a browser tab (wasm32), linked to native peers over WebSockets.
 ///
@@ -329,23 +329,6 @@ impl Inner {
         }
     }
 
-    /// Runs a call to this peer itself through the registry, serialized as if remote.
-    async fn call_self(self: Arc<Self>, request: Request) -> Result<Bytes, RemoteError> {
-        let entry = block::lookup(request.block, request.name)?;
-        let scope = Scope::new(
-            self.clone(),
-            self.id,
-            #[cfg(feature = "auth")]
-            request.principal,
-            Some(request.deadline),
-        );
-        let max = self.config.max_message_size;
-        let reply = scope
-            .guard((entry.invoke)(request.captures.into_bytes(), max))
-            .await?;
-        Ok(reply.into_bytes())
-    }
-
     async fn call_remote(
         self: Arc<Self>,
         target: PeerId,
@@ -375,7 +358,7 @@ impl Runtime for Inner {
         request: Request,
     ) -> LocalBoxFuture<'static, Result<Bytes, RemoteError>> {
         if target == self.id {
-            Box::pin(self.call_self(request))
+            Box::pin(crate::scope::call_self(self, request))
         } else {
             Box::pin(self.call_remote(target, request))
         }

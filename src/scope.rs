@@ -47,6 +47,28 @@ pub(crate) trait Runtime: 'static {
     }
 }
 
+/// Runs a call to this peer itself through the registry, serialized as if it were remote
+/// (the `serialize_local` option).
+pub(crate) async fn call_self(
+    runtime: Arc<dyn Runtime>,
+    request: Request,
+) -> Result<Bytes, RemoteError> {
+    let entry = crate::block::lookup(request.block, request.name)?;
+    let caller = runtime.local_id();
+    let max = runtime.max_message_size();
+    let scope = Scope::new(
+        runtime,
+        caller,
+        #[cfg(feature = "auth")]
+        request.principal,
+        Some(request.deadline),
+    );
+    let reply = scope
+        .guard((entry.invoke)(request.captures.into_bytes(), max))
+        .await?;
+    Ok(reply.into_bytes())
+}
+
 /// An outgoing call as the core hands it to the runtime.
 #[derive(Debug)]
 pub(crate) struct Request {

@@ -281,6 +281,34 @@ pub(crate) fn deadline_ms(remaining: std::time::Duration) -> u64 {
         .unwrap_or(u64::MAX)
 }
 
+/// The reply frame for call `id`: the result's payload with its header put in front (no copy),
+/// or an error reply. A result over `remote_max` becomes `TooLarge`; errors produced here are
+/// marked with `local`.
+pub(crate) fn reply_frame(
+    id: u64,
+    result: Result<Payload, RemoteError>,
+    remote_max: usize,
+    local: Option<PeerId>,
+) -> Result<bytes::Bytes, RemoteError> {
+    let error = match result {
+        Ok(output) if output.len() + REPLY_ROOM <= remote_max => {
+            return output.into_reply_frame(id);
+        }
+        Ok(output) => RemoteError::TooLarge {
+            peer: local,
+            block: None,
+            size: (output.len() + REPLY_ROOM) as u64,
+            limit: remote_max as u64,
+        },
+        Err(error) => error.produced_at(local),
+    };
+    encode(&Frame::Reply {
+        id,
+        result: ReplyBody::Err(error),
+    })
+    .map(bytes::Bytes::from)
+}
+
 /// The handshake frame, sent by both sides as the first frame of a link.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub(crate) struct Hello {

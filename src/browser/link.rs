@@ -470,26 +470,10 @@ impl Link {
 
     fn reply(&self, id: u64, remote_max: usize, result: Result<Payload, RemoteError>) {
         let local = self.peer.upgrade().map(|inner| inner.id);
-        let error = match result {
-            // The result was encoded with room for the reply header: no copy of it here.
-            Ok(output) if output.len() + wire::REPLY_ROOM <= remote_max => {
-                match output.into_reply_frame(id) {
-                    Ok(bytes) => return self.send(&bytes),
-                    Err(error) => error,
-                }
-            }
-            Ok(output) => RemoteError::TooLarge {
-                peer: local,
-                block: None,
-                size: (output.len() + wire::REPLY_ROOM) as u64,
-                limit: remote_max as u64,
-            },
-            Err(error) => error.produced_at(local),
-        };
-        self.send_frame(&Frame::Reply {
-            id,
-            result: ReplyBody::Err(error),
-        });
+        match wire::reply_frame(id, result, remote_max, local) {
+            Ok(bytes) => self.send(&bytes),
+            Err(error) => tracing::error!(%error, "cannot encode a reply"),
+        }
     }
 
     /// Sends a call over this link and waits for its reply; dropping the future cancels it.

@@ -483,27 +483,10 @@ impl Connection {
         let State::Live { remote_max, .. } = self.state else {
             return;
         };
-        let local = Some(self.shared.id);
-        let error = match result {
-            // The result was encoded with room for the reply header: no copy of it here.
-            Ok(output) if output.len() + wire::REPLY_ROOM <= remote_max => {
-                match output.into_reply_frame(id) {
-                    Ok(bytes) => return self.send(Outgoing::Binary(bytes)),
-                    Err(error) => error,
-                }
-            }
-            Ok(output) => RemoteError::TooLarge {
-                peer: local,
-                block: None,
-                size: (output.len() + wire::REPLY_ROOM) as u64,
-                limit: remote_max as u64,
-            },
-            Err(error) => error.produced_at(local),
-        };
-        self.send_frame(&Frame::Reply {
-            id,
-            result: ReplyBody::Err(error),
-        });
+        match wire::reply_frame(id, result, remote_max, Some(self.shared.id)) {
+            Ok(bytes) => self.send(Outgoing::Binary(bytes)),
+            Err(error) => tracing::error!(%error, "cannot encode a reply"),
+        }
     }
 
     /// Probes the link, and drops it locally once it has been silent too long: a close

@@ -16,8 +16,7 @@ use super::Peer;
 use super::config::Config;
 use super::connection::{CancelCall, Connection, Direction, OutboundCall};
 use super::events::{Counters, PeerEvent};
-use crate::block;
-use crate::scope::{Request, Runtime, Scope};
+use crate::scope::{Request, Runtime};
 use crate::{PeerId, RemoteError};
 
 #[cfg(feature = "auth")]
@@ -177,23 +176,6 @@ impl Shared {
         }
     }
 
-    /// Runs a call to this peer itself through the registry, serialized as if remote.
-    async fn call_self(self: Arc<Self>, request: Request) -> Result<Bytes, RemoteError> {
-        let entry = block::lookup(request.block, request.name)?;
-        let scope = Scope::new(
-            self.clone(),
-            self.id,
-            #[cfg(feature = "auth")]
-            request.principal,
-            Some(request.deadline),
-        );
-        let max = self.config.max_message_size;
-        let reply = scope
-            .guard((entry.invoke)(request.captures.into_bytes(), max))
-            .await?;
-        Ok(reply.into_bytes())
-    }
-
     async fn call_remote(
         self: Arc<Self>,
         target: PeerId,
@@ -290,7 +272,7 @@ impl Runtime for Shared {
             return Box::pin(std::future::ready(stopping));
         }
         if target == self.id {
-            Box::pin(self.call_self(request))
+            Box::pin(crate::scope::call_self(self, request))
         } else {
             Box::pin(self.call_remote(target, request))
         }
