@@ -437,10 +437,15 @@ impl Connection {
         )
         .with_trace(trace);
         let max = self.shared.config.max_message_size;
-        let run = tracing::Instrument::instrument(
+        let mut run = Box::pin(tracing::Instrument::instrument(
             scope.guard((entry.invoke)(captures, max)),
             span.clone(),
-        );
+        ));
+        // Most blocks finish on their first poll: reply at once, without spawning a task.
+        if let Some(result) = futures_util::FutureExt::now_or_never(run.as_mut()) {
+            record_outcome(&span, started, &result);
+            return self.reply(id, result);
+        }
         let handle = ctx.spawn(run.into_actor(self).map(move |result, this, ctx| {
             record_outcome(&span, started, &result);
             this.running.remove(&id);
