@@ -24,7 +24,8 @@ esac
 
 WASM_BINDGEN_VERSION=0.2.130
 # Built once per machine (about 5 minutes), outside the checkout so fresh clones reuse it.
-TOOLS=${DS_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/distributed-scope}/wasm-bindgen-$WASM_BINDGEN_VERSION
+CACHE=${XDG_CACHE_HOME:-${HOME:-$ROOT/target-tools}/.cache}
+TOOLS=${DS_TOOLS_DIR:-$CACHE/distributed-scope}/wasm-bindgen-$WASM_BINDGEN_VERSION
 WASM_TARGET_DIR=$ROOT/target-wasm
 HOST_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 CRATE=$ROOT/examples/browser
