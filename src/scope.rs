@@ -164,9 +164,9 @@ impl Scope {
     /// Sleeps for `duration` on this peer's timer (portable: also in the browser).
     ///
     /// A block that sleeps past its deadline is stopped there, like any other block.
-    pub async fn sleep(&self, duration: Duration) {
+    pub fn sleep(&self, duration: Duration) -> impl Future<Output = ()> + 'static {
         let runtime = &self.0.runtime;
-        runtime.sleep_until(runtime.now() + duration).await;
+        runtime.sleep_until(runtime.now() + duration)
     }
 
     pub(crate) fn new(

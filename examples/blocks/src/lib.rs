@@ -273,3 +273,34 @@ async fn native_only(target: PeerId) -> Result<u32, RemoteError> {
 async fn native_only(_target: PeerId) -> Result<u32, RemoteError> {
     Ok(0)
 }
+
+/// Ticks of the block [`abandon_on`] starts, in this process.
+pub static SPINS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Has `server` start a ticking block on `target` (deadline 30 s) and drop it after `millis`:
+/// the target gets a `Cancel` and must stop the block, so its [`SPINS`] stop growing.
+/// Returns whether the server gave up on the call (rather than the call finishing).
+pub async fn abandon_on(server: PeerId, target: PeerId, millis: u64) -> Result<bool, RemoteError> {
+    remote!(server, [target: PeerId, millis: u64] -> bool {
+        use std::future::Future;
+        use std::task::Poll;
+        let spin = remote!(target, [] -> u8 {
+            loop {
+                crate::SPINS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                Scope::current().sleep(std::time::Duration::from_millis(5)).await;
+            }
+        });
+        let stop = Scope::current().sleep(std::time::Duration::from_millis(millis));
+        let mut spin = std::pin::pin!(spin);
+        let mut stop = std::pin::pin!(stop);
+        // Dropping `spin` when this block ends sends the `Cancel`.
+        std::future::poll_fn(|cx| {
+            if stop.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(true);
+            }
+            spin.as_mut().poll(cx).map(|_| false)
+        })
+        .await
+    })
+    .await
+}

@@ -137,6 +137,42 @@ async fn a_block_missing_from_the_browser_build_is_unknown_block_for_the_server(
 }
 
 #[wasm_bindgen_test]
+async fn a_block_the_server_gives_up_on_stops_in_the_browser() {
+    use std::sync::atomic::Ordering;
+    let browser = connected().await;
+    let me = browser.id();
+    // The server starts a ticking block here, then drops the call: a `Cancel` arrives.
+    let before = blocks::SPINS.load(Ordering::SeqCst);
+    let gave_up = browser.run(blocks::abandon_on(server(), me, 200)).await;
+    assert_eq!(gave_up, Ok(true));
+    assert!(blocks::SPINS.load(Ordering::SeqCst) > before, "the block ran here");
+    // Once the cancel is in, the ticks stop.
+    let stable = browser
+        .run(async {
+            let scope = distributed_scope::Scope::current();
+            for _ in 0..50 {
+                let seen = blocks::SPINS.load(Ordering::SeqCst);
+                scope.sleep(std::time::Duration::from_millis(100)).await;
+                if blocks::SPINS.load(Ordering::SeqCst) == seen {
+                    return true;
+                }
+            }
+            false
+        })
+        .await;
+    assert!(stable, "the cancelled block kept running");
+    let stopped_at = blocks::SPINS.load(Ordering::SeqCst);
+    browser
+        .run(async {
+            distributed_scope::Scope::current()
+                .sleep(std::time::Duration::from_millis(200))
+                .await;
+        })
+        .await;
+    assert_eq!(blocks::SPINS.load(Ordering::SeqCst), stopped_at);
+}
+
+#[wasm_bindgen_test]
 async fn a_panic_on_the_server_reaches_the_browser_as_panicked() {
     let browser = connected().await;
     let error = browser
