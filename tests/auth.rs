@@ -459,3 +459,59 @@ fn link_closes_when_its_token_expires() {
         assert!(closed.is_ok(), "the link outlived its token");
     });
 }
+
+#[test]
+fn token_provider_is_asked_again_when_the_link_reconnects() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    let server_id = PeerId::from_name("auth-provider");
+    let start = move |addr: String| {
+        PeerThread::start(
+            Peer::builder(server_id)
+                .listen(addr)
+                .auth(issuer(), policy()),
+        )
+        .expect("server starts")
+    };
+    let first = start("127.0.0.1:0".to_owned());
+    let addr = first.handle().local_addr().unwrap().to_string();
+    let url = url(first.handle());
+    let asked = Arc::new(AtomicU32::new(0));
+    let counter = asked.clone();
+    block_on(async move {
+        let client = Peer::builder(PeerId::random())
+            .reconnect(distributed_scope::Backoff::new(
+                Duration::from_millis(50),
+                1.6,
+                Duration::from_millis(300),
+            ))
+            .start()
+            .await
+            .unwrap();
+        client
+            .connect_with_token_provider(&url, move || {
+                counter.fetch_add(1, Ordering::SeqCst);
+                issuer().issue("reader", &["viewer"], HOUR).unwrap()
+            })
+            .await
+            .unwrap();
+        assert_eq!(asked.load(Ordering::SeqCst), 1);
+        // The server goes away and comes back on the same port.
+        let second = actix_rt::task::spawn_blocking(move || {
+            drop(first);
+            start(addr)
+        })
+        .await
+        .unwrap();
+        client
+            .wait_for(server_id, Duration::from_secs(15))
+            .await
+            .expect("the link comes back with a fresh token");
+        assert!(
+            asked.load(Ordering::SeqCst) >= 2,
+            "the provider was asked again"
+        );
+        let seen = client.run(blocks::Whoami {}.on(server_id)).await.unwrap();
+        assert_eq!(seen.map(|(subject, _)| subject).as_deref(), Some("reader"));
+        drop(second);
+    });
+}
