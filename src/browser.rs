@@ -33,6 +33,7 @@ use futures_util::future::{Either, LocalBoxFuture, select};
 use web_time::Instant;
 
 use self::link::Link;
+use crate::link::{DEFAULT_DEADLINE, HANDSHAKE_TIMEOUT, LIVENESS_TIMEOUT, PING_INTERVAL};
 use crate::scope::{Request, Runtime, Scope};
 use crate::{Error, PeerId, RemoteError, wire};
 
@@ -89,11 +90,11 @@ struct Config {
 impl Default for Config {
     fn default() -> Self {
         Self {
-            default_deadline: Duration::from_secs(30),
+            default_deadline: DEFAULT_DEADLINE,
             max_message_size: wire::DEFAULT_MAX_MESSAGE_SIZE,
-            handshake_timeout: Duration::from_secs(10),
-            ping_interval: Duration::from_secs(3),
-            liveness_timeout: Duration::from_secs(10),
+            handshake_timeout: HANDSHAKE_TIMEOUT,
+            ping_interval: PING_INTERVAL,
+            liveness_timeout: LIVENESS_TIMEOUT,
             app_version: None,
             refuse_app_version_mismatch: false,
         }

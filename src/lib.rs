@@ -214,6 +214,7 @@ mod browser;
 mod call;
 mod error;
 mod id;
+mod link;
 mod scope;
 mod wire;
 

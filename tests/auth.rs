@@ -10,16 +10,7 @@ use base64::Engine;
 use distributed_scope::auth::{JwtAuth, JwtKey, Policy};
 use distributed_scope::testing::PeerThread;
 use distributed_scope::{Error, Peer, PeerId, RemoteError};
-use support::{block_on, url};
-
-const SECRET: &[u8] = b"an hs256 secret of at least 32 bytes!!";
-const HOUR: Duration = Duration::from_secs(3600);
-
-fn issuer() -> JwtAuth {
-    JwtAuth::hs256(SECRET)
-        .with_issuer("tests")
-        .with_audience("scope")
-}
+use support::{HOUR, SECRET, block_on, issuer, quick_reconnect, url};
 
 fn policy() -> Policy {
     Policy::deny_all()
@@ -350,8 +341,7 @@ fn peer_rules_narrow_what_a_linked_peer_may_run() {
     .unwrap();
     let (server_id, url) = (server.handle().id(), url(server.handle()));
     block_on(async move {
-        let client = Peer::builder(limited).start().await.unwrap();
-        client.connect(&url).await.unwrap();
+        let client = support::connected(limited, &url).await;
         let allowed = client.run(
             blocks::SearchItems {
                 query: "nail".into(),
@@ -375,11 +365,7 @@ fn calls_are_never_relayed_to_a_third_peer() {
     let (idc, urlb, urlc) = (c.handle().id(), url(b.handle()), url(c.handle()));
     let result = block_on(async move {
         b.handle().connect(&urlc).await.unwrap();
-        let a = Peer::builder(PeerId::from_name("relay-a"))
-            .start()
-            .await
-            .unwrap();
-        a.connect(&urlb).await.unwrap();
+        let a = support::connected(PeerId::from_name("relay-a"), &urlb).await;
         a.run(async move {
             distributed_scope::remote!(idc, [] -> u8 { 7 })
                 .timeout(Duration::from_millis(300))
@@ -478,12 +464,7 @@ fn token_provider_is_asked_again_when_the_link_reconnects() {
     let asked = Arc::new(AtomicU32::new(0));
     let counter = asked.clone();
     block_on(async move {
-        let client = Peer::builder(PeerId::random())
-            .reconnect(distributed_scope::Backoff::new(
-                Duration::from_millis(50),
-                1.6,
-                Duration::from_millis(300),
-            ))
+        let client = quick_reconnect(Peer::builder(PeerId::random()))
             .start()
             .await
             .unwrap();

@@ -88,11 +88,7 @@ fn unit_none_and_empty_collections_survive_every_hop() {
     let server_id = server.handle().id();
     let url = url(server.handle());
     let echoed = block_on(async move {
-        let client = Peer::builder(PeerId::from_name("empties-client"))
-            .start()
-            .await
-            .unwrap();
-        client.connect(&url).await.unwrap();
+        let client = support::connected(PeerId::from_name("empties-client"), &url).await;
         client.run(blocks::empties(server_id, client.id())).await
     })
     .unwrap();
@@ -113,11 +109,7 @@ fn server_calls_into_a_connected_client() {
     let server_handle = server.handle().clone();
     let url = url(server.handle());
     let seen = block_on(async move {
-        let client = Peer::builder(PeerId::from_name("bidi-client"))
-            .start()
-            .await
-            .unwrap();
-        client.connect(&url).await.unwrap();
+        let client = support::connected(PeerId::from_name("bidi-client"), &url).await;
         // The accepting side calls a block on the side that connected to it.
         server_handle
             .run(blocks::whereabouts(client.id()))
@@ -136,11 +128,7 @@ fn panicking_block_fails_that_call_only() {
     let server_id = server.handle().id();
     let url = url(server.handle());
     let (panicked, next) = block_on(async move {
-        let client = Peer::builder(PeerId::from_name("panic-client"))
-            .start()
-            .await
-            .unwrap();
-        client.connect(&url).await.unwrap();
+        let client = support::connected(PeerId::from_name("panic-client"), &url).await;
         let panicked = client
             .run(blocks::panics(
                 server_id,
@@ -209,11 +197,7 @@ fn calls_pending_on_a_closing_link_fail_connection_lost() {
     let server_id = server.handle().id();
     let url = url(server.handle());
     let result = block_on(async move {
-        let client = Peer::builder(PeerId::from_name("lost-client"))
-            .start()
-            .await
-            .unwrap();
-        client.connect(&url).await.unwrap();
+        let client = support::connected(PeerId::from_name("lost-client"), &url).await;
         let (running, started) = futures_channel::oneshot::channel::<()>();
         *STARTED.lock().unwrap() = Some(running);
         let pending = client.spawn(async move {
@@ -275,11 +259,7 @@ fn remote_block_messages_travel_by_actor_send_and_by_on() {
     let server_id = server.handle().id();
     let url = url(server.handle());
     let (sent, awaited, named) = block_on(async move {
-        let client = Peer::builder(PeerId::from_name("named-client"))
-            .start()
-            .await
-            .unwrap();
-        client.connect(&url).await.unwrap();
+        let client = support::connected(PeerId::from_name("named-client"), &url).await;
         // The actor-message flavour: a user's actor would hold `client.addr()`.
         let sent = client
             .addr()
@@ -300,4 +280,73 @@ fn remote_block_messages_travel_by_actor_send_and_by_on() {
     assert_eq!(sent, Ok(42));
     assert_eq!(awaited, Ok(3));
     assert_eq!(named, Some(("x: u32, y: u32", "u32")));
+}
+
+#[test]
+fn invalid_options_fail_at_start() {
+    let (huge, tiny) = block_on(async {
+        let huge = Peer::builder(PeerId::random())
+            .max_message_size(distributed_scope::MAX_MESSAGE_SIZE_CEILING + 1)
+            .start()
+            .await;
+        let tiny = Peer::builder(PeerId::random())
+            .max_message_size(100)
+            .start()
+            .await;
+        (huge.map(|_| ()), tiny.map(|_| ()))
+    });
+    assert!(
+        matches!(huge, Err(distributed_scope::Error::Config(_))),
+        "{huge:?}"
+    );
+    assert!(
+        matches!(tiny, Err(distributed_scope::Error::Config(_))),
+        "{tiny:?}"
+    );
+}
+
+#[test]
+fn a_peer_refusing_other_app_versions_refuses_the_link() {
+    use futures_util::StreamExt;
+    let server = distributed_scope::testing::PeerThread::start(
+        Peer::builder(PeerId::from_name("version-server"))
+            .listen("127.0.0.1:0")
+            .app_version("2.0")
+            .refuse_app_version_mismatch(true),
+    )
+    .unwrap();
+    let handle = server.handle().clone();
+    let url = url(server.handle());
+    block_on(async move {
+        let mut events = handle.events();
+        let old = Peer::builder(PeerId::from_name("old-client"))
+            .app_version("1.9")
+            .start()
+            .await
+            .unwrap();
+        let refused = old.connect(&url).await;
+        assert!(
+            matches!(refused, Err(distributed_scope::Error::Handshake { .. })),
+            "{refused:?}"
+        );
+        match events.next().await {
+            Some(distributed_scope::PeerEvent::Refused { reason, .. }) => {
+                assert!(reason.contains("1.9"), "{reason}");
+            }
+            other => panic!("expected a refusal event, got {other:?}"),
+        }
+        assert!(handle.connected_peers().is_empty());
+        assert!(old.connected_peers().is_empty());
+        // The same version gets in.
+        let current = Peer::builder(PeerId::from_name("current-client"))
+            .app_version("2.0")
+            .start()
+            .await
+            .unwrap();
+        current.connect(&url).await.unwrap();
+        assert_eq!(
+            handle.connected_peers()[0].app_version.as_deref(),
+            Some("2.0")
+        );
+    });
 }

@@ -5,21 +5,10 @@
 mod app;
 mod support;
 
-use std::time::Duration;
-
 use app::AppServer;
-use distributed_scope::auth::{JwtAuth, Policy};
+use distributed_scope::auth::Policy;
 use distributed_scope::{Error, Peer, PeerId, RemoteError};
-use support::block_on;
-
-const SECRET: &[u8] = b"an hs256 secret of at least 32 bytes!!";
-const HOUR: Duration = Duration::from_secs(3600);
-
-fn issuer() -> JwtAuth {
-    JwtAuth::hs256(SECRET)
-        .with_issuer("tests")
-        .with_audience("scope")
-}
+use support::{HOUR, block_on, issuer};
 
 #[test]
 fn own_route_and_peer_endpoint_share_one_server() {

@@ -135,8 +135,7 @@ fn second_link_claiming_a_connected_id_is_refused() {
     let (id, url) = (server.handle().id(), url(server.handle()));
     block_on(async move {
         let victim = PeerId::from_name("victim");
-        let client = Peer::builder(victim).start().await.unwrap();
-        client.connect(&url).await.unwrap();
+        let client = support::connected(victim, &url).await;
         // A raw client claims the victim's id: refused with a policy close.
         let code = send_raw(&url, vec![Message::Binary(hello(victim))]).await;
         assert_eq!(code, Some(CloseCode::Policy));

@@ -3,10 +3,8 @@
 
 mod support;
 
-use std::time::Duration;
-
 use distributed_scope::testing::PeerThread;
-use distributed_scope::{Backoff, Peer, PeerEvent, PeerId, RemoteError, remote, remote_block};
+use distributed_scope::{Peer, PeerEvent, PeerId, RemoteError, remote, remote_block};
 use futures_util::StreamExt;
 use support::{LIMIT, block_on};
 
@@ -19,12 +17,7 @@ fn events_report_connected_lost_and_reconnected_in_order() {
     let server_url = first.handle().url().unwrap();
     let url = server_url.clone();
     let seen = block_on(async move {
-        let client = Peer::builder(PeerId::from_name("life-client"))
-            .reconnect(Backoff::new(
-                Duration::from_millis(20),
-                1.6,
-                Duration::from_millis(200),
-            ))
+        let client = support::quick_reconnect(Peer::builder(PeerId::from_name("life-client")))
             .start()
             .await
             .unwrap();

@@ -3,7 +3,7 @@
 
 mod support;
 
-use distributed_scope::{Peer, PeerHandle, PeerId};
+use distributed_scope::{PeerHandle, PeerId};
 use futures_util::future::join_all;
 use support::{block_on, server, url};
 
@@ -49,8 +49,7 @@ fn fifty_clients_two_thousand_calls_each_no_crossed_replies_no_growth() {
     let (first, second) = block_on(async move {
         let mut clients = Vec::new();
         for _ in 0..CLIENTS {
-            let client = Peer::builder(PeerId::random()).start().await.unwrap();
-            client.connect(&url).await.unwrap();
+            let client = support::connected(PeerId::random(), &url).await;
             clients.push(client);
         }
         run(&clients, server_id).await;
@@ -66,4 +65,13 @@ fn fifty_clients_two_thousand_calls_each_no_crossed_replies_no_growth() {
     );
     let metrics = server.handle().metrics();
     assert_eq!(metrics.calls_received, 2 * CLIENTS as u64 * CALLS);
+    // Every call frame and every reply is at least a few bytes on the wire.
+    assert!(
+        metrics.bytes_received >= 8 * metrics.calls_received,
+        "{metrics:?}"
+    );
+    assert!(
+        metrics.bytes_sent >= 4 * metrics.calls_received,
+        "{metrics:?}"
+    );
 }

@@ -10,8 +10,8 @@ mod support;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use distributed_scope::{Backoff, Peer, PeerId, RemoteError};
-use support::{LIMIT, block_on};
+use distributed_scope::{Peer, PeerId, RemoteError};
+use support::{LIMIT, block_on, quick_liveness, quick_reconnect};
 
 fn run(program: &str, args: &[&str]) -> bool {
     Command::new(program)
@@ -117,14 +117,8 @@ fn hops_partition_and_heal_across_network_namespaces() {
     let server_id = PeerId::from_name("netns-server");
 
     block_on(async move {
-        let client = Peer::builder(PeerId::from_name("netns-client"))
-            .ping_interval(Duration::from_millis(200))
-            .liveness_timeout(Duration::from_secs(1))
-            .reconnect(Backoff::new(
-                Duration::from_millis(100),
-                1.6,
-                Duration::from_millis(500),
-            ))
+        let client = Peer::builder(PeerId::from_name("netns-client"));
+        let client = quick_liveness(quick_reconnect(client), Duration::from_secs(1))
             .start()
             .await
             .unwrap();

@@ -3,7 +3,7 @@
 
 mod support;
 
-use distributed_scope::{Peer, PeerId, RemoteError};
+use distributed_scope::{PeerId, RemoteError};
 use support::{block_on, server, url};
 
 #[test]
@@ -13,8 +13,7 @@ fn ten_thousand_calls_with_panics_mixed_in() {
     let server = server("panic-storm");
     let (server_id, url) = (server.handle().id(), url(server.handle()));
     let (ok, panicked) = block_on(async move {
-        let client = Peer::builder(PeerId::random()).start().await.unwrap();
-        client.connect(&url).await.unwrap();
+        let client = support::connected(PeerId::random(), &url).await;
         let (mut ok, mut panicked) = (0, 0);
         for i in 0..10_000u32 {
             let message = if i % 10 == 0 {
@@ -30,6 +29,8 @@ fn ten_thousand_calls_with_panics_mixed_in() {
                 other => panic!("call {i}: unexpected {other:?}"),
             }
         }
+        // The caller's counters group failures by kind: 9 is `Panicked`.
+        assert_eq!(client.metrics().errors.get(&9), Some(&1_000));
         (ok, panicked)
     });
     let _ = std::panic::take_hook();

@@ -9,15 +9,14 @@ use std::time::{Duration, Instant};
 
 use distributed_scope::{Backoff, Peer, PeerId, RemoteError, Scope, remote};
 use futures_util::future::join_all;
-use support::{PeerProcess, block_on, server, url};
+use support::{PeerProcess, block_on, quick_liveness, quick_reconnect, server, url};
 
 #[test]
 fn sleeping_block_times_out_at_about_its_deadline() {
     let server = server("deadline-server");
     let (server_id, url) = (server.handle().id(), url(server.handle()));
     let (result, elapsed) = block_on(async move {
-        let client = Peer::builder(PeerId::random()).start().await.unwrap();
-        client.connect(&url).await.unwrap();
+        let client = support::connected(PeerId::random(), &url).await;
         let started = Instant::now();
         let result = client
             .run(async move {
@@ -64,8 +63,7 @@ fn nested_hop_inherits_the_remaining_deadline_and_fails_first() {
     let (urlb, urlc) = (url(b.handle()), url(c.handle()));
     let (result, elapsed) = block_on(async move {
         b.handle().connect(&urlc).await.unwrap();
-        let a = Peer::builder(PeerId::random()).start().await.unwrap();
-        a.connect(&urlb).await.unwrap();
+        let a = support::connected(PeerId::random(), &urlb).await;
         let started = Instant::now();
         (a.run(nested_deadline(idb, idc)).await, started.elapsed())
     });
@@ -94,8 +92,7 @@ fn dropping_a_call_stops_the_block_and_its_nested_hop() {
     let (urlb, urlc) = (url(b.handle()), url(c.handle()));
     block_on(async move {
         b.handle().connect(&urlc).await.unwrap();
-        let a = Peer::builder(PeerId::random()).start().await.unwrap();
-        a.connect(&urlb).await.unwrap();
+        let a = support::connected(PeerId::random(), &urlb).await;
         let call = a.run(async move {
             remote!(idb, [idc: PeerId] -> Result<u8, RemoteError> {
                 let inner = remote!(idc, [] -> u8 {
@@ -186,14 +183,8 @@ fn killed_peer_process_fails_pending_calls_then_reconnects_after_restart() {
         .trim_end_matches('/')
         .to_owned();
     block_on(async move {
-        let handle = Peer::builder(PeerId::random())
-            .ping_interval(Duration::from_millis(200))
-            .liveness_timeout(Duration::from_secs(2))
-            .reconnect(Backoff::new(
-                Duration::from_millis(100),
-                1.6,
-                Duration::from_millis(500),
-            ))
+        let builder = quick_reconnect(Peer::builder(PeerId::random()));
+        let handle = quick_liveness(builder, Duration::from_secs(2))
             .start()
             .await
             .unwrap();
@@ -283,10 +274,8 @@ fn silent_partition_is_detected_by_liveness() {
     let (result, elapsed) = block_on(async move {
         let blackhole = Arc::new(AtomicBool::new(false));
         let proxied = partition_proxy(target, blackhole.clone()).await;
-        let client = Peer::builder(PeerId::random())
-            .ping_interval(Duration::from_millis(200))
-            .liveness_timeout(Duration::from_secs(1))
-            .reconnect(Backoff::disabled())
+        let builder = Peer::builder(PeerId::random()).reconnect(Backoff::disabled());
+        let client = quick_liveness(builder, Duration::from_secs(1))
             .start()
             .await
             .unwrap();
@@ -316,8 +305,7 @@ fn stop_drains_in_flight_calls_and_refuses_new_ones() {
     let server_handle = server.handle().clone();
     let (server_id, url) = (server.handle().id(), url(server.handle()));
     block_on(async move {
-        let client = Peer::builder(PeerId::random()).start().await.unwrap();
-        client.connect(&url).await.unwrap();
+        let client = support::connected(PeerId::random(), &url).await;
         let in_flight = client.spawn(blocks::nap(server_id, 300));
         // Let the spawned call go out before the next one.
         tokio::task::yield_now().await;
@@ -356,8 +344,7 @@ fn drain_timeout_fails_long_calls_with_shutting_down() {
     let server_handle = server.handle().clone();
     let (server_id, url) = (server.handle().id(), url(server.handle()));
     block_on(async move {
-        let client = Peer::builder(PeerId::random()).start().await.unwrap();
-        client.connect(&url).await.unwrap();
+        let client = support::connected(PeerId::random(), &url).await;
         let long = client.spawn(blocks::nap(server_id, 30_000));
         // Let the spawned call go out before the next one.
         tokio::task::yield_now().await;
@@ -382,8 +369,7 @@ fn beyond_the_inbound_limit_calls_queue_then_are_overloaded() {
     .unwrap();
     let (server_id, url) = (server.handle().id(), url(server.handle()));
     let results = block_on(async move {
-        let client = Peer::builder(PeerId::random()).start().await.unwrap();
-        client.connect(&url).await.unwrap();
+        let client = support::connected(PeerId::random(), &url).await;
         // 2 run, 2 queue, the rest are refused without running.
         let calls: Vec<_> = (0..6)
             .map(|_| client.spawn(blocks::nap(server_id, 300)))
@@ -397,4 +383,33 @@ fn beyond_the_inbound_limit_calls_queue_then_are_overloaded() {
         .filter(|result| matches!(result, Err(RemoteError::Overloaded { .. })))
         .count();
     assert_eq!((done, overloaded), (4, 2), "{results:?}");
+}
+
+static QUEUED_RAN: AtomicU64 = AtomicU64::new(0);
+
+#[test]
+fn a_queued_call_cancelled_before_its_turn_never_runs() {
+    let server = distributed_scope::testing::PeerThread::start(
+        Peer::builder(PeerId::from_name("queue-cancel"))
+            .listen("127.0.0.1:0")
+            .max_inbound_calls(1),
+    )
+    .unwrap();
+    let (server_id, url) = (server.handle().id(), url(server.handle()));
+    let counted = |target: PeerId| async move {
+        remote!(target, [] -> u64 { QUEUED_RAN.fetch_add(1, Ordering::SeqCst) + 1 }).await
+    };
+    block_on(async move {
+        let client = support::connected(PeerId::random(), &url).await;
+        // The one slot is busy for 500 ms ...
+        let busy = client.spawn(blocks::nap(server_id, 500));
+        tokio::task::yield_now().await;
+        // ... so this call waits in the queue, and is dropped there: a `Cancel` follows it.
+        let queued = client.spawn(counted(server_id));
+        tokio::task::yield_now().await;
+        queued.abort();
+        assert_eq!(busy.await.unwrap(), Ok(500));
+        // The next call runs, and it is the first to have run.
+        assert_eq!(client.run(counted(server_id)).await, Ok(1));
+    });
 }

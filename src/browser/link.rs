@@ -23,27 +23,15 @@ use web_time::Instant;
 
 use super::{Inner, timer};
 use crate::error::HandshakeError;
+use crate::link::{Expect, Reply, State, check_hello};
 use crate::scope::{Request, Runtime, Scope, Trace};
-use crate::wire::{self, Frame, Hello, HelloError, Payload, ReplyBody};
+use crate::wire::{self, Frame, Hello, Payload, ReplyBody};
 use crate::{Error, PeerId, RemoteError, block};
 
 /// The subprotocol offered beside a token; the native peer selects it.
 const SUBPROTOCOL: &str = "distributed-scope";
 /// Scripts may close a WebSocket only with 1000 or 3000..=4999.
 const NORMAL_CLOSURE: u16 = 1000;
-
-type Reply = oneshot::Sender<Result<Bytes, RemoteError>>;
-
-enum State {
-    Handshaking {
-        ready: Option<oneshot::Sender<Result<PeerId, Error>>>,
-    },
-    Live {
-        remote: PeerId,
-        remote_max: usize,
-    },
-    Closed,
-}
 
 /// The socket's event handlers, kept alive as long as the link.
 struct Handlers {
@@ -289,31 +277,15 @@ impl Link {
         let Some(inner) = self.peer.upgrade() else {
             return self.close("peer dropped");
         };
-        let hello = match Hello::from_bytes(bytes) {
-            Ok(hello) => hello,
-            Err(HelloError::BadMagic) => return self.fail_handshake(HandshakeError::BadMagic),
-            Err(HelloError::Version(remote)) => {
-                return self.fail_handshake(HandshakeError::UnsupportedVersion {
-                    remote,
-                    local: wire::PROTOCOL_VERSION,
-                });
-            }
-            Err(HelloError::Malformed) => return self.fail_handshake(HandshakeError::Malformed),
+        let expect = Expect {
+            local: inner.id,
+            app_version: &inner.config.app_version,
+            refuse_app_version_mismatch: inner.config.refuse_app_version_mismatch,
         };
-        if hello.peer == inner.id {
-            return self.fail_handshake(HandshakeError::SelfConnection);
-        }
-        if hello.app_version != inner.config.app_version {
-            let remote = hello.app_version.clone().unwrap_or_default();
-            let local = inner.config.app_version.clone().unwrap_or_default();
-            if inner.config.refuse_app_version_mismatch {
-                return self.fail_handshake(HandshakeError::AppVersion { remote, local });
-            }
-            tracing::warn!(peer = %hello.peer, remote, local, "application versions differ");
-        }
-        let remote_max = usize::try_from(hello.max_message_size)
-            .unwrap_or(usize::MAX)
-            .min(wire::MAX_MESSAGE_SIZE_CEILING);
+        let (hello, remote_max) = match check_hello(bytes, &expect) {
+            Ok(checked) => checked,
+            Err(reason) => return self.fail_handshake(reason),
+        };
         if !inner.insert_link(hello.peer, self.clone()) {
             return self.fail_handshake(HandshakeError::Duplicate(hello.peer));
         }

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::link;
 use crate::wire::DEFAULT_MAX_MESSAGE_SIZE;
 
 /// The options of a peer. Set them through [`PeerBuilder`](crate::PeerBuilder).
@@ -68,15 +69,15 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Self {
-            default_deadline: Duration::from_secs(30),
-            ping_interval: Duration::from_secs(3),
-            liveness_timeout: Duration::from_secs(10),
+            default_deadline: link::DEFAULT_DEADLINE,
+            ping_interval: link::PING_INTERVAL,
+            liveness_timeout: link::LIVENESS_TIMEOUT,
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             max_inbound_calls: 4096,
             max_queued_calls: 4096,
             max_queued_bytes: 64 << 20,
             max_pending_outbound: 4096,
-            handshake_timeout: Duration::from_secs(10),
+            handshake_timeout: link::HANDSHAKE_TIMEOUT,
             connect_timeout: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(5),
             reconnect: Backoff::default(),

@@ -21,9 +21,10 @@ use super::events::{Counters, PeerEvent};
 use super::shared::{Link, Shared};
 use crate::block::{self, BlockEntry};
 use crate::error::{Error, HandshakeError};
+use crate::link::{Expect, Reply, State, check_hello};
 use crate::scope::{Hex, Request, Scope, Trace, record_outcome};
 use crate::transport::{Inbound, InboundStream, Outgoing};
-use crate::wire::{self, Frame, Hello, HelloError, Payload, ReplyBody};
+use crate::wire::{self, Frame, Hello, Payload, ReplyBody};
 use crate::{PeerId, RemoteError};
 
 /// Who opened the link.
@@ -42,19 +43,6 @@ impl Direction {
             Self::Outbound { url } => url,
         }
     }
-}
-
-type Reply = oneshot::Sender<Result<Bytes, RemoteError>>;
-
-enum State {
-    Handshaking {
-        ready: Option<oneshot::Sender<Result<PeerId, Error>>>,
-    },
-    Live {
-        remote: PeerId,
-        remote_max: usize,
-    },
-    Closed,
 }
 
 /// A call accepted but waiting for a free slot.
@@ -81,7 +69,11 @@ pub(crate) struct Connection {
     /// Calls the remote made, running here.
     running: HashMap<u64, SpawnHandle>,
     /// Calls the remote made, waiting for a slot.
-    queue: VecDeque<Queued>,
+    /// Calls the remote made, waiting for a slot, by call id (so that duplicate checks and
+    /// cancels stay O(1) under overload) ...
+    queued: HashMap<u64, Queued>,
+    /// ... and in arrival order; ids cancelled meanwhile are skipped when popped.
+    queue: VecDeque<u64>,
     queued_bytes: usize,
     /// When anything last arrived.
     last_seen: Instant,
@@ -117,6 +109,7 @@ impl Connection {
                 next_call: Arc::new(AtomicU64::new(1)),
                 pending: HashMap::new(),
                 running: HashMap::new(),
+                queued: HashMap::new(),
                 queue: VecDeque::new(),
                 queued_bytes: 0,
                 last_seen: Instant::now(),
@@ -199,41 +192,20 @@ impl Connection {
     }
 
     fn on_hello(&mut self, bytes: &[u8], ctx: &mut Context<Self>) {
-        let hello = match Hello::from_bytes(bytes) {
-            Ok(hello) => hello,
-            Err(HelloError::BadMagic) => {
-                Counters::add(&self.shared.counters.refused_frames, 1);
-                return self.fail_handshake(ctx, HandshakeError::BadMagic);
-            }
-            Err(HelloError::Version(remote)) => {
-                return self.fail_handshake(
-                    ctx,
-                    HandshakeError::UnsupportedVersion {
-                        remote,
-                        local: wire::PROTOCOL_VERSION,
-                    },
-                );
-            }
-            Err(HelloError::Malformed) => {
-                Counters::add(&self.shared.counters.refused_frames, 1);
-                return self.fail_handshake(ctx, HandshakeError::Malformed);
+        let expect = Expect {
+            local: self.shared.id,
+            app_version: &self.shared.config.app_version,
+            refuse_app_version_mismatch: self.shared.config.refuse_app_version_mismatch,
+        };
+        let (hello, remote_max) = match check_hello(bytes, &expect) {
+            Ok(checked) => checked,
+            Err(reason) => {
+                if matches!(reason, HandshakeError::BadMagic | HandshakeError::Malformed) {
+                    Counters::add(&self.shared.counters.refused_frames, 1);
+                }
+                return self.fail_handshake(ctx, reason);
             }
         };
-        if hello.peer == self.shared.id {
-            return self.fail_handshake(ctx, HandshakeError::SelfConnection);
-        }
-        let local_version = &self.shared.config.app_version;
-        if hello.app_version != *local_version {
-            let remote = hello.app_version.clone().unwrap_or_default();
-            let local = local_version.clone().unwrap_or_default();
-            if self.shared.config.refuse_app_version_mismatch {
-                return self.fail_handshake(ctx, HandshakeError::AppVersion { remote, local });
-            }
-            tracing::warn!(peer = %hello.peer, remote, local, "application versions differ");
-        }
-        let remote_max = usize::try_from(hello.max_message_size)
-            .unwrap_or(usize::MAX)
-            .min(wire::MAX_MESSAGE_SIZE_CEILING);
         let link = Link {
             serial: self.serial,
             addr: ctx.address(),
@@ -319,10 +291,8 @@ impl Connection {
                 if let Some(handle) = self.running.remove(&id) {
                     ctx.cancel_future(handle);
                     self.after_call(ctx);
-                } else if let Some(at) = self.queue.iter().position(|queued| queued.id == id) {
-                    if let Some(queued) = self.queue.remove(at) {
-                        self.queued_bytes -= queued.captures.len();
-                    }
+                } else if let Some(queued) = self.queued.remove(&id) {
+                    self.queued_bytes -= queued.captures.len();
                 } else {
                     tracing::debug!(peer = %remote, id, "cancel for a call not running here");
                 }
@@ -345,7 +315,7 @@ impl Connection {
         trace: Option<Trace>,
     ) {
         Counters::add(&self.shared.counters.calls_received, 1);
-        if self.running.contains_key(&id) || self.queue.iter().any(|queued| queued.id == id) {
+        if self.running.contains_key(&id) || self.queued.contains_key(&id) {
             // Never run a call twice.
             Counters::add(&self.shared.counters.refused_frames, 1);
             tracing::warn!(peer = %remote, id, "duplicate call id ignored");
@@ -382,11 +352,12 @@ impl Connection {
         if self.running.len() < config.max_inbound_calls {
             return self.start(ctx, remote, call);
         }
-        if self.queue.len() < config.max_queued_calls
+        if self.queued.len() < config.max_queued_calls
             && self.queued_bytes + call.captures.len() <= config.max_queued_bytes
         {
             self.queued_bytes += call.captures.len();
-            self.queue.push_back(call);
+            self.queue.push_back(id);
+            self.queued.insert(id, call);
         } else {
             self.reply(
                 id,
@@ -461,8 +432,12 @@ impl Connection {
             return;
         };
         while self.running.len() < self.shared.config.max_inbound_calls {
-            let Some(call) = self.queue.pop_front() else {
+            let Some(id) = self.queue.pop_front() else {
                 break;
+            };
+            let Some(call) = self.queued.remove(&id) else {
+                // Cancelled while it waited.
+                continue;
             };
             self.queued_bytes -= call.captures.len();
             if call.deadline <= Instant::now() {
@@ -477,7 +452,8 @@ impl Connection {
                 self.start(ctx, remote, call);
             }
         }
-        if self.running.is_empty() && self.queue.is_empty() {
+        if self.running.is_empty() && self.queued.is_empty() {
+            self.queue.clear();
             for drained in self.drained.drain(..) {
                 let _stopper_gone = drained.send(());
             }
@@ -726,7 +702,7 @@ impl Handler<Drain> for Connection {
 
     fn handle(&mut self, _drain: Drain, _ctx: &mut Context<Self>) -> Self::Result {
         let (drained, done) = oneshot::channel();
-        if self.running.is_empty() && self.queue.is_empty() {
+        if self.running.is_empty() && self.queued.is_empty() {
             let _now = drained.send(());
         } else {
             self.drained.push(drained);
@@ -749,7 +725,8 @@ impl Handler<Shutdown> for Connection {
 
     fn handle(&mut self, _shutdown: Shutdown, ctx: &mut Context<Self>) {
         let running: Vec<(u64, SpawnHandle)> = self.running.drain().collect();
-        let queued: Vec<u64> = self.queue.drain(..).map(|queued| queued.id).collect();
+        let queued: Vec<u64> = self.queued.drain().map(|(id, _)| id).collect();
+        self.queue.clear();
         self.queued_bytes = 0;
         for (id, handle) in running {
             ctx.cancel_future(handle);

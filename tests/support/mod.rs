@@ -13,11 +13,39 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use distributed_scope::auth::JwtAuth;
 use distributed_scope::testing::PeerThread;
-use distributed_scope::{Peer, PeerHandle, PeerId};
+use distributed_scope::{Backoff, Peer, PeerBuilder, PeerHandle, PeerId};
 
 /// The bound on every await in the tests.
 pub const LIMIT: Duration = Duration::from_secs(20);
+
+/// The HS256 secret of the tests' tokens.
+pub const SECRET: &[u8] = b"an hs256 secret of at least 32 bytes!!";
+/// A token lifetime that outlives any test.
+pub const HOUR: Duration = Duration::from_secs(3600);
+
+/// The tests' token issuer and verifier: HS256, issuer `tests`, audience `scope`.
+pub fn issuer() -> JwtAuth {
+    JwtAuth::hs256(SECRET)
+        .with_issuer("tests")
+        .with_audience("scope")
+}
+
+/// Reconnects within a fraction of a second (0.05 s, x1.6, capped at 0.3 s), for tests that
+/// restart or heal the other side.
+pub fn quick_reconnect(builder: PeerBuilder) -> PeerBuilder {
+    builder.reconnect(Backoff::new(
+        Duration::from_millis(50),
+        1.6,
+        Duration::from_millis(300),
+    ))
+}
+
+/// Drops a link silent for `timeout`, probing it every fifth of that.
+pub fn quick_liveness(builder: PeerBuilder, timeout: Duration) -> PeerBuilder {
+    builder.ping_interval(timeout / 5).liveness_timeout(timeout)
+}
 
 /// Runs `future` in a fresh actix system on this thread, failing the test if it takes
 /// longer than [`LIMIT`].
@@ -33,6 +61,13 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
 pub fn server(name: &str) -> PeerThread {
     PeerThread::start(Peer::builder(PeerId::from_name(name)).listen("127.0.0.1:0"))
         .expect("server starts")
+}
+
+/// A new peer in the current actix system, linked to the peer listening at `url`.
+pub async fn connected(id: PeerId, url: &str) -> PeerHandle {
+    let peer = Peer::builder(id).start().await.expect("peer starts");
+    peer.connect(url).await.expect("connects");
+    peer
 }
 
 /// The URL of a listening peer.
