@@ -127,8 +127,10 @@ pub const fn block_id(module: &str, token_hash: u64) -> u64 {
     fnv1a(token_hash, module.as_bytes())
 }
 
-/// Decodes captures, runs the block, encodes its result.
-pub(crate) type Invoke = fn(Bytes, usize) -> LocalBoxFuture<'static, Result<Payload, RemoteError>>;
+/// Decodes captures (at most the first `usize` bytes), runs the block, encodes its result
+/// (`TooLarge` if over the second `usize`, checked before the result is allocated).
+pub(crate) type Invoke =
+    fn(Bytes, usize, usize) -> LocalBoxFuture<'static, Result<Payload, RemoteError>>;
 
 /// One registered block; submitted at link time by the generated code.
 #[doc(hidden)]
@@ -158,11 +160,12 @@ inventory::collect!(BlockEntry);
 fn invoke<B: Block>(
     captures: Bytes,
     max: usize,
+    max_result: usize,
 ) -> LocalBoxFuture<'static, Result<Payload, RemoteError>> {
     Box::pin(async move {
         let captures: B::Captures = wire::decode_shared(&captures, max)?;
         let output = B::run(captures).await?;
-        Payload::encode(&output, wire::REPLY_ROOM)
+        Payload::encode_within(&output, wire::REPLY_ROOM, max_result)
     })
 }
 

@@ -531,6 +531,16 @@ pub enum HandshakeError {
     /// The link closed before the handshake completed.
     #[error("the link closed")]
     Closed,
+    /// The remote closed the link during the handshake, saying why (a duplicate or
+    /// refused id, another application version, ...).
+    #[error("refused by the remote: {0}")]
+    Refused(String),
+    /// The remote broke the protocol during the handshake.
+    #[error("protocol violation: {0}")]
+    Protocol(String),
+    /// This peer has too many links or handshakes in progress.
+    #[error("too many links")]
+    TooManyLinks,
 }
 
 #[cfg(test)]

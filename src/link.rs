@@ -1,38 +1,36 @@
-//! What every kind of link shares, native or in the browser: the handshake checks, the
-//! link's states, and the defaults of the options both peers have.
+//! The link protocol, shared by every kind of peer, native or in the browser.
+//!
+//! [`Engine`] is the protocol as a state machine with no I/O (see `link/engine.rs`): the
+//! handshake, call ids, the pending-reply table, inbound admission (authorization by block
+//! name before captures are decoded, duplicate ids, running and queued limits, byte
+//! budgets), frame encoding and decoding through the one size-limited helper, cancel,
+//! liveness bookkeeping and drain. The native adapter (`peer/connection.rs`, over actix-ws and
+//! awc) and the browser adapter (`browser/link.rs`, over web-sys) only move bytes and timers.
+//!
+//! Layering: `link` depends on the portable core (wire, block registry, scope, errors) and
+//! nothing above it; the adapters depend on `link`; `transport` is a leaf that knows neither.
 
-use std::time::Duration;
+mod engine;
+mod limits;
+mod metrics;
+#[cfg(test)]
+mod tests;
 
-use bytes::Bytes;
 use futures_channel::oneshot;
 
-use crate::error::{Error, HandshakeError};
+pub(crate) use self::engine::{Authorize, Engine, Event, Identity, Role, Run, Transmit, close};
+pub(crate) use self::limits::{
+    Budget, DEFAULT_DEADLINE, HANDSHAKE_TIMEOUT, LIVENESS_TIMEOUT, Limits, MAX_HELLO_SIZE,
+    PING_INTERVAL,
+};
+pub(crate) use self::metrics::Counters;
+pub use self::metrics::Metrics;
+use crate::error::HandshakeError;
 use crate::wire::{self, Hello, HelloError};
 use crate::{PeerId, RemoteError};
 
-/// The deadline of a call that sets none.
-pub(crate) const DEFAULT_DEADLINE: Duration = Duration::from_secs(30);
-/// How often a link is probed.
-pub(crate) const PING_INTERVAL: Duration = Duration::from_secs(3);
-/// How long a silent link lives.
-pub(crate) const LIVENESS_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a new link has to complete the handshake.
-pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// Where the reply to a call this peer sent goes.
-pub(crate) type Reply = oneshot::Sender<Result<Bytes, RemoteError>>;
-
-/// A link's life: handshaking (with whoever waits for it), live, closed.
-pub(crate) enum State {
-    Handshaking {
-        ready: Option<oneshot::Sender<Result<PeerId, Error>>>,
-    },
-    Live {
-        remote: PeerId,
-        remote_max: usize,
-    },
-    Closed,
-}
+pub(crate) type Reply = oneshot::Sender<Result<bytes::Bytes, RemoteError>>;
 
 /// What this peer expects of a remote's `Hello`.
 pub(crate) struct Expect<'a> {
@@ -71,49 +69,4 @@ pub(crate) fn check_hello(
         .unwrap_or(usize::MAX)
         .min(wire::MAX_MESSAGE_SIZE_CEILING);
     Ok((hello, remote_max))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn hello(peer: &str, app_version: Option<&str>, max: u64) -> Vec<u8> {
-        Hello {
-            peer: PeerId::from_name(peer),
-            max_message_size: max,
-            app_version: app_version.map(str::to_owned),
-        }
-        .to_bytes()
-        .unwrap()
-    }
-
-    #[test]
-    fn hello_checks_identity_versions_and_limits() {
-        let version = Some("2".to_owned());
-        let strict = Expect {
-            local: PeerId::from_name("me"),
-            app_version: &version,
-            refuse_app_version_mismatch: true,
-        };
-        let (hello_ok, max) = check_hello(&hello("you", Some("2"), 1 << 40), &strict).unwrap();
-        assert_eq!(hello_ok.peer, PeerId::from_name("you"));
-        assert_eq!(max, wire::MAX_MESSAGE_SIZE_CEILING);
-        assert_eq!(
-            check_hello(&hello("me", Some("2"), 1024), &strict).unwrap_err(),
-            HandshakeError::SelfConnection
-        );
-        assert!(matches!(
-            check_hello(&hello("you", Some("1"), 1024), &strict),
-            Err(HandshakeError::AppVersion { .. })
-        ));
-        assert_eq!(
-            check_hello(b"GET /", &strict).unwrap_err(),
-            HandshakeError::BadMagic
-        );
-        let lenient = Expect {
-            refuse_app_version_mismatch: false,
-            ..strict
-        };
-        assert!(check_hello(&hello("you", Some("1"), 1024), &lenient).is_ok());
-    }
 }

@@ -1,11 +1,13 @@
 //! The native peer: the [`Peer`] actor, [`PeerBuilder`] and [`PeerHandle`].
 
+mod admission;
 pub(crate) mod config;
 pub(crate) mod connection;
 pub(crate) mod events;
 #[cfg(feature = "auth")]
 pub(crate) mod guard;
 pub(crate) mod shared;
+mod upgrade;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -17,14 +19,14 @@ use std::time::Duration;
 use actix::prelude::*;
 use actix_web::dev::ServerHandle;
 use actix_web::{App, HttpServer, web};
-use actix_ws::CloseCode;
-use futures_channel::oneshot;
 
 pub use self::config::{Backoff, Config};
 use self::connection::{Close, Direction, Drain, Shutdown};
-pub use self::events::{Events, Metrics, PeerEvent};
+pub use self::events::{Events, PeerEvent};
 use self::shared::Shared;
+use self::upgrade::dial;
 use crate::block::Block;
+pub use crate::link::Metrics;
 use crate::scope::Scope;
 use crate::{Error, PeerId, RemoteCall, RemoteError, transport, wire};
 
@@ -94,9 +96,7 @@ impl Peer {
 impl Actor for Peer {
     type Context = Context<Self>;
 
-    fn started(&mut self, ctx: &mut Context<Self>) {
-        let _first = self.shared.peer.set(ctx.address());
-    }
+    fn started(&mut self, _ctx: &mut Context<Self>) {}
 }
 
 impl Peer {
@@ -126,7 +126,13 @@ impl Peer {
                 return;
             }
             let token = outbound.token.token();
-            let attempt = open_link(this.shared.clone(), url.clone(), token, this.tls.clone());
+            let attempt = dial(
+                this.shared.clone(),
+                url.clone(),
+                token,
+                this.tls.clone(),
+                ctx.address().recipient(),
+            );
             ctx.spawn(
                 attempt
                     .into_actor(this)
@@ -152,21 +158,6 @@ fn jitter_unit() -> f64 {
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
     hasher.write_u64(0x5eed);
     (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64
-}
-
-/// Opens a link and waits for its handshake.
-async fn open_link(
-    shared: Arc<Shared>,
-    url: String,
-    token: Option<String>,
-    tls: Arc<rustls::ClientConfig>,
-) -> Result<PeerId, Error> {
-    let (ready, handshake) = oneshot::channel();
-    transport::connect(shared, url.clone(), token, tls, ready).await?;
-    handshake.await.unwrap_or(Err(Error::Handshake {
-        url,
-        reason: crate::error::HandshakeError::Closed,
-    }))
 }
 
 /// Configures and starts a [`Peer`]. Options not set keep the defaults listed on [`Config`].
@@ -413,7 +404,7 @@ impl PeerBuilder {
             let server = HttpServer::new(move || {
                 App::new()
                     .app_data(data.clone())
-                    .route("/", web::get().to(transport::accept))
+                    .route("/", web::get().to(upgrade::accept))
             })
             .workers(shared.config.workers)
             .disable_signals()
@@ -651,7 +642,7 @@ impl PeerHandle {
     pub fn endpoint(&self, path: &str) -> actix_web::Resource {
         web::resource(path)
             .app_data(web::Data::new(self.shared.clone()))
-            .route(web::get().to(transport::accept))
+            .route(web::get().to(upgrade::accept))
     }
 
     /// Stops the peer, draining: new calls are refused with [`RemoteError::ShuttingDown`],
@@ -682,7 +673,7 @@ impl Message for Connect {
 impl Handler<Connect> for Peer {
     type Result = ResponseFuture<Result<PeerId, Error>>;
 
-    fn handle(&mut self, connect: Connect, _ctx: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, connect: Connect, ctx: &mut Context<Self>) -> Self::Result {
         let token = connect.token.token();
         self.outbound.insert(
             connect.url.clone(),
@@ -692,11 +683,12 @@ impl Handler<Connect> for Peer {
                 wanted: true,
             },
         );
-        Box::pin(open_link(
+        Box::pin(dial(
             self.shared.clone(),
             connect.url,
             token,
             self.tls.clone(),
+            ctx.address().recipient(),
         ))
     }
 }
@@ -734,7 +726,7 @@ impl Handler<Disconnect> for Peer {
             {
                 outbound.wanted = false;
             }
-            link.addr.do_send(Close(CloseCode::Normal));
+            link.addr.do_send(Close);
         }
     }
 }

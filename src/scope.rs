@@ -64,7 +64,7 @@ pub(crate) async fn call_self(
         Some(request.deadline),
     );
     let reply = scope
-        .guard((entry.invoke)(request.captures.into_bytes(), max))
+        .guard((entry.invoke)(request.captures.into_bytes(), max, max))
         .await?;
     Ok(reply.into_bytes())
 }

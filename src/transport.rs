@@ -1,13 +1,22 @@
 //! WebSocket transport: the accepting side (actix-web + actix-ws) and the connecting side
-//! (awc), both reduced to one shape: a stream of [`Inbound`] events and a channel of
-//! [`Outgoing`] frames drained by a writer task on the connection's thread.
+//! (awc), both reduced to one shape, a [`Socket`]: a stream of [`Inbound`] events and a
+//! channel of [`Outgoing`] frames drained by a writer task on the connection's thread.
+//!
+//! A leaf: it knows nothing of links, peers or actors. What it bounds, it bounds with a
+//! [`Flow`] the link adapter sets: reading stops while too many written bytes wait for the
+//! remote to take them, and at most the current message limit (plus one frame header) of
+//! unparsed input is buffered per socket.
 
+use std::cell::{Cell, RefCell};
 use std::pin::Pin;
+use std::rc::Rc;
 use std::sync::{Arc, OnceLock};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
 
-use actix_web::{HttpRequest, HttpResponse, web};
-use actix_ws::{AggregatedMessage, CloseCode, CloseReason, Item, Message, ProtocolError};
+use actix_http::error::PayloadError;
+use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
+use actix_ws::{CloseCode, CloseReason, Item, Message, ProtocolError};
 use bytes::{Bytes, BytesMut};
 use futures_channel::mpsc;
 use futures_util::{SinkExt, Stream, StreamExt};
@@ -15,108 +24,279 @@ use rustls::pki_types::CertificateDer;
 use rustls::{ClientConfig, RootCertStore};
 
 use crate::error::Error;
-use crate::peer::connection::{Connection, Direction};
-use crate::peer::shared::Shared;
 
-/// What a connection receives.
+/// What a socket receives.
 #[derive(Debug)]
 pub(crate) enum Inbound {
+    /// A complete binary message.
     Binary(Bytes),
+    /// `n` more bytes of a fragmented message arrived; it is not complete yet.
+    Fragment(usize),
     Ping(Bytes),
     Pong,
     Text,
-    Close(Option<CloseReason>),
-    /// The transport refused a frame: too large, malformed WebSocket framing, ...
-    Violation(CloseCode, String),
+    /// The remote's close frame, with its reason.
+    Close(Option<String>),
+    /// The transport refused a frame (too large, malformed framing); the close code to use.
+    Violation(u16, String),
 }
 
-/// What a connection sends.
+/// What a socket sends.
 #[derive(Debug)]
 pub(crate) enum Outgoing {
     Binary(Bytes),
     Ping,
     Pong(Bytes),
-    Close(CloseReason),
+    Close { code: u16, reason: String },
 }
 
-/// A boxed stream of inbound events.
-pub(crate) type InboundStream = Pin<Box<dyn Stream<Item = Inbound>>>;
+impl Outgoing {
+    fn len(&self) -> usize {
+        match self {
+            Self::Binary(bytes) | Self::Pong(bytes) => bytes.len(),
+            Self::Ping => 0,
+            Self::Close { reason, .. } => reason.len() + 2,
+        }
+    }
+}
+
+/// The flow control of one socket, shared by its reader, its writer and the link adapter
+/// (all on the connection's thread).
+#[derive(Debug)]
+pub(crate) struct Flow {
+    /// Bytes handed to the writer and not yet taken by the socket.
+    unsent: Cell<usize>,
+    /// Past this many unsent bytes, the reader stops reading.
+    send_cap: usize,
+    /// The largest message the reader lets through now (the link raises it after the
+    /// handshake).
+    inbound_limit: Cell<usize>,
+    /// Bytes taken from the network and not yet delivered as frames.
+    buffered: Cell<usize>,
+    /// The reader, waiting for the writer to make room.
+    reader: RefCell<Option<Waker>>,
+}
+
+impl Flow {
+    fn new(send_cap: usize, inbound_limit: usize) -> Rc<Self> {
+        Rc::new(Self {
+            unsent: Cell::new(0),
+            send_cap,
+            inbound_limit: Cell::new(inbound_limit),
+            buffered: Cell::new(0),
+            reader: RefCell::new(None),
+        })
+    }
+
+    /// Bytes handed to the writer and not yet taken by the socket.
+    pub(crate) fn unsent(&self) -> usize {
+        self.unsent.get()
+    }
+
+    /// Sets the largest message the reader lets through.
+    pub(crate) fn set_inbound_limit(&self, limit: usize) {
+        self.inbound_limit.set(limit);
+    }
+
+    fn sent(&self, bytes: usize) {
+        self.unsent.set(self.unsent.get().saturating_sub(bytes));
+        if self.unsent.get() <= self.send_cap
+            && let Some(reader) = self.reader.borrow_mut().take()
+        {
+            reader.wake();
+        }
+    }
+
+    /// Whether the reader may read: not while the remote leaves too much of ours unread.
+    fn may_read(&self, cx: &Context<'_>) -> bool {
+        if self.unsent.get() <= self.send_cap {
+            return true;
+        }
+        *self.reader.borrow_mut() = Some(cx.waker().clone());
+        false
+    }
+
+    /// How much unparsed input may be buffered: one message at the current limit plus the
+    /// largest frame header.
+    fn may_buffer(&self) -> bool {
+        self.buffered.get() <= self.inbound_limit.get() + 14
+    }
+}
+
+/// One open WebSocket: its events, the channel to its writer, and its flow control.
+pub(crate) struct Socket {
+    pub(crate) inbound: Pin<Box<dyn Stream<Item = Inbound>>>,
+    outbound: mpsc::UnboundedSender<Outgoing>,
+    pub(crate) flow: Rc<Flow>,
+}
+
+impl std::fmt::Debug for Socket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Socket")
+            .field("flow", &self.flow)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The sending half of a [`Socket`].
+#[derive(Debug, Clone)]
+pub(crate) struct Sender {
+    outbound: mpsc::UnboundedSender<Outgoing>,
+    flow: Rc<Flow>,
+}
+
+impl Sender {
+    /// Hands `frame` to the writer; its bytes count as unsent until the socket takes them.
+    /// (The channel itself is unbounded; what bounds it is that the link stops reading,
+    /// and so stops producing replies, past [`Flow`]'s cap.)
+    pub(crate) fn send(&self, frame: Outgoing) {
+        self.flow.unsent.set(self.flow.unsent.get() + frame.len());
+        // A closed writer means the socket is gone; the reader ends and the link stops.
+        let _gone = self.outbound.unbounded_send(frame);
+    }
+}
+
+impl Socket {
+    /// Splits into the event stream and the sender.
+    pub(crate) fn split(self) -> (Pin<Box<dyn Stream<Item = Inbound>>>, Sender, Rc<Flow>) {
+        let sender = Sender {
+            outbound: self.outbound,
+            flow: self.flow.clone(),
+        };
+        (self.inbound, sender, self.flow)
+    }
+}
+
+/// The limits a socket starts with.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SocketLimits {
+    /// The largest frame the codec accepts at all (the configured message size).
+    pub(crate) max_frame: usize,
+    /// The largest message accepted before the link raises it (the handshake's limit).
+    pub(crate) first_limit: usize,
+    /// Unsent bytes past which reading stops.
+    pub(crate) send_cap: usize,
+}
 
 fn violation(error: &ProtocolError) -> Inbound {
     let code = match error {
         ProtocolError::Overflow => CloseCode::Size,
+        ProtocolError::Io(_) => CloseCode::Policy,
         _ => CloseCode::Protocol,
     };
-    Inbound::Violation(code, error.to_string())
+    Inbound::Violation(code.into(), error.to_string())
 }
 
-/// The upgrade handler: `GET /` on a listening peer, or the route of
-/// [`PeerHandle::endpoint`](crate::PeerHandle::endpoint).
+/// The WebSocket upgrade of an accepted request, with `protocols` offered for selection.
+///
+/// # Errors
+///
+/// The handshake error of a request that is not a valid WebSocket upgrade.
 pub(crate) async fn accept(
-    request: HttpRequest,
+    request: &HttpRequest,
     body: web::Payload,
-    shared: web::Data<std::sync::Arc<Shared>>,
-) -> actix_web::Result<HttpResponse> {
-    #[cfg(feature = "auth")]
-    let link_auth = match shared.guard.admit(&request) {
-        Ok(link_auth) => link_auth,
-        Err(refusal) => return Ok(refusal.response()),
+    protocols: &[&str],
+    limits: SocketLimits,
+) -> actix_web::Result<(HttpResponse, Socket)> {
+    let flow = Flow::new(limits.send_cap, limits.first_limit);
+    // Meter what the codec may buffer: the payload stream stops yielding input once a
+    // message's worth is waiting, so a hostile frame header claiming megabytes is never
+    // read into memory beyond the current limit.
+    let metered = Metered {
+        inner: body.into_inner(),
+        flow: flow.clone(),
     };
-    let max = shared.config.max_message_size;
-    #[cfg(feature = "auth")]
-    let protocols = [crate::peer::guard::SUBPROTOCOL];
-    #[cfg(not(feature = "auth"))]
-    let protocols: [&str; 0] = [];
-    let (response, session, stream) = actix_ws::handle_with_protocols(&request, body, &protocols)?;
-    let stream = stream
-        .max_frame_size(max)
-        .aggregate_continuations()
-        .max_continuation_size(max)
+    let mut payload =
+        actix_http::Payload::from(Box::pin(metered) as actix_http::BoxedPayloadStream);
+    let body = web::Payload::from_request(request, &mut payload).await?;
+    let (response, session, stream) = actix_ws::handle_with_protocols(request, body, protocols)?;
+    let raw = stream
+        .max_frame_size(limits.max_frame)
         .map(|item| match item {
-            Ok(AggregatedMessage::Binary(bytes)) => Inbound::Binary(bytes),
-            Ok(AggregatedMessage::Ping(bytes)) => Inbound::Ping(bytes),
-            Ok(AggregatedMessage::Pong(_)) => Inbound::Pong,
-            Ok(AggregatedMessage::Text(_)) => Inbound::Text,
-            Ok(AggregatedMessage::Close(reason)) => Inbound::Close(reason),
-            Err(error) => violation(&error),
+            Ok(Message::Binary(bytes)) => Ok(Raw::Binary(bytes)),
+            Ok(Message::Text(text)) => Ok(Raw::Text(text.len())),
+            Ok(Message::Continuation(item)) => Ok(Raw::Continuation(item)),
+            Ok(Message::Ping(bytes)) => Ok(Raw::Ping(bytes)),
+            Ok(Message::Pong(bytes)) => Ok(Raw::Pong(bytes.len())),
+            Ok(Message::Close(reason)) => Ok(Raw::Close(reason)),
+            Ok(Message::Nop) => Ok(Raw::Nop),
+            Err(error) => Err(error),
         });
     let (sender, receiver) = mpsc::unbounded();
-    actix_web::rt::spawn(write_session(session, receiver));
-    let remote = request
-        .peer_addr()
-        .map(|addr| addr.to_string())
-        .unwrap_or_default();
-    Connection::launch(
-        shared.get_ref().clone(),
-        Direction::Inbound { remote },
-        #[cfg(feature = "auth")]
-        link_auth,
-        Box::pin(stream),
-        sender,
-        None,
-    );
-    Ok(response)
+    actix_web::rt::spawn(write_session(session, receiver, flow.clone()));
+    let inbound = Frames {
+        inner: raw,
+        flow: flow.clone(),
+        partial: None,
+        // Client frames are masked: 4 more header bytes.
+        mask: 4,
+    };
+    Ok((
+        response,
+        Socket {
+            inbound: Box::pin(inbound),
+            outbound: sender,
+            flow,
+        },
+    ))
+}
+
+/// Counts the input taken from the network into [`Flow::buffered`], and stops taking more
+/// while a message's worth waits to be parsed.
+struct Metered {
+    inner: actix_http::Payload,
+    flow: Rc<Flow>,
+}
+
+impl Stream for Metered {
+    type Item = Result<Bytes, PayloadError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if !self.flow.may_buffer() {
+            // The codec holds a partial frame larger than any message allowed now: never
+            // completed, so the link's timers end it. Woken when frames are delivered.
+            *self.flow.reader.borrow_mut() = Some(cx.waker().clone());
+            return Poll::Pending;
+        }
+        let polled = Pin::new(&mut self.inner).poll_next(cx);
+        if let Poll::Ready(Some(Ok(bytes))) = &polled {
+            self.flow
+                .buffered
+                .set(self.flow.buffered.get() + bytes.len());
+        }
+        polled
+    }
 }
 
 async fn write_session(
     mut session: actix_ws::Session,
     mut frames: mpsc::UnboundedReceiver<Outgoing>,
+    flow: Rc<Flow>,
 ) {
     while let Some(frame) = frames.next().await {
+        let len = frame.len();
         let sent = match frame {
             Outgoing::Binary(bytes) => session.binary(bytes).await,
             Outgoing::Ping => session.ping(b"").await,
             Outgoing::Pong(bytes) => session.pong(&bytes).await,
-            Outgoing::Close(reason) => {
-                let _closed = session.close(Some(reason)).await;
+            Outgoing::Close { code, reason } => {
+                let _closed = session.close(Some(close_reason(code, reason))).await;
                 return;
             }
         };
+        flow.sent(len);
         if sent.is_err() {
             return;
         }
     }
     let _closed = session.close(None).await;
+}
+
+fn close_reason(code: u16, reason: String) -> CloseReason {
+    CloseReason {
+        code: CloseCode::from(code),
+        description: (!reason.is_empty()).then_some(reason),
+    }
 }
 
 /// The TLS client configuration of `wss://` links: rustls with the `aws-lc-rs` provider
@@ -166,42 +346,41 @@ pub(crate) fn adapt_client_config(mut config: ClientConfig) -> Arc<ClientConfig>
     Arc::new(config)
 }
 
-/// Opens a WebSocket to `url` on the current thread and starts its connection actor there.
+/// Opens a WebSocket to `url` on the current thread.
+///
+/// # Errors
+///
+/// [`Error::InvalidUrl`] for anything but a `ws://` or `wss://` URL, [`Error::Connect`] if
+/// the connection or the upgrade fails or takes longer than `timeout`.
 pub(crate) async fn connect(
-    shared: std::sync::Arc<Shared>,
-    url: String,
-    token: Option<String>,
+    url: &str,
+    token: Option<&str>,
     tls: Arc<ClientConfig>,
-    ready: futures_channel::oneshot::Sender<Result<crate::PeerId, Error>>,
-) -> Result<(), Error> {
-    let config = &shared.config;
+    timeout: Duration,
+    limits: SocketLimits,
+) -> Result<Socket, Error> {
     let parsed: actix_web::http::Uri = url.parse().map_err(|_invalid| Error::InvalidUrl {
-        url: url.clone(),
+        url: url.to_owned(),
         reason: "not a uri",
     })?;
     match parsed.scheme_str() {
         Some("ws" | "wss") => {}
         _ => {
             return Err(Error::InvalidUrl {
-                url,
+                url: url.to_owned(),
                 reason: "the scheme must be ws:// or wss://",
             });
         }
     }
     let client = awc::Client::builder()
         .connector(awc::Connector::new().rustls_0_23(tls))
-        .timeout(config.connect_timeout)
+        .timeout(timeout)
         .finish();
-    let mut request = client
-        .ws(url.as_str())
-        .max_frame_size(config.max_message_size);
+    let mut request = client.ws(url).max_frame_size(limits.max_frame);
     if let Some(token) = token {
         request = request.bearer_auth(token);
     }
-    let connecting = request.connect();
-    let (_response, framed) = match actix_rt::time::timeout(config.connect_timeout, connecting)
-        .await
-    {
+    let (_response, framed) = match actix_rt::time::timeout(timeout, request.connect()).await {
         Ok(Ok(pair)) => pair,
         Ok(Err(error)) => {
             let status = match &error {
@@ -209,32 +388,38 @@ pub(crate) async fn connect(
                 _ => None,
             };
             return Err(Error::Connect {
-                url,
+                url: url.to_owned(),
                 reason: error.to_string(),
                 status,
             });
         }
         Err(_elapsed) => {
             return Err(Error::Connect {
-                url,
+                url: url.to_owned(),
                 reason: "connect timed out".to_owned(),
                 status: None,
             });
         }
     };
+    let flow = Flow::new(limits.send_cap, limits.first_limit);
     let (mut sink, stream) = framed.split();
     let (sender, mut receiver) = mpsc::unbounded::<Outgoing>();
+    let writer_flow = flow.clone();
     actix_rt::spawn(async move {
         // Write every frame already queued, then flush once: one system call for a burst of
-        // calls instead of one per call.
+        // frames instead of one per frame.
         'link: while let Some(first) = receiver.next().await {
             let mut next = Some(first);
+            let mut written = 0;
             while let Some(frame) = next {
+                written += frame.len();
                 let (message, last) = match frame {
                     Outgoing::Binary(bytes) => (Message::Binary(bytes), false),
                     Outgoing::Ping => (Message::Ping(Bytes::new()), false),
                     Outgoing::Pong(bytes) => (Message::Pong(bytes), false),
-                    Outgoing::Close(reason) => (Message::Close(Some(reason)), true),
+                    Outgoing::Close { code, reason } => {
+                        (Message::Close(Some(close_reason(code, reason))), true)
+                    }
                 };
                 if sink.feed(message).await.is_err() || last {
                     break 'link;
@@ -244,93 +429,175 @@ pub(crate) async fn connect(
             if sink.flush().await.is_err() {
                 break;
             }
+            writer_flow.sent(written);
         }
         let _closed = sink.close().await;
     });
-    let stream = ClientFrames {
-        inner: stream,
-        max: config.max_message_size,
+    let raw = stream.map(|item| {
+        item.map(|frame| {
+            use actix_http::ws::Frame;
+            match frame {
+                Frame::Binary(bytes) => Raw::Binary(bytes),
+                Frame::Text(bytes) => Raw::Text(bytes.len()),
+                Frame::Continuation(item) => Raw::Continuation(item),
+                Frame::Ping(bytes) => Raw::Ping(bytes),
+                Frame::Pong(bytes) => Raw::Pong(bytes.len()),
+                Frame::Close(reason) => Raw::Close(reason),
+            }
+        })
+    });
+    let inbound = Frames {
+        inner: raw,
+        flow: flow.clone(),
         partial: None,
+        // Server frames are not masked.
+        mask: 0,
     };
-    Connection::launch(
-        shared.clone(),
-        Direction::Outbound { url },
-        #[cfg(feature = "auth")]
-        crate::peer::guard::LinkAuth::Outbound,
-        Box::pin(stream),
-        sender,
-        Some(ready),
-    );
-    Ok(())
+    Ok(Socket {
+        inbound: Box::pin(inbound),
+        outbound: sender,
+        flow,
+    })
 }
 
-/// awc yields raw frames; this aggregates continuations up to the size limit.
-struct ClientFrames<S> {
+/// One WebSocket frame, from either side's codec.
+enum Raw {
+    Binary(Bytes),
+    Text(usize),
+    Continuation(Item),
+    Ping(Bytes),
+    Pong(usize),
+    Close(Option<CloseReason>),
+    Nop,
+}
+
+/// The bytes a frame with `payload` bytes occupied on the wire: RFC 6455 section 5.2.
+fn wire_len(payload: usize, mask: usize) -> usize {
+    let extended = match payload {
+        0..=125 => 0,
+        126..=65_535 => 2,
+        _ => 8,
+    };
+    2 + extended + mask + payload
+}
+
+/// Turns frames into [`Inbound`] events: assembles fragmented messages (reporting each
+/// fragment, so the link can bound their time and bytes), meters delivered bytes, and
+/// stops reading while the remote leaves too much unread.
+struct Frames<S> {
     inner: S,
-    max: usize,
+    flow: Rc<Flow>,
     partial: Option<BytesMut>,
+    mask: usize,
 }
 
-impl<S> Stream for ClientFrames<S>
+impl<S> Stream for Frames<S>
 where
-    S: Stream<Item = Result<actix_http::ws::Frame, ProtocolError>> + Unpin,
+    S: Stream<Item = Result<Raw, ProtocolError>> + Unpin,
 {
     type Item = Inbound;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Inbound>> {
-        use actix_http::ws::Frame;
-        loop {
-            let frame = match self.inner.poll_next_unpin(cx) {
-                Poll::Ready(Some(Ok(frame))) => frame,
-                Poll::Ready(Some(Err(error))) => return Poll::Ready(Some(violation(&error))),
-                Poll::Ready(None) => return Poll::Ready(None),
-                Poll::Pending => return Poll::Pending,
-            };
-            let event = match frame {
-                Frame::Binary(bytes) => Inbound::Binary(bytes),
-                Frame::Text(_) => Inbound::Text,
-                Frame::Ping(bytes) => Inbound::Ping(bytes),
-                Frame::Pong(_) => Inbound::Pong,
-                Frame::Close(reason) => Inbound::Close(reason),
-                Frame::Continuation(item) => match self.continue_with(item) {
-                    Some(event) => event,
-                    None => continue,
-                },
-            };
-            return Poll::Ready(Some(event));
+        if !self.flow.may_read(cx) {
+            return Poll::Pending;
         }
+        let raw = match self.inner.poll_next_unpin(cx) {
+            Poll::Ready(Some(Ok(raw))) => raw,
+            Poll::Ready(Some(Err(error))) => return Poll::Ready(Some(violation(&error))),
+            Poll::Ready(None) => return Poll::Ready(None),
+            Poll::Pending if !self.flow.may_buffer() => {
+                // The metered input stopped with more than a message's worth buffered and
+                // still no complete frame: one frame is larger than any message allowed now.
+                return Poll::Ready(Some(Inbound::Violation(
+                    CloseCode::Size.into(),
+                    "message over the size limit".to_owned(),
+                )));
+            }
+            Poll::Pending => return Poll::Pending,
+        };
+        let mask = self.mask;
+        let (event, payload) = match raw {
+            Raw::Binary(bytes) => {
+                let len = bytes.len();
+                if self.partial.is_some() {
+                    (protocol("a new message inside a fragmented one"), len)
+                } else {
+                    (Inbound::Binary(bytes), len)
+                }
+            }
+            Raw::Text(len) => (Inbound::Text, len),
+            Raw::Ping(bytes) => {
+                let len = bytes.len();
+                (Inbound::Ping(bytes), len)
+            }
+            Raw::Pong(len) => (Inbound::Pong, len),
+            Raw::Close(reason) => {
+                let len = reason.as_ref().map_or(0, |reason| {
+                    2 + reason.description.as_ref().map_or(0, String::len)
+                });
+                (
+                    Inbound::Close(reason.and_then(|reason| reason.description)),
+                    len,
+                )
+            }
+            Raw::Nop => {
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            Raw::Continuation(item) => {
+                let len = match &item {
+                    Item::FirstText(chunk)
+                    | Item::FirstBinary(chunk)
+                    | Item::Continue(chunk)
+                    | Item::Last(chunk) => chunk.len(),
+                };
+                (self.continue_with(item), len)
+            }
+        };
+        let consumed = wire_len(payload, mask);
+        self.flow
+            .buffered
+            .set(self.flow.buffered.get().saturating_sub(consumed));
+        // The metered input may have stopped for want of room: there is room again.
+        if let Some(reader) = self.flow.reader.borrow_mut().take() {
+            reader.wake();
+        }
+        Poll::Ready(Some(event))
     }
 }
 
-impl<S> ClientFrames<S> {
-    fn continue_with(&mut self, item: Item) -> Option<Inbound> {
+fn protocol(reason: &str) -> Inbound {
+    Inbound::Violation(CloseCode::Protocol.into(), reason.to_owned())
+}
+
+impl<S> Frames<S> {
+    fn continue_with(&mut self, item: Item) -> Inbound {
         let (chunk, first, last) = match item {
+            Item::FirstText(_) => return Inbound::Text,
             Item::FirstBinary(chunk) => (chunk, true, false),
-            Item::FirstText(_) => return Some(Inbound::Text),
             Item::Continue(chunk) => (chunk, false, false),
             Item::Last(chunk) => (chunk, false, true),
         };
+        let limit = self.flow.inbound_limit.get();
         let partial = match (&mut self.partial, first) {
             (None, true) => self.partial.insert(BytesMut::new()),
             (Some(partial), false) => partial,
-            _ => {
-                return Some(Inbound::Violation(
-                    CloseCode::Protocol,
-                    "unexpected continuation frame".to_owned(),
-                ));
-            }
+            _ => return protocol("unexpected continuation frame"),
         };
-        if partial.len() + chunk.len() > self.max {
-            return Some(Inbound::Violation(
-                CloseCode::Size,
+        if partial.len() + chunk.len() > limit {
+            return Inbound::Violation(
+                CloseCode::Size.into(),
                 "fragmented message over the size limit".to_owned(),
-            ));
+            );
         }
         partial.extend_from_slice(&chunk);
         if last {
-            self.partial.take().map(|all| Inbound::Binary(all.freeze()))
+            match self.partial.take() {
+                Some(all) => Inbound::Binary(all.freeze()),
+                None => protocol("unexpected continuation frame"),
+            }
         } else {
-            None
+            Inbound::Fragment(chunk.len())
         }
     }
 }

@@ -197,9 +197,28 @@ impl Payload {
         value: &T,
         room: usize,
     ) -> Result<Self, RemoteError> {
+        Self::encode_within(value, room, usize::MAX)
+    }
+
+    /// Encodes `value` after `room` spare bytes, or fails with `TooLarge` if its encoding is
+    /// longer than `limit`: the size is measured first, so an oversized value is never
+    /// copied into a buffer.
+    pub(crate) fn encode_within<T: Serialize + ?Sized>(
+        value: &T,
+        room: usize,
+        limit: usize,
+    ) -> Result<Self, RemoteError> {
         let mut size = bincode::enc::write::SizeWriter::default();
         bincode::serde::encode_into_writer(value, &mut size, config())
             .map_err(RemoteError::decode)?;
+        if size.bytes_written > limit {
+            return Err(RemoteError::TooLarge {
+                peer: None,
+                block: None,
+                size: size.bytes_written as u64,
+                limit: limit as u64,
+            });
+        }
         let mut buffer = pool::take(room + size.bytes_written);
         buffer.resize(room, 0);
         bincode::serde::encode_into_writer(value, VecWriter(&mut buffer), config())
@@ -363,7 +382,7 @@ pub(crate) enum Frame<'a> {
         /// Remaining time in milliseconds (a duration, so clocks need not agree).
         deadline_ms: u64,
         #[serde(borrow)]
-        metadata: Vec<(Cow<'a, str>, Cow<'a, str>)>,
+        metadata: Metadata<'a>,
         #[serde(borrow, with = "serde_bytes")]
         captures: &'a [u8],
     },
@@ -379,6 +398,67 @@ pub(crate) enum Frame<'a> {
     Ping { nonce: u64 },
     /// Answer to [`Frame::Ping`].
     Pong { nonce: u64 },
+}
+
+/// The most metadata entries a call frame may carry at all: decoding stops there, so a frame
+/// of millions of empty entries never allocates for them. The configured limit
+/// (`max_metadata_entries`, default 32) is checked after decoding.
+pub(crate) const MAX_METADATA_ENTRIES_CEILING: usize = 64;
+
+/// A call's metadata: a small string map (trace context), borrowed from the frame.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+pub(crate) struct Metadata<'a>(pub(crate) Vec<(Cow<'a, str>, Cow<'a, str>)>);
+
+impl Metadata<'_> {
+    pub(crate) fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Bytes of keys and values.
+    pub(crate) fn bytes(&self) -> usize {
+        self.0
+            .iter()
+            .map(|(key, value)| key.len() + value.len())
+            .sum()
+    }
+
+    /// The value of `key`, if present.
+    pub(crate) fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(name, _)| name == key)
+            .map(|(_, value)| value.as_ref())
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Metadata<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Entries;
+
+        impl<'de> serde::de::Visitor<'de> for Entries {
+            type Value = Metadata<'de>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "at most {MAX_METADATA_ENTRIES_CEILING} metadata entries")
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut entries = Vec::new();
+                while let Some(entry) = seq.next_element::<(Cow<'de, str>, Cow<'de, str>)>()? {
+                    if entries.len() == MAX_METADATA_ENTRIES_CEILING {
+                        return Err(serde::de::Error::custom("too many metadata entries"));
+                    }
+                    entries.push(entry);
+                }
+                Ok(Metadata(entries))
+            }
+        }
+
+        deserializer.deserialize_seq(Entries)
+    }
 }
 
 /// The body of a [`Frame::Reply`].
@@ -414,7 +494,7 @@ mod tests {
             block: 0xdead_beef,
             name: Cow::Borrowed("app@1:1"),
             deadline_ms: 30_000,
-            metadata: vec![(Cow::Borrowed("traceparent"), Cow::Borrowed("00-x"))],
+            metadata: Metadata(vec![(Cow::Borrowed("traceparent"), Cow::Borrowed("00-x"))]),
             captures: &captures,
         };
         let bytes = encode(&frame).unwrap();
@@ -514,7 +594,7 @@ mod tests {
                 block: 77,
                 name: Cow::Borrowed("app::x#0"),
                 deadline_ms: 1234,
-                metadata: metadata.clone(),
+                metadata: Metadata(metadata.clone()),
                 captures: &plain,
             })
             .unwrap();
@@ -560,7 +640,10 @@ mod tests {
                 block: u64::MAX,
                 name: Cow::Borrowed("app::search#0"),
                 deadline_ms: 30_000,
-                metadata: vec![(Cow::Borrowed("traceparent"), Cow::Borrowed("00-ab-cd-01"))],
+                metadata: Metadata(vec![(
+                    Cow::Borrowed("traceparent"),
+                    Cow::Borrowed("00-ab-cd-01"),
+                )]),
                 captures: &captures,
             },
             Frame::Reply {

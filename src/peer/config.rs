@@ -15,7 +15,7 @@ use crate::wire::DEFAULT_MAX_MESSAGE_SIZE;
 /// | `max_message_size` | 16 MiB | largest message sent or accepted (at most 1 GiB) |
 /// | `max_inbound_calls` | 4 096 per link | calls of one link running here at once |
 /// | `max_queued_calls` | 4 096 per link | calls waiting beyond that; then `Overloaded` |
-/// | `max_queued_bytes` | 64 MiB per link | captures waiting beyond that; then `Overloaded` |
+/// | `max_queued_bytes` | 64 MiB per link | bytes of call frames of one link running or waiting here; then `Overloaded` |
 /// | `max_pending_outbound` | 4 096 per link | calls this peer has pending on a link; more wait until their deadline |
 /// | `handshake_timeout` | 10 s | time a new link has for its handshake |
 /// | `connect_timeout` | 10 s | time opening a connection may take |
@@ -25,6 +25,17 @@ use crate::wire::DEFAULT_MAX_MESSAGE_SIZE;
 /// | `refuse_app_version_mismatch` | false | refuse links with another `app_version` |
 /// | `workers` | 1 | HTTP worker threads of a listening peer |
 /// | `serialize_local` | false | serialize calls to the peer itself, as if remote |
+/// | `max_hello_size` | 64 KiB | largest message accepted before the handshake completes (at most 64 KiB) |
+/// | `max_metadata_bytes` | 8 KiB | bytes of a call's metadata; more closes the link |
+/// | `max_metadata_entries` | 32 | entries of a call's metadata (at most 64); more closes the link |
+/// | `max_inbound_deadline` | 5 min | inbound deadlines are clamped to this |
+/// | `max_send_buffer` | 4 MiB per link | bytes written but not taken by the remote past which the link stops reading |
+/// | `write_timeout` | 10 s | a link whose remote takes nothing for this long while over `max_send_buffer` is dropped (1008) |
+/// | `fragment_timeout` | 10 s | time a fragmented message has to complete; then the link closes (1008) |
+/// | `max_links` | 512 | links (inbound, past their handshake) a peer keeps; more are refused |
+/// | `max_handshakes` | 64 | inbound links in their handshake at once; more are refused with HTTP 503 |
+/// | `max_links_per_ip` | 64 | inbound links and handshakes from one IP address; more are refused with HTTP 503 |
+/// | `max_buffered_bytes` | 256 MiB per peer | bytes of inbound calls and fragments all links hold; then calls answer `Overloaded` |
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Config {
@@ -42,7 +53,8 @@ pub struct Config {
     /// Calls of one link that may wait for a slot; beyond, calls are answered `Overloaded`.
     /// Default 4 096.
     pub max_queued_calls: usize,
-    /// Bytes of captures of one link that may wait for a slot. Default 64 MiB.
+    /// Bytes of call frames of one link running or waiting here; beyond, calls are answered
+    /// `Overloaded`. Default 64 MiB.
     pub max_queued_bytes: usize,
     /// Calls this peer may have pending on one link; more wait until their deadline.
     /// Default 4 096.
@@ -64,18 +76,50 @@ pub struct Config {
     pub workers: usize,
     /// Serialize calls to the peer itself as if they were remote (for tests). Default false.
     pub serialize_local: bool,
+    /// The largest message accepted before the handshake completes. Default (and at most)
+    /// 64 KiB: a `Hello` is tiny.
+    pub max_hello_size: usize,
+    /// Bytes of a call's metadata (keys and values); a call with more closes its link.
+    /// Default 8 KiB.
+    pub max_metadata_bytes: usize,
+    /// Entries of a call's metadata; a call with more closes its link. Default 32, at most 64.
+    pub max_metadata_entries: usize,
+    /// The longest deadline an inbound call may ask for; longer ones are clamped.
+    /// Default 5 minutes.
+    pub max_inbound_deadline: Duration,
+    /// Bytes written to a link but not yet taken by the remote past which the link stops
+    /// reading (so that a remote that does not read cannot make it queue more). Default 4 MiB.
+    pub max_send_buffer: usize,
+    /// How long a link may stay over `max_send_buffer` with the remote taking nothing before
+    /// it is dropped (close 1008). Default 10 s.
+    pub write_timeout: Duration,
+    /// How long a fragmented message may take to complete before the link closes (1008).
+    /// Default 10 s.
+    pub fragment_timeout: Duration,
+    /// Inbound links (past their handshake) this peer keeps at once. Default 512.
+    pub max_links: usize,
+    /// Inbound links in their handshake at once; more are refused with HTTP 503. Default 64.
+    pub max_handshakes: usize,
+    /// Inbound links and handshakes from one IP address; more are refused with HTTP 503.
+    /// Default 64.
+    pub max_links_per_ip: usize,
+    /// Bytes of inbound call frames (running or queued) and unfinished fragmented messages
+    /// all links of this peer hold; past it calls answer `Overloaded` and fragmented
+    /// messages close their link. Default 256 MiB.
+    pub max_buffered_bytes: usize,
 }
 
 impl Default for Config {
     fn default() -> Self {
+        let limits = link::Limits::default();
         Self {
             default_deadline: link::DEFAULT_DEADLINE,
             ping_interval: link::PING_INTERVAL,
             liveness_timeout: link::LIVENESS_TIMEOUT,
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
-            max_inbound_calls: 4096,
-            max_queued_calls: 4096,
-            max_queued_bytes: 64 << 20,
+            max_inbound_calls: limits.max_inbound_calls,
+            max_queued_calls: limits.max_queued_calls,
+            max_queued_bytes: limits.max_inbound_bytes,
             max_pending_outbound: 4096,
             handshake_timeout: link::HANDSHAKE_TIMEOUT,
             connect_timeout: Duration::from_secs(10),
@@ -85,6 +129,41 @@ impl Default for Config {
             refuse_app_version_mismatch: false,
             workers: 1,
             serialize_local: false,
+            max_hello_size: limits.max_hello_size,
+            max_metadata_bytes: limits.max_metadata_bytes,
+            max_metadata_entries: limits.max_metadata_entries,
+            max_inbound_deadline: limits.max_inbound_deadline,
+            max_send_buffer: limits.max_send_buffer,
+            write_timeout: limits.write_timeout,
+            fragment_timeout: limits.fragment_timeout,
+            max_links: 512,
+            max_handshakes: 64,
+            max_links_per_ip: 64,
+            max_buffered_bytes: 256 << 20,
+        }
+    }
+}
+
+impl Config {
+    /// The per-link bounds the link engine enforces.
+    pub(crate) fn limits(&self) -> link::Limits {
+        link::Limits {
+            max_message_size: self.max_message_size,
+            max_hello_size: self.max_hello_size.min(link::MAX_HELLO_SIZE),
+            max_inbound_calls: self.max_inbound_calls,
+            max_queued_calls: self.max_queued_calls,
+            max_inbound_bytes: self.max_queued_bytes,
+            max_metadata_bytes: self.max_metadata_bytes,
+            max_metadata_entries: self
+                .max_metadata_entries
+                .min(crate::wire::MAX_METADATA_ENTRIES_CEILING),
+            max_inbound_deadline: self.max_inbound_deadline,
+            max_send_buffer: self.max_send_buffer,
+            write_timeout: self.write_timeout,
+            fragment_timeout: self.fragment_timeout,
+            handshake_timeout: self.handshake_timeout,
+            ping_interval: self.ping_interval,
+            liveness_timeout: self.liveness_timeout,
         }
     }
 }

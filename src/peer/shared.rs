@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use actix::Addr;
@@ -12,10 +12,11 @@ use futures_util::future::{Either, LocalBoxFuture, select};
 use tokio::sync::{Semaphore, broadcast};
 use web_time::Instant;
 
-use super::Peer;
+use super::admission::Admission;
 use super::config::Config;
 use super::connection::{CancelCall, Connection, Direction, OutboundCall};
-use super::events::{Counters, PeerEvent};
+use super::events::PeerEvent;
+use crate::link::{Budget, Counters};
 use crate::scope::{Request, Runtime};
 use crate::{PeerId, RemoteError};
 
@@ -27,7 +28,8 @@ use crate::auth::Principal;
 pub(crate) struct Link {
     pub(crate) serial: u64,
     pub(crate) addr: Addr<Connection>,
-    pub(crate) next_call: Arc<AtomicU64>,
+    /// Where calls take their ids (the link's engine hands them out).
+    pub(crate) ids: Arc<AtomicU64>,
     pub(crate) remote_max: usize,
     pub(crate) direction: Direction,
     pub(crate) app_version: Option<String>,
@@ -42,10 +44,12 @@ pub(crate) struct Shared {
     pub(crate) config: Config,
     #[cfg(feature = "auth")]
     pub(crate) guard: super::guard::Guard,
-    pub(crate) counters: Counters,
+    pub(crate) counters: Arc<Counters>,
     pub(crate) events: broadcast::Sender<PeerEvent>,
-    /// The peer actor, set once it runs.
-    pub(crate) peer: OnceLock<Addr<Peer>>,
+    /// Bytes of inbound messages all links hold (`max_buffered_bytes`).
+    pub(crate) budget: Arc<Budget>,
+    /// Links, handshakes and links per address (`max_links`, ...).
+    pub(crate) admission: Arc<Admission>,
     stopping: AtomicBool,
     links: RwLock<HashMap<PeerId, Arc<Link>>>,
     links_changed: tokio::sync::Notify,
@@ -58,14 +62,21 @@ impl Shared {
         config: Config,
         #[cfg(feature = "auth")] guard: super::guard::Guard,
     ) -> Self {
+        let budget = Arc::new(Budget::new(config.max_buffered_bytes));
+        let admission = Arc::new(Admission::new(
+            config.max_links,
+            config.max_handshakes,
+            config.max_links_per_ip,
+        ));
         Self {
             id,
             config,
             #[cfg(feature = "auth")]
             guard,
-            counters: Counters::default(),
+            counters: Arc::new(Counters::default()),
             events: broadcast::channel(256).0,
-            peer: OnceLock::new(),
+            budget,
+            admission,
             stopping: AtomicBool::new(false),
             links: RwLock::new(HashMap::new()),
             links_changed: tokio::sync::Notify::new(),
@@ -212,7 +223,7 @@ impl Shared {
                 });
             }
         };
-        let id = link.next_call.fetch_add(1, Ordering::Relaxed);
+        let id = link.ids.fetch_add(1, Ordering::Relaxed);
         let (reply, replied) = oneshot::channel();
         let mut guard = CancelOnDrop {
             addr: link.addr.clone(),

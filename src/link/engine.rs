@@ -1,0 +1,995 @@
+//! The link protocol as a state machine, in the manner of quinn-proto, h2 and rustls: no
+//! I/O, no clock and no timers of its own, no runtime.
+//!
+//! An adapter feeds it what the socket delivers ([`Engine::on_message`], [`Engine::on_ping`],
+//! ...), the time (`now` arguments, [`Engine::on_timeout`] at [`Engine::poll_timeout`]) and
+//! what the application asks ([`Engine::call`], [`Engine::cancel`], [`Engine::finish`]);
+//! it then drains [`Engine::poll_transmit`] into the socket and [`Engine::poll_event`] into
+//! the runtime (run a block, abort one, the link is up, the link is over). Everything the
+//! engine holds is bounded by its [`Limits`] and the peer-wide [`Budget`].
+
+use std::borrow::Cow;
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use web_time::Instant;
+
+use super::limits::{Budget, Limits, MAX_ERROR_NAME};
+use super::metrics::Counters;
+use super::{Expect, Reply, check_hello};
+use crate::block::{self, BlockEntry};
+use crate::error::HandshakeError;
+use crate::scope::{Request, Trace};
+use crate::wire::{self, Frame, Hello, Payload, ReplyBody};
+use crate::{PeerId, RemoteError};
+
+/// WebSocket close codes the engine asks for (RFC 6455 section 7.4.1).
+pub(crate) mod close {
+    /// Normal closure.
+    pub(crate) const NORMAL: u16 = 1000;
+    /// The peer is going away (`stop()`).
+    pub(crate) const AWAY: u16 = 1001;
+    /// A protocol violation.
+    pub(crate) const PROTOCOL: u16 = 1002;
+    /// A data type this endpoint does not accept (text frames).
+    pub(crate) const UNSUPPORTED: u16 = 1003;
+    /// A policy violation: refused identity, a peer that does not read, an expired token.
+    pub(crate) const POLICY: u16 = 1008;
+    /// A message too big to process.
+    pub(crate) const SIZE: u16 = 1009;
+}
+
+/// Which side opened the link: the connecting side speaks first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    Connecting,
+    Accepting,
+}
+
+/// Decides, on the link's thread and before any capture is decoded, whether the remote may
+/// run the named block here.
+pub(crate) type Authorize = Box<dyn Fn(PeerId, &str) -> Result<(), RemoteError>>;
+
+/// What the adapter writes to the socket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Transmit {
+    /// A binary message.
+    Binary(Bytes),
+    /// A WebSocket ping (native links only; browsers cannot send them).
+    Ping,
+    /// A WebSocket pong.
+    Pong(Bytes),
+    /// A close frame; nothing follows it.
+    Close { code: u16, reason: String },
+}
+
+/// A call of the remote, admitted to run here.
+#[derive(Debug)]
+pub(crate) struct Run {
+    pub(crate) id: u64,
+    pub(crate) entry: &'static BlockEntry,
+    pub(crate) remote: PeerId,
+    pub(crate) deadline: Instant,
+    /// The encoded captures, shared with the frame they came in.
+    pub(crate) captures: Bytes,
+    /// The largest result the remote accepts: a larger one is `TooLarge` before it is
+    /// allocated.
+    pub(crate) max_result: usize,
+    /// The caller's trace context, from the call's metadata.
+    pub(crate) trace: Option<Trace>,
+}
+
+/// What the engine tells the adapter.
+#[derive(Debug)]
+pub(crate) enum Event {
+    /// The remote's `Hello` passed this link's checks: the adapter admits it peer-wide
+    /// (no other live link claims that id) with [`Engine::accept`], or [`Engine::refuse`]s it.
+    Hello {
+        peer: PeerId,
+        app_version: Option<String>,
+    },
+    /// The handshake completed.
+    Up { remote: PeerId },
+    /// Run a block; report its outcome with [`Engine::finish`].
+    Run(Run),
+    /// Stop a running block (cancelled by the remote, or the link is over); no reply.
+    Abort(u64),
+    /// The link is over: flush the transmits, then drop the socket. Pending calls have
+    /// failed with `ConnectionLost`.
+    Closed {
+        /// Why, for logs and events.
+        reason: String,
+        /// The handshake failure, if the link never came up.
+        refused: Option<HandshakeError>,
+        /// The remote, if the link was up when it ended.
+        remote: Option<PeerId>,
+    },
+}
+
+enum Phase {
+    /// Waiting for the remote's `Hello`, until `deadline`.
+    Handshaking {
+        deadline: Instant,
+    },
+    /// The remote's hello passed; waiting for the adapter's decision.
+    Admitting {
+        remote: PeerId,
+        remote_max: usize,
+    },
+    Live {
+        remote: PeerId,
+        remote_max: usize,
+    },
+    Closed,
+}
+
+/// An admitted call waiting for a free slot.
+struct Queued {
+    run: Run,
+    /// Frame bytes charged to the link's and the peer's budgets.
+    charged: usize,
+}
+
+/// This side's own hello, sent first when connecting and after admission when accepting.
+#[derive(Debug, Clone)]
+pub(crate) struct Identity {
+    pub(crate) local: PeerId,
+    pub(crate) app_version: Option<String>,
+    pub(crate) refuse_app_version_mismatch: bool,
+}
+
+/// One link's protocol state.
+pub(crate) struct Engine {
+    identity: Identity,
+    role: Role,
+    limits: Limits,
+    budget: Arc<Budget>,
+    counters: Arc<Counters>,
+    authorize: Authorize,
+    phase: Phase,
+    /// Call ids for this side's calls: taken by callers on any thread before they hand a
+    /// call to the link's thread (so that they can cancel it by id).
+    ids: Arc<AtomicU64>,
+    /// Calls this side made over the link, waiting for their replies.
+    pending: HashMap<u64, Reply>,
+    /// Calls of the remote running here, with the frame bytes charged for each.
+    running: HashMap<u64, usize>,
+    /// Calls of the remote waiting for a slot, by id (O(1) duplicate checks and cancels) ...
+    queued: HashMap<u64, Queued>,
+    /// ... and in arrival order; ids cancelled meanwhile are skipped, and the order is
+    /// compacted when it holds many of them.
+    queue: VecDeque<u64>,
+    /// Frame bytes of the remote's calls running or queued here.
+    inbound_bytes: usize,
+    /// Bytes of a fragmented message being assembled, charged to the peer's budget.
+    fragment_bytes: usize,
+    fragment_since: Option<Instant>,
+    events: VecDeque<Event>,
+    transmits: VecDeque<Transmit>,
+    /// When a complete message (or a pong to our probe) last arrived.
+    last_heard: Instant,
+    next_ping: Instant,
+    ping_nonce: u64,
+    /// A pong is queued and not yet known to be written: no other is queued.
+    pong_outstanding: bool,
+    /// Bytes handed to the socket and not yet taken by it, as the adapter last reported.
+    unsent: usize,
+    stalled_since: Option<Instant>,
+    /// When the link's credentials expire.
+    expires_at: Option<Instant>,
+    draining: bool,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("local", &self.identity.local)
+            .field("role", &self.role)
+            .field("pending", &self.pending.len())
+            .field("running", &self.running.len())
+            .field("queued", &self.queued.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Cuts a name echoed in an error to [`MAX_ERROR_NAME`] bytes (on a character boundary).
+fn truncated(name: &str) -> String {
+    if name.len() <= MAX_ERROR_NAME {
+        return name.to_owned();
+    }
+    let mut end = MAX_ERROR_NAME;
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &name[..end])
+}
+
+impl Engine {
+    /// A new link. The connecting side queues its `Hello` at once.
+    pub(crate) fn new(
+        identity: Identity,
+        role: Role,
+        limits: Limits,
+        budget: Arc<Budget>,
+        counters: Arc<Counters>,
+        authorize: Authorize,
+        now: Instant,
+    ) -> Self {
+        let mut engine = Self {
+            phase: Phase::Handshaking {
+                deadline: now + limits.handshake_timeout,
+            },
+            next_ping: now + limits.ping_interval,
+            identity,
+            role,
+            limits,
+            budget,
+            counters,
+            authorize,
+            ids: Arc::new(AtomicU64::new(1)),
+            pending: HashMap::new(),
+            running: HashMap::new(),
+            queued: HashMap::new(),
+            queue: VecDeque::new(),
+            inbound_bytes: 0,
+            fragment_bytes: 0,
+            fragment_since: None,
+            events: VecDeque::new(),
+            transmits: VecDeque::new(),
+            last_heard: now,
+            ping_nonce: 0,
+            pong_outstanding: false,
+            unsent: 0,
+            stalled_since: None,
+            expires_at: None,
+            draining: false,
+        };
+        if role == Role::Connecting {
+            engine.send_hello();
+        }
+        engine
+    }
+
+    /// Closes the link when its credentials expire (`None`: never).
+    pub(crate) fn expire_at(&mut self, at: Option<Instant>) {
+        self.expires_at = at;
+    }
+
+    /// The remote peer, once the handshake completed.
+    pub(crate) fn remote(&self) -> Option<PeerId> {
+        match self.phase {
+            Phase::Live { remote, .. } => Some(remote),
+            _ => None,
+        }
+    }
+
+    /// The largest message the remote accepts, once its hello arrived.
+    pub(crate) fn remote_max(&self) -> Option<usize> {
+        match self.phase {
+            Phase::Live { remote_max, .. } | Phase::Admitting { remote_max, .. } => {
+                Some(remote_max)
+            }
+            _ => None,
+        }
+    }
+
+    /// Where callers take the ids of the calls they hand to [`Engine::call`].
+    pub(crate) fn call_ids(&self) -> Arc<AtomicU64> {
+        self.ids.clone()
+    }
+
+    /// A fresh call id.
+    pub(crate) fn next_call_id(&self) -> u64 {
+        self.ids.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        matches!(self.phase, Phase::Closed)
+    }
+
+    /// The largest message the socket layer should let through now: a `Hello` is tiny, so
+    /// before the handshake completed only [`Limits::max_hello_size`] bytes.
+    pub(crate) fn max_inbound_message(&self) -> usize {
+        match self.phase {
+            Phase::Live { .. } => self.limits.max_message_size,
+            _ => self.limits.max_hello_size,
+        }
+    }
+
+    /// The next transmit for the socket.
+    pub(crate) fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// The next event for the runtime.
+    pub(crate) fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When [`Engine::on_timeout`] is due next.
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
+        let mut next: Option<Instant> = None;
+        let mut consider = |at: Option<Instant>| {
+            if let Some(at) = at {
+                next = Some(next.map_or(at, |next| next.min(at)));
+            }
+        };
+        match self.phase {
+            Phase::Closed => return None,
+            Phase::Handshaking { deadline } => consider(Some(deadline)),
+            Phase::Admitting { .. } => {}
+            Phase::Live { .. } => {
+                consider(Some(self.next_ping));
+                consider(Some(self.last_heard + self.limits.liveness_timeout));
+            }
+        }
+        consider(
+            self.fragment_since
+                .map(|since| since + self.limits.fragment_timeout),
+        );
+        consider(
+            self.stalled_since
+                .map(|since| since + self.limits.write_timeout),
+        );
+        consider(self.expires_at);
+        next
+    }
+
+    /// Time passed: handshake, liveness, fragment, write and credential deadlines; probes.
+    pub(crate) fn on_timeout(&mut self, now: Instant) {
+        if let Phase::Handshaking { deadline } = self.phase
+            && now >= deadline
+        {
+            return self.fail_handshake(HandshakeError::Timeout, close::PROTOCOL);
+        }
+        if self
+            .fragment_since
+            .is_some_and(|since| now >= since + self.limits.fragment_timeout)
+        {
+            return self.violation(close::POLICY, "fragmented message did not complete in time");
+        }
+        if self
+            .stalled_since
+            .is_some_and(|since| now >= since + self.limits.write_timeout)
+        {
+            // The close frame cannot get through a full buffer either: drop the link.
+            return self.violation(close::POLICY, "the remote does not read");
+        }
+        if self.expires_at.is_some_and(|at| now >= at) {
+            tracing::info!(target: "distributed_scope::auth", "token expired, closing link");
+            return self.close(close::POLICY, "token expired");
+        }
+        if let Phase::Live { remote, .. } = self.phase {
+            let silent = now.saturating_duration_since(self.last_heard);
+            if silent >= self.limits.liveness_timeout {
+                tracing::warn!(peer = %remote, ?silent, "link silent past the liveness timeout");
+                return self.end(format!("no traffic for {} ms", silent.as_millis()), None);
+            }
+            if now >= self.next_ping {
+                self.next_ping = now + self.limits.ping_interval;
+                self.ping_nonce += 1;
+                self.send_frame(&Frame::Ping {
+                    nonce: self.ping_nonce,
+                });
+                self.transmits.push_back(Transmit::Ping);
+            }
+        }
+    }
+
+    /// The adapter's count of bytes handed to the socket and not yet taken by it.
+    pub(crate) fn on_unsent(&mut self, unsent: usize, now: Instant) {
+        let progress = unsent < self.unsent;
+        self.unsent = unsent;
+        if unsent == 0 {
+            self.pong_outstanding = false;
+        }
+        if unsent <= self.limits.max_send_buffer {
+            self.stalled_since = None;
+        } else if progress || self.stalled_since.is_none() {
+            self.stalled_since = Some(now);
+        }
+    }
+
+    /// A continuation frame of a fragmented message arrived, `bytes` long.
+    pub(crate) fn on_fragment(&mut self, bytes: usize, now: Instant) {
+        if self.is_closed() {
+            return;
+        }
+        self.fragment_since.get_or_insert(now);
+        if self.fragment_bytes + bytes > self.max_inbound_message() {
+            return self.violation(close::SIZE, "fragmented message over the size limit");
+        }
+        if !self.budget.try_take(bytes) {
+            return self.violation(close::POLICY, "peer-wide inbound buffer budget exhausted");
+        }
+        self.fragment_bytes += bytes;
+    }
+
+    fn fragment_done(&mut self) {
+        self.budget.give(self.fragment_bytes);
+        self.fragment_bytes = 0;
+        self.fragment_since = None;
+    }
+
+    /// A WebSocket ping: answered once the link is up, with at most one pong outstanding.
+    pub(crate) fn on_ping(&mut self, payload: Bytes) {
+        if matches!(self.phase, Phase::Live { .. }) && !self.pong_outstanding {
+            self.pong_outstanding = true;
+            self.transmits.push_back(Transmit::Pong(payload));
+        }
+    }
+
+    /// A WebSocket pong: the remote answered a probe.
+    pub(crate) fn on_pong(&mut self, now: Instant) {
+        if matches!(self.phase, Phase::Live { .. }) {
+            self.last_heard = now;
+        }
+    }
+
+    /// A text frame: not part of the protocol.
+    pub(crate) fn on_text(&mut self) {
+        self.violation(close::UNSUPPORTED, "text frames are not supported");
+    }
+
+    /// The socket layer refused a frame (bad framing, too large).
+    pub(crate) fn on_violation(&mut self, code: u16, reason: &str) {
+        self.violation(code, reason);
+    }
+
+    /// The remote closed the link.
+    pub(crate) fn on_close(&mut self, description: Option<String>) {
+        if self.is_closed() {
+            return;
+        }
+        let reason = match description.filter(|text| !text.is_empty()) {
+            Some(text) => format!("closed by the remote: {text}"),
+            None => "closed by the remote".to_owned(),
+        };
+        self.transmits.push_back(Transmit::Close {
+            code: close::NORMAL,
+            reason: String::new(),
+        });
+        let refused = match self.phase {
+            Phase::Handshaking { .. } | Phase::Admitting { .. } => {
+                Some(HandshakeError::Refused(reason.clone()))
+            }
+            _ => None,
+        };
+        self.end(reason, refused);
+    }
+
+    /// The socket is gone without a close frame.
+    pub(crate) fn lost(&mut self) {
+        if self.is_closed() {
+            return;
+        }
+        let refused = match self.phase {
+            Phase::Handshaking { .. } | Phase::Admitting { .. } => Some(HandshakeError::Closed),
+            _ => None,
+        };
+        self.end("the connection dropped".to_owned(), refused);
+    }
+
+    /// A complete binary message.
+    pub(crate) fn on_message(&mut self, bytes: Bytes, now: Instant) {
+        self.fragment_done();
+        Counters::add(&self.counters.bytes_received, bytes.len() as u64);
+        if bytes.len() > self.max_inbound_message() {
+            return self.violation(close::SIZE, "message over the size limit");
+        }
+        match self.phase {
+            Phase::Handshaking { .. } => {
+                self.last_heard = now;
+                self.on_hello(&bytes);
+            }
+            Phase::Admitting { .. } => {
+                self.violation(close::PROTOCOL, "frame before the handshake completed");
+            }
+            Phase::Live { remote, remote_max } => {
+                self.last_heard = now;
+                self.on_frame(remote, remote_max, &bytes, now);
+            }
+            Phase::Closed => {}
+        }
+    }
+
+    fn on_hello(&mut self, bytes: &[u8]) {
+        let expect = Expect {
+            local: self.identity.local,
+            app_version: &self.identity.app_version,
+            refuse_app_version_mismatch: self.identity.refuse_app_version_mismatch,
+        };
+        match check_hello(bytes, &expect) {
+            Ok((hello, remote_max)) => {
+                self.phase = Phase::Admitting {
+                    remote: hello.peer,
+                    remote_max,
+                };
+                self.events.push_back(Event::Hello {
+                    peer: hello.peer,
+                    app_version: hello.app_version,
+                });
+            }
+            Err(reason) => {
+                if matches!(reason, HandshakeError::BadMagic | HandshakeError::Malformed) {
+                    Counters::add(&self.counters.refused_frames, 1);
+                }
+                let code = match reason {
+                    HandshakeError::AppVersion { .. } => close::POLICY,
+                    _ => close::PROTOCOL,
+                };
+                self.fail_handshake(reason, code);
+            }
+        }
+    }
+
+    /// Admits the link after [`Event::Hello`]: it is up.
+    pub(crate) fn accept(&mut self, now: Instant) {
+        let Phase::Admitting { remote, remote_max } = self.phase else {
+            return;
+        };
+        if self.role == Role::Accepting {
+            self.send_hello();
+        }
+        self.phase = Phase::Live { remote, remote_max };
+        self.last_heard = now;
+        self.next_ping = now + self.limits.ping_interval;
+        self.events.push_back(Event::Up { remote });
+    }
+
+    /// Refuses the link after [`Event::Hello`], telling the remote why.
+    pub(crate) fn refuse(&mut self, reason: HandshakeError) {
+        self.fail_handshake(reason, close::POLICY);
+    }
+
+    fn fail_handshake(&mut self, reason: HandshakeError, code: u16) {
+        if self.is_closed() {
+            return;
+        }
+        self.transmits.push_back(Transmit::Close {
+            code,
+            reason: reason.to_string(),
+        });
+        self.end(reason.to_string(), Some(reason));
+    }
+
+    fn send_hello(&mut self) {
+        let hello = Hello {
+            peer: self.identity.local,
+            max_message_size: self.limits.max_message_size as u64,
+            app_version: self.identity.app_version.clone(),
+        };
+        match hello.to_bytes() {
+            Ok(bytes) => self.transmit(Bytes::from(bytes)),
+            Err(error) => tracing::error!(%error, "cannot encode hello"),
+        }
+    }
+
+    fn transmit(&mut self, bytes: Bytes) {
+        Counters::add(&self.counters.bytes_sent, bytes.len() as u64);
+        self.transmits.push_back(Transmit::Binary(bytes));
+    }
+
+    fn send_frame(&mut self, frame: &Frame<'_>) {
+        match wire::encode(frame) {
+            Ok(bytes) => self.transmit(Bytes::from(bytes)),
+            Err(error) => tracing::error!(%error, "cannot encode a frame"),
+        }
+    }
+
+    /// A protocol violation: counted, logged, and the link closes with `code`.
+    fn violation(&mut self, code: u16, reason: &str) {
+        if self.is_closed() {
+            return;
+        }
+        Counters::add(&self.counters.refused_frames, 1);
+        tracing::warn!(reason, "frame refused, closing link");
+        self.transmits.push_back(Transmit::Close {
+            code,
+            reason: reason.to_owned(),
+        });
+        let refused = match self.phase {
+            Phase::Handshaking { .. } | Phase::Admitting { .. } => {
+                Some(HandshakeError::Protocol(reason.to_owned()))
+            }
+            _ => None,
+        };
+        self.end(reason.to_owned(), refused);
+    }
+
+    /// Closes the link on purpose (`disconnect`, token expiry).
+    pub(crate) fn close(&mut self, code: u16, reason: &str) {
+        if self.is_closed() {
+            return;
+        }
+        self.transmits.push_back(Transmit::Close {
+            code,
+            reason: reason.to_owned(),
+        });
+        let refused = match self.phase {
+            Phase::Handshaking { .. } | Phase::Admitting { .. } => Some(HandshakeError::Closed),
+            _ => None,
+        };
+        self.end(reason.to_owned(), refused);
+    }
+
+    /// The end of the link: pending calls fail with `ConnectionLost`, running ones are
+    /// aborted, budgets are given back.
+    fn end(&mut self, reason: String, refused: Option<HandshakeError>) {
+        let previous = std::mem::replace(&mut self.phase, Phase::Closed);
+        let was_up = match previous {
+            Phase::Live { remote, .. } => Some(remote),
+            _ => None,
+        };
+        let remote = match previous {
+            Phase::Live { remote, .. } | Phase::Admitting { remote, .. } => Some(remote),
+            Phase::Handshaking { .. } | Phase::Closed => None,
+        };
+        for (_, reply) in self.pending.drain() {
+            let lost = remote.map_or(
+                RemoteError::ShuttingDown {
+                    peer: None,
+                    block: None,
+                },
+                |peer| RemoteError::ConnectionLost { peer, block: None },
+            );
+            let _caller_gone = reply.send(Err(lost));
+        }
+        for (id, _) in self.running.drain() {
+            self.events.push_back(Event::Abort(id));
+        }
+        self.queued.clear();
+        self.queue.clear();
+        self.budget.give(self.inbound_bytes);
+        self.inbound_bytes = 0;
+        self.fragment_done();
+        self.stalled_since = None;
+        self.events.push_back(Event::Closed {
+            reason,
+            refused,
+            remote: was_up,
+        });
+    }
+
+    fn on_frame(&mut self, remote: PeerId, remote_max: usize, bytes: &Bytes, now: Instant) {
+        let frame: Frame<'_> = match wire::decode(bytes, self.limits.max_message_size) {
+            Ok(frame) => frame,
+            Err(error) => {
+                tracing::warn!(peer = %remote, %error, "undecodable frame");
+                let code = match error {
+                    RemoteError::TooLarge { .. } => close::SIZE,
+                    _ => close::PROTOCOL,
+                };
+                return self.violation(code, "undecodable frame");
+            }
+        };
+        match frame {
+            Frame::Call {
+                id,
+                block,
+                name,
+                deadline_ms,
+                metadata,
+                captures,
+            } => {
+                Counters::add(&self.counters.calls_received, 1);
+                if metadata.len() > self.limits.max_metadata_entries
+                    || metadata.bytes() > self.limits.max_metadata_bytes
+                {
+                    return self.violation(close::POLICY, "call metadata over its limits");
+                }
+                let trace = metadata.get(Trace::KEY).and_then(Trace::from_traceparent);
+                let wanted = std::time::Duration::from_millis(deadline_ms);
+                let call = Inbound {
+                    id,
+                    block,
+                    deadline: now + wanted.min(self.limits.max_inbound_deadline),
+                    captures: bytes.slice_ref(captures),
+                    frame_len: bytes.len(),
+                    trace,
+                };
+                self.on_call(remote, remote_max, call, &name);
+            }
+            Frame::Reply { id, result } => match self.pending.remove(&id) {
+                Some(reply) => {
+                    let result = match result {
+                        ReplyBody::Ok(output) => Ok(bytes.slice_ref(output)),
+                        ReplyBody::Err(error) => Err(error),
+                    };
+                    let _caller_gone = reply.send(result);
+                }
+                None => {
+                    Counters::add(&self.counters.late_replies, 1);
+                    tracing::debug!(peer = %remote, id, "late or unknown reply dropped");
+                }
+            },
+            Frame::Cancel { id } => {
+                if let Some(charged) = self.running.remove(&id) {
+                    self.release(charged);
+                    self.events.push_back(Event::Abort(id));
+                    self.start_queued(remote_max, now);
+                } else if let Some(queued) = self.queued.remove(&id) {
+                    self.release(queued.charged);
+                    self.compact_queue();
+                } else {
+                    tracing::debug!(peer = %remote, id, "cancel for a call not running here");
+                }
+            }
+            Frame::Ping { nonce } => {
+                if !self.pong_outstanding {
+                    self.pong_outstanding = true;
+                    self.send_frame(&Frame::Pong { nonce });
+                }
+            }
+            Frame::Pong { .. } => {}
+        }
+    }
+
+    fn on_call(&mut self, remote: PeerId, remote_max: usize, call: Inbound, name: &str) {
+        let id = call.id;
+        if self.running.contains_key(&id) || self.queued.contains_key(&id) {
+            // Never run a call twice.
+            Counters::add(&self.counters.refused_frames, 1);
+            tracing::warn!(peer = %remote, id, "duplicate call id ignored");
+            return;
+        }
+        if self.draining {
+            return self.reply_error(
+                id,
+                remote_max,
+                RemoteError::ShuttingDown {
+                    peer: None,
+                    block: Some(truncated(name)),
+                },
+            );
+        }
+        // Authorize by name first, so that nothing about the block, not even whether it
+        // exists, is revealed to a caller that may not run it; the captures stay opaque.
+        if let Err(error) = (self.authorize)(remote, name) {
+            return self.reply_error(id, remote_max, truncate_error(error));
+        }
+        // The id must belong to the very name that was authorized.
+        let entry = match block::lookup(call.block, name) {
+            Ok(entry) => entry,
+            Err(error) => return self.reply_error(id, remote_max, truncate_error(error)),
+        };
+        let overloaded = || RemoteError::Overloaded {
+            peer: None,
+            block: Some(entry.info.name().to_owned()),
+        };
+        let charged = call.frame_len;
+        let slot_free = self.running.len() < self.limits.max_inbound_calls;
+        if !slot_free && self.queued.len() >= self.limits.max_queued_calls {
+            return self.reply_error(id, remote_max, overloaded());
+        }
+        if self.inbound_bytes + charged > self.limits.max_inbound_bytes
+            || !self.budget.try_take(charged)
+        {
+            return self.reply_error(id, remote_max, overloaded());
+        }
+        self.inbound_bytes += charged;
+        let run = Run {
+            id,
+            entry,
+            remote,
+            deadline: call.deadline,
+            captures: call.captures,
+            max_result: remote_max.saturating_sub(wire::REPLY_ROOM),
+            trace: call.trace,
+        };
+        if slot_free {
+            self.running.insert(id, charged);
+            self.events.push_back(Event::Run(run));
+        } else {
+            self.queue.push_back(id);
+            self.queued.insert(id, Queued { run, charged });
+        }
+    }
+
+    fn release(&mut self, charged: usize) {
+        self.inbound_bytes -= charged;
+        self.budget.give(charged);
+    }
+
+    /// Drops cancelled ids from the arrival order once they outnumber the live ones.
+    fn compact_queue(&mut self) {
+        if self.queue.len() > 64 && self.queue.len() > 2 * self.queued.len() {
+            let queued = &self.queued;
+            self.queue.retain(|id| queued.contains_key(id));
+        }
+    }
+
+    /// Starts queued calls while slots are free; a call whose deadline passed while it
+    /// waited answers `Timeout` without running.
+    fn start_queued(&mut self, remote_max: usize, now: Instant) {
+        while self.running.len() < self.limits.max_inbound_calls {
+            let Some(id) = self.queue.pop_front() else {
+                break;
+            };
+            let Some(queued) = self.queued.remove(&id) else {
+                continue;
+            };
+            if queued.run.deadline <= now {
+                self.release(queued.charged);
+                let error = RemoteError::Timeout {
+                    peer: None,
+                    block: Some(queued.run.entry.info.name().to_owned()),
+                };
+                self.reply_error(id, remote_max, error);
+                continue;
+            }
+            self.running.insert(id, queued.charged);
+            self.events.push_back(Event::Run(queued.run));
+        }
+    }
+
+    /// A block started by [`Event::Run`] finished: its reply is queued. A result over the
+    /// remote's limit was refused as `TooLarge` before it was allocated (see [`Run`]).
+    pub(crate) fn finish(&mut self, id: u64, result: Result<Payload, RemoteError>, now: Instant) {
+        let Phase::Live { remote_max, .. } = self.phase else {
+            return;
+        };
+        let Some(charged) = self.running.remove(&id) else {
+            // Aborted meanwhile: the remote expects no reply.
+            return;
+        };
+        self.release(charged);
+        match wire::reply_frame(id, result, remote_max, Some(self.identity.local)) {
+            Ok(bytes) => self.transmit(bytes),
+            Err(error) => tracing::error!(%error, "cannot encode a reply"),
+        }
+        self.start_queued(remote_max, now);
+    }
+
+    fn reply_error(&mut self, id: u64, remote_max: usize, error: RemoteError) {
+        match wire::reply_frame(id, Err(error), remote_max, Some(self.identity.local)) {
+            Ok(bytes) => self.transmit(bytes),
+            Err(error) => tracing::error!(%error, "cannot encode a reply"),
+        }
+    }
+
+    /// Sends call `id` (from [`Engine::call_ids`]); its reply (or failure) goes to `reply`.
+    /// Fails at once, through `reply`, if the link is not up, the id is in use, or the call is
+    /// over the remote's size limit.
+    pub(crate) fn call(&mut self, id: u64, request: Request, reply: Reply, now: Instant) {
+        let Phase::Live { remote, remote_max } = self.phase else {
+            let _caller_gone = reply.send(Err(RemoteError::ConnectionLost {
+                peer: self.remote().unwrap_or(self.identity.local),
+                block: None,
+            }));
+            return;
+        };
+        if self.pending.contains_key(&id) {
+            let _caller_gone = reply.send(Err(RemoteError::BadFrame {
+                peer: Some(remote),
+                reason: format!("call id {id} is in use"),
+            }));
+            return;
+        }
+        let size = request.captures.len() + request.name.len() + wire::CALL_ROOM;
+        if size > remote_max {
+            let _caller_gone = reply.send(Err(RemoteError::TooLarge {
+                peer: Some(remote),
+                block: None,
+                size: size as u64,
+                limit: remote_max as u64,
+            }));
+            return;
+        }
+        let deadline_ms = wire::deadline_ms(request.deadline.saturating_duration_since(now));
+        // Only traced calls carry metadata (and allocate for it).
+        let traceparent = request.trace.map(Trace::to_traceparent);
+        let metadata: Vec<(Cow<'_, str>, Cow<'_, str>)> = match &traceparent {
+            Some(value) => vec![(Trace::KEY.into(), value.as_str().into())],
+            None => Vec::new(),
+        };
+        // The captures were encoded with room for this header: no copy of them here.
+        match request.captures.into_call_frame(
+            id,
+            request.block,
+            request.name,
+            deadline_ms,
+            &metadata,
+        ) {
+            Ok(bytes) => {
+                Counters::add(&self.counters.calls_sent, 1);
+                self.pending.insert(id, reply);
+                self.transmit(bytes);
+            }
+            Err(error) => {
+                let _caller_gone = reply.send(Err(error));
+            }
+        }
+    }
+
+    /// The caller of call `id` stopped waiting: the callee is told to stop.
+    pub(crate) fn cancel(&mut self, id: u64) {
+        if self.pending.remove(&id).is_some() && !self.is_closed() {
+            self.send_frame(&Frame::Cancel { id });
+        }
+    }
+
+    /// Stops taking new calls of the remote (they answer `ShuttingDown`); true once nothing
+    /// of the remote runs or waits here.
+    pub(crate) fn drain(&mut self) -> bool {
+        self.draining = true;
+        self.is_drained()
+    }
+
+    /// Nothing of the remote runs or waits here.
+    pub(crate) fn is_drained(&self) -> bool {
+        self.running.is_empty() && self.queued.is_empty()
+    }
+
+    /// The drain timeout passed: what still runs or waits answers `ShuttingDown`, and the
+    /// link closes with 1001.
+    pub(crate) fn shutdown(&mut self) {
+        self.draining = true;
+        if let Phase::Live { remote_max, .. } = self.phase {
+            let running: Vec<(u64, usize)> = self.running.drain().collect();
+            let queued: Vec<(u64, Queued)> = self.queued.drain().collect();
+            self.queue.clear();
+            for (id, charged) in running {
+                self.release(charged);
+                self.events.push_back(Event::Abort(id));
+                self.reply_shutting_down(id, remote_max);
+            }
+            for (id, queued) in queued {
+                self.release(queued.charged);
+                self.reply_shutting_down(id, remote_max);
+            }
+        }
+        self.close(close::AWAY, "peer stopping");
+    }
+
+    fn reply_shutting_down(&mut self, id: u64, remote_max: usize) {
+        let error = RemoteError::ShuttingDown {
+            peer: Some(self.identity.local),
+            block: None,
+        };
+        self.reply_error(id, remote_max, error);
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        // Budgets are peer-wide: give back what this link still holds.
+        self.budget.give(self.inbound_bytes + self.fragment_bytes);
+    }
+}
+
+/// The fields of an inbound `Call` frame, captures sliced out of the frame's buffer.
+struct Inbound {
+    id: u64,
+    block: u64,
+    deadline: Instant,
+    captures: Bytes,
+    frame_len: usize,
+    trace: Option<Trace>,
+}
+
+/// Cuts the block name an error echoes back to the caller.
+fn truncate_error(error: RemoteError) -> RemoteError {
+    match error {
+        RemoteError::UnknownBlock { peer, block } => RemoteError::UnknownBlock {
+            peer,
+            block: truncated(&block),
+        },
+        RemoteError::VersionMismatch { peer, block } => RemoteError::VersionMismatch {
+            peer,
+            block: truncated(&block),
+        },
+        RemoteError::Forbidden {
+            block,
+            subject,
+            peer,
+        } => RemoteError::Forbidden {
+            block: truncated(&block),
+            subject,
+            peer,
+        },
+        other => other,
+    }
+}

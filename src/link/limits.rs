@@ -1,0 +1,136 @@
+//! The bounds a link enforces, and the peer-wide budget of buffered inbound bytes its links
+//! share. Every number here has a documented default (see the option tables of
+//! [`Config`](crate::Config) and `docs/security.md`) and a test that reaches it.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use crate::wire::DEFAULT_MAX_MESSAGE_SIZE;
+
+/// The deadline of a call that sets none.
+pub(crate) const DEFAULT_DEADLINE: Duration = Duration::from_secs(30);
+/// How often a link is probed.
+pub(crate) const PING_INTERVAL: Duration = Duration::from_secs(3);
+/// How long a silent link lives.
+pub(crate) const LIVENESS_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a new link has to complete the handshake.
+pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The largest message accepted before the handshake completed: a `Hello` is tiny.
+pub(crate) const MAX_HELLO_SIZE: usize = 64 << 10;
+/// The longest block name echoed back in an error reply; longer names are cut.
+pub(crate) const MAX_ERROR_NAME: usize = 256;
+
+/// The per-link bounds, taken from the peer's options.
+#[derive(Debug, Clone)]
+pub(crate) struct Limits {
+    /// The largest message this side accepts (announced in its `Hello`).
+    pub(crate) max_message_size: usize,
+    /// The largest message accepted before the handshake completed (at most 64 KiB).
+    pub(crate) max_hello_size: usize,
+    /// Calls of the remote running here at once.
+    pub(crate) max_inbound_calls: usize,
+    /// Calls of the remote waiting for a slot.
+    pub(crate) max_queued_calls: usize,
+    /// Bytes of call frames of the remote running or waiting here.
+    pub(crate) max_inbound_bytes: usize,
+    /// Bytes of a call's metadata (keys and values).
+    pub(crate) max_metadata_bytes: usize,
+    /// Entries of a call's metadata.
+    pub(crate) max_metadata_entries: usize,
+    /// The longest deadline an inbound call may ask for.
+    pub(crate) max_inbound_deadline: Duration,
+    /// Bytes written but not yet taken by the socket past which this link stops reading.
+    pub(crate) max_send_buffer: usize,
+    /// How long the send buffer may stay over `max_send_buffer` without progress.
+    pub(crate) write_timeout: Duration,
+    /// How long a fragmented message may take to complete.
+    pub(crate) fragment_timeout: Duration,
+    /// How long the handshake may take.
+    pub(crate) handshake_timeout: Duration,
+    /// How often the link is probed.
+    pub(crate) ping_interval: Duration,
+    /// How long the link may stay silent.
+    pub(crate) liveness_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            max_hello_size: MAX_HELLO_SIZE,
+            max_inbound_calls: 4096,
+            max_queued_calls: 4096,
+            max_inbound_bytes: 64 << 20,
+            max_metadata_bytes: 8 << 10,
+            max_metadata_entries: 32,
+            max_inbound_deadline: Duration::from_secs(300),
+            max_send_buffer: 4 << 20,
+            write_timeout: Duration::from_secs(10),
+            fragment_timeout: Duration::from_secs(10),
+            handshake_timeout: HANDSHAKE_TIMEOUT,
+            ping_interval: PING_INTERVAL,
+            liveness_timeout: LIVENESS_TIMEOUT,
+        }
+    }
+}
+
+/// Bytes of inbound messages a whole peer holds for its links (call frames running or
+/// queued, fragments being assembled): past it, calls answer `Overloaded` and fragmented
+/// messages close their link.
+#[derive(Debug)]
+pub(crate) struct Budget {
+    used: AtomicUsize,
+    cap: usize,
+}
+
+impl Budget {
+    pub(crate) fn new(cap: usize) -> Self {
+        Self {
+            used: AtomicUsize::new(0),
+            cap,
+        }
+    }
+
+    /// Takes `bytes` from the budget, or nothing if they do not fit.
+    pub(crate) fn try_take(&self, bytes: usize) -> bool {
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                used.checked_add(bytes).filter(|total| *total <= self.cap)
+            })
+            .is_ok()
+    }
+
+    /// Gives back `bytes` taken earlier.
+    pub(crate) fn give(&self, bytes: usize) {
+        let _previous = self
+            .used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                Some(used.saturating_sub(bytes))
+            });
+    }
+
+    /// Bytes in use now.
+    #[cfg(test)]
+    pub(crate) fn used(&self) -> usize {
+        self.used.load(Ordering::Acquire)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn budget_refuses_what_does_not_fit_and_takes_back_what_is_given() {
+        let budget = Budget::new(100);
+        assert!(budget.try_take(60));
+        assert!(!budget.try_take(41));
+        assert!(budget.try_take(40));
+        assert_eq!(budget.used(), 100);
+        budget.give(60);
+        assert!(budget.try_take(60));
+        budget.give(1000);
+        assert_eq!(budget.used(), 0);
+        assert!(!budget.try_take(usize::MAX));
+    }
+}

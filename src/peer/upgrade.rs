@@ -1,0 +1,106 @@
+//! How links start: the upgrade handler of an accepting peer (auth, origin, peer-wide link
+//! limits, then the WebSocket) and the dial of a connecting one.
+
+use std::sync::Arc;
+
+use actix::Recipient;
+use actix_web::{HttpRequest, HttpResponse, web};
+use futures_channel::oneshot;
+
+use super::LinkDown;
+use super::admission::{Full, Ticket};
+use super::connection::{Connection, Direction, Launch};
+use super::shared::Shared;
+use crate::PeerId;
+use crate::error::{Error, HandshakeError};
+use crate::transport::{self, SocketLimits};
+
+fn socket_limits(shared: &Shared) -> SocketLimits {
+    SocketLimits {
+        max_frame: shared.config.max_message_size,
+        first_limit: shared.config.max_hello_size,
+        send_cap: shared.config.max_send_buffer,
+    }
+}
+
+/// The upgrade handler: `GET /` on a listening peer, or the route of
+/// [`PeerHandle::endpoint`](crate::PeerHandle::endpoint).
+pub(crate) async fn accept(
+    request: HttpRequest,
+    body: web::Payload,
+    shared: web::Data<Arc<Shared>>,
+) -> actix_web::Result<HttpResponse> {
+    #[cfg(feature = "auth")]
+    let link_auth = match shared.guard.admit(&request) {
+        Ok(link_auth) => link_auth,
+        Err(refusal) => return Ok(refusal.response()),
+    };
+    let ip = request.peer_addr().map(|addr| addr.ip());
+    let ticket = match shared.admission.admit(ip) {
+        Ok(ticket) => ticket,
+        Err(full) => {
+            tracing::warn!(?ip, ?full, "link refused: peer-wide link limit reached");
+            let reason = match full {
+                Full::Handshakes => "too many handshakes in progress",
+                Full::Address => "too many links from this address",
+            };
+            return Ok(HttpResponse::ServiceUnavailable()
+                .insert_header(("Retry-After", "1"))
+                .body(reason));
+        }
+    };
+    #[cfg(feature = "auth")]
+    let protocols = [crate::peer::guard::SUBPROTOCOL];
+    #[cfg(not(feature = "auth"))]
+    let protocols: [&str; 0] = [];
+    let (response, socket) =
+        transport::accept(&request, body, &protocols, socket_limits(&shared)).await?;
+    let remote = request
+        .peer_addr()
+        .map(|addr| addr.to_string())
+        .unwrap_or_default();
+    Connection::launch(Launch {
+        shared: shared.get_ref().clone(),
+        direction: Direction::Inbound { remote },
+        #[cfg(feature = "auth")]
+        link_auth,
+        socket,
+        ready: None,
+        on_down: None,
+        ticket,
+    });
+    Ok(response)
+}
+
+/// Opens a link to `url` on the current thread and waits for its handshake.
+pub(crate) async fn dial(
+    shared: Arc<Shared>,
+    url: String,
+    token: Option<String>,
+    tls: Arc<rustls::ClientConfig>,
+    on_down: Recipient<LinkDown>,
+) -> Result<PeerId, Error> {
+    let socket = transport::connect(
+        &url,
+        token.as_deref(),
+        tls,
+        shared.config.connect_timeout,
+        socket_limits(&shared),
+    )
+    .await?;
+    let (ready, handshake) = oneshot::channel();
+    Connection::launch(Launch {
+        shared,
+        direction: Direction::Outbound { url: url.clone() },
+        #[cfg(feature = "auth")]
+        link_auth: super::guard::LinkAuth::Outbound,
+        socket,
+        ready: Some(ready),
+        on_down: Some(on_down),
+        ticket: Ticket::outbound(),
+    });
+    handshake.await.unwrap_or(Err(Error::Handshake {
+        url,
+        reason: HandshakeError::Closed,
+    }))
+}
