@@ -232,10 +232,9 @@ pub use crate::browser::{BrowserPeer, BrowserPeerBuilder};
 pub use crate::call::RemoteCall;
 pub use crate::error::{Error, HandshakeError, Outcome, RemoteError};
 pub use crate::id::PeerId;
+pub use crate::link::{Backoff, Metrics};
 #[cfg(not(target_arch = "wasm32"))]
-pub use crate::peer::{
-    Backoff, Config, Events, LinkInfo, Metrics, On, Peer, PeerBuilder, PeerEvent, PeerHandle,
-};
+pub use crate::peer::{Config, Events, LinkInfo, On, Peer, PeerBuilder, PeerEvent, PeerHandle};
 pub use crate::scope::Scope;
 pub use crate::wire::{DEFAULT_MAX_MESSAGE_SIZE, MAX_MESSAGE_SIZE_CEILING};
 pub use distributed_scope_macros::{distributed, remote_block};

@@ -10,6 +10,7 @@
 //! Layering: `link` depends on the portable core (wire, block registry, scope, errors) and
 //! nothing above it; the adapters depend on `link`; `transport` is a leaf that knows neither.
 
+mod backoff;
 mod engine;
 mod limits;
 mod metrics;
@@ -18,11 +19,12 @@ mod tests;
 
 use futures_channel::oneshot;
 
+pub use self::backoff::Backoff;
+pub(crate) use self::backoff::jitter_unit;
 pub(crate) use self::engine::{Authorize, Engine, Event, Identity, Role, Run, Transmit, close};
-pub(crate) use self::limits::{
-    Budget, DEFAULT_DEADLINE, HANDSHAKE_TIMEOUT, LIVENESS_TIMEOUT, Limits, MAX_HELLO_SIZE,
-    PING_INTERVAL,
-};
+pub(crate) use self::limits::{Budget, DEFAULT_DEADLINE, Limits};
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) use self::limits::{HANDSHAKE_TIMEOUT, LIVENESS_TIMEOUT, MAX_HELLO_SIZE, PING_INTERVAL};
 pub(crate) use self::metrics::Counters;
 pub use self::metrics::Metrics;
 use crate::error::HandshakeError;

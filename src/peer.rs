@@ -11,7 +11,6 @@ mod upgrade;
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::hash::{BuildHasher, Hasher};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,13 +19,14 @@ use actix::prelude::*;
 use actix_web::dev::ServerHandle;
 use actix_web::{App, HttpServer, web};
 
-pub use self::config::{Backoff, Config};
+pub use self::config::Config;
 use self::connection::{Close, Direction, Drain, Shutdown};
 pub use self::events::{Events, PeerEvent};
 use self::shared::Shared;
 use self::upgrade::dial;
 use crate::block::Block;
-pub use crate::link::Metrics;
+use crate::link::Backoff;
+use crate::link::Metrics;
 use crate::scope::Scope;
 use crate::{Error, PeerId, RemoteCall, RemoteError, transport, wire};
 
@@ -111,7 +111,7 @@ impl Peer {
         }
         outbound.attempt += 1;
         let attempt = outbound.attempt;
-        let delay = backoff.delay(attempt, jitter_unit());
+        let delay = backoff.delay(attempt, crate::link::jitter_unit());
         tracing::info!(url, attempt, ?delay, "reconnecting");
         self.shared.emit(PeerEvent::Reconnecting {
             url: url.clone(),
@@ -151,13 +151,6 @@ impl Peer {
             );
         });
     }
-}
-
-/// A number in `[0, 1)` for jitter, from the standard library's per-process random keys.
-fn jitter_unit() -> f64 {
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u64(0x5eed);
-    (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// Configures and starts a [`Peer`]. Options not set keep the defaults listed on [`Config`].

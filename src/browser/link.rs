@@ -1,14 +1,13 @@
-//! One link of a browser peer: a `web_sys::WebSocket` and the calls on it.
+//! The browser link adapter: a `web_sys::WebSocket` driving the link's [`Engine`] on the
+//! page's event loop.
 //!
-//! The same per-call work as a native connection, on the page's event loop: reading frames,
-//! finding and running blocks, replying, and matching replies to the calls made here.
+//! Like the native adapter it only moves bytes and time; the protocol (handshake, admission
+//! and authorization, budgets, liveness, drain) is the engine's, so both peers behave alike.
 
-use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::{Rc, Weak};
 use std::sync::{Arc, Weak as ArcWeak};
-use std::time::Duration;
 
 use bytes::Bytes;
 use futures_channel::oneshot;
@@ -18,24 +17,30 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen::JsValue;
 use wasm_bindgen::prelude::Closure;
 use wasm_bindgen_futures::spawn_local;
-use web_sys::{BinaryType, CloseEvent, Event, MessageEvent, WebSocket};
+use web_sys::{BinaryType, CloseEvent, Event as DomEvent, MessageEvent, WebSocket};
 use web_time::Instant;
 
 use super::{Inner, timer};
 use crate::error::HandshakeError;
-use crate::link::{Expect, Reply, State, check_hello};
-use crate::scope::{Request, Runtime, Scope, Trace};
-use crate::wire::{self, Frame, Hello, Payload, ReplyBody};
-use crate::{Error, PeerId, RemoteError, block};
+use crate::link::{Engine, Event, Run, Transmit, close};
+use crate::scope::{Request, Runtime, Scope, Trace, record_outcome};
+use crate::{Error, PeerId, RemoteError};
 
 /// The subprotocol offered beside a token; the native peer selects it.
 const SUBPROTOCOL: &str = "distributed-scope";
-/// Scripts may close a WebSocket only with 1000 or 3000..=4999.
-const NORMAL_CLOSURE: u16 = 1000;
+
+/// Scripts may close a WebSocket only with 1000 or 3000..=4999: the protocol's codes are
+/// sent as 4000 + (code - 1000), e.g. 1008 as 4008.
+fn script_close_code(code: u16) -> u16 {
+    match code {
+        close::NORMAL | close::AWAY => 1000,
+        other => 4000 + other.saturating_sub(1000).min(999),
+    }
+}
 
 /// The socket's event handlers, kept alive as long as the link.
 struct Handlers {
-    _open: Closure<dyn FnMut(Event)>,
+    _open: Closure<dyn FnMut(DomEvent)>,
     _message: Closure<dyn FnMut(MessageEvent)>,
     _close: Closure<dyn FnMut(CloseEvent)>,
 }
@@ -46,13 +51,16 @@ pub(super) struct Link {
     url: String,
     socket: WebSocket,
     opened: Cell<bool>,
-    state: RefCell<State>,
-    next_call: Cell<u64>,
-    /// Calls this peer made over the link, waiting for their replies.
-    pending: RefCell<HashMap<u64, Reply>>,
-    /// Calls the remote made, running here.
+    engine: RefCell<Engine>,
+    ready: RefCell<Option<oneshot::Sender<Result<PeerId, Error>>>>,
+    /// Blocks of the remote running here.
     running: RefCell<HashMap<u64, AbortHandle>>,
-    last_heard: Cell<Instant>,
+    /// The instant the armed timer fires, and its generation (older timers do nothing).
+    timer: Cell<Option<Instant>>,
+    timer_generation: Cell<u64>,
+    live: Cell<bool>,
+    /// `stop()` waiting for the remote's calls to finish.
+    drained: RefCell<Vec<oneshot::Sender<()>>>,
     handlers: RefCell<Option<Handlers>>,
 }
 
@@ -92,24 +100,17 @@ impl Link {
             url: url.to_owned(),
             socket,
             opened: Cell::new(false),
-            state: RefCell::new(State::Handshaking { ready: Some(ready) }),
-            next_call: Cell::new(1),
-            pending: RefCell::new(HashMap::new()),
+            engine: RefCell::new(inner.engine(Instant::now())),
+            ready: RefCell::new(Some(ready)),
             running: RefCell::new(HashMap::new()),
-            last_heard: Cell::new(Instant::now()),
+            timer: Cell::new(None),
+            timer_generation: Cell::new(0),
+            live: Cell::new(false),
+            drained: RefCell::new(Vec::new()),
             handlers: RefCell::new(None),
         });
-        link.attach(inner);
-        let weak = Rc::downgrade(&link);
-        let timeout = inner.config.handshake_timeout;
-        spawn_local(async move {
-            timer::sleep(timeout).await;
-            if let Some(link) = weak.upgrade()
-                && matches!(*link.state.borrow(), State::Handshaking { .. })
-            {
-                link.fail_handshake(HandshakeError::Timeout);
-            }
-        });
+        link.attach();
+        link.arm_timer();
         // Until the handshake completes, this future owns the link: dropping it closes the
         // socket. Afterwards the peer's link table does.
         let outcome = handshake.await.unwrap_or(Err(Error::Handshake {
@@ -120,20 +121,13 @@ impl Link {
         outcome
     }
 
-    fn attach(self: &Rc<Self>, inner: &Arc<Inner>) {
-        let hello = Hello {
-            peer: inner.id,
-            max_message_size: inner.config.max_message_size as u64,
-            app_version: inner.config.app_version.clone(),
-        };
+    fn attach(self: &Rc<Self>) {
         let weak = Rc::downgrade(self);
-        let open = Closure::<dyn FnMut(Event)>::new(move |_: Event| {
+        let open = Closure::<dyn FnMut(DomEvent)>::new(move |_: DomEvent| {
             if let Some(link) = weak.upgrade() {
                 link.opened.set(true);
-                match hello.to_bytes() {
-                    Ok(bytes) => link.send(&bytes),
-                    Err(error) => tracing::error!(%error, "cannot encode hello"),
-                }
+                // The engine queued the hello; the socket can take it now.
+                link.drive();
             }
         });
         let weak = Rc::downgrade(self);
@@ -151,7 +145,12 @@ impl Link {
                     reason = event.reason(),
                     "closed by remote"
                 );
-                link.shut_down(event.code());
+                if link.opened.get() {
+                    link.engine.borrow_mut().on_close(Some(event.reason()));
+                } else {
+                    link.fail_unopened(event.code());
+                }
+                link.drive();
             }
         });
         self.socket.set_onopen(Some(open.as_ref().unchecked_ref()));
@@ -166,254 +165,220 @@ impl Link {
         });
     }
 
+    /// The socket never opened: the browser does not say why (a refused upgrade and an
+    /// unreachable host look the same).
+    fn fail_unopened(&self, code: u16) {
+        if let Some(ready) = self.ready.borrow_mut().take() {
+            let _caller_gone = ready.send(Err(Error::Connect {
+                url: self.url.clone(),
+                reason: format!("the socket closed before opening (code {code})"),
+                status: None,
+            }));
+        }
+        self.engine.borrow_mut().lost();
+    }
+
     pub(super) fn serial(&self) -> u64 {
         self.serial
     }
 
+    pub(super) fn url(&self) -> &str {
+        &self.url
+    }
+
     pub(super) fn is_live(&self) -> bool {
-        matches!(*self.state.borrow(), State::Live { .. })
+        self.live.get()
     }
 
-    fn send(&self, bytes: &[u8]) {
-        if self.socket.ready_state() != WebSocket::OPEN {
-            return;
-        }
-        if let Err(error) = self.socket.send_with_u8_array(bytes) {
-            tracing::warn!(url = self.url, error = describe(&error), "cannot send");
-        }
+    /// Closes the link on purpose; calls pending on it fail with `ConnectionLost`.
+    pub(super) fn close(self: &Rc<Self>, reason: &str) {
+        self.engine.borrow_mut().close(close::NORMAL, reason);
+        self.drive();
     }
 
-    fn send_frame(&self, frame: &Frame<'_>) {
-        match wire::encode(frame) {
-            Ok(bytes) => self.send(&bytes),
-            Err(error) => tracing::error!(%error, "cannot encode a frame"),
+    /// Stops taking new calls; resolves once nothing of the remote runs here.
+    pub(super) fn drain(&self) -> oneshot::Receiver<()> {
+        let (drained, done) = oneshot::channel();
+        if self.engine.borrow_mut().drain() {
+            let _now = drained.send(());
+        } else {
+            self.drained.borrow_mut().push(drained);
         }
+        done
     }
 
-    /// Closes the socket and fails what depended on it.
-    pub(super) fn close(&self, reason: &str) {
-        tracing::debug!(url = self.url, reason, "closing link");
-        if let Err(error) = self
-            .socket
-            .close_with_code_and_reason(NORMAL_CLOSURE, reason)
-        {
-            tracing::debug!(error = describe(&error), "close refused");
-        }
-        self.shut_down(NORMAL_CLOSURE);
-    }
-
-    /// The link is gone: a handshake in progress fails, pending calls fail with
-    /// `ConnectionLost`, and blocks running for the remote stop.
-    fn shut_down(&self, code: u16) {
-        let state = std::mem::replace(&mut *self.state.borrow_mut(), State::Closed);
-        match state {
-            State::Handshaking { ready: Some(ready) } => {
-                let error = if self.opened.get() {
-                    Error::Handshake {
-                        url: self.url.clone(),
-                        reason: HandshakeError::Closed,
-                    }
-                } else {
-                    Error::Connect {
-                        url: self.url.clone(),
-                        reason: format!("the socket closed before opening (code {code})"),
-                        status: None,
-                    }
-                };
-                let _caller_gone = ready.send(Err(error));
-            }
-            State::Live { remote, .. } => {
-                if let Some(inner) = self.peer.upgrade() {
-                    inner.remove_link(remote, self.serial);
-                }
-                let pending = std::mem::take(&mut *self.pending.borrow_mut());
-                tracing::info!(peer = %remote, pending = pending.len(), "link down");
-                for (_, reply) in pending {
-                    let _caller_gone = reply.send(Err(RemoteError::ConnectionLost {
-                        peer: remote,
-                        block: None,
-                    }));
-                }
-                let running = std::mem::take(&mut *self.running.borrow_mut());
-                for (_, handle) in running {
-                    handle.abort();
-                }
-            }
-            State::Handshaking { ready: None } | State::Closed => {}
-        }
-    }
-
-    fn fail_handshake(&self, reason: HandshakeError) {
-        tracing::info!(url = self.url, %reason, "handshake refused");
-        let ready = match &mut *self.state.borrow_mut() {
-            State::Handshaking { ready } => ready.take(),
-            _ => None,
-        };
-        if let Some(ready) = ready {
-            let _caller_gone = ready.send(Err(Error::Handshake {
-                url: self.url.clone(),
-                reason: reason.clone(),
-            }));
-        }
-        self.close(&reason.to_string());
+    /// The drain timeout passed: what still runs answers `ShuttingDown`; the link closes.
+    pub(super) fn shutdown(self: &Rc<Self>) {
+        self.engine.borrow_mut().shutdown();
+        self.drive();
     }
 
     fn on_message(self: &Rc<Self>, event: &MessageEvent) {
-        self.last_heard.set(Instant::now());
         let data = event.data();
-        if !data.is_instance_of::<ArrayBuffer>() {
-            return self.close("text frames are not supported");
-        }
-        let bytes = Bytes::from(Uint8Array::new(&data).to_vec());
-        let handshaking = matches!(*self.state.borrow(), State::Handshaking { .. });
-        if handshaking {
-            self.on_hello(&bytes);
+        if data.is_instance_of::<ArrayBuffer>() {
+            let bytes = Bytes::from(Uint8Array::new(&data).to_vec());
+            self.engine.borrow_mut().on_message(&bytes, Instant::now());
         } else {
-            self.on_frame(&bytes);
+            self.engine.borrow_mut().on_text();
         }
+        self.drive();
     }
 
-    fn on_hello(self: &Rc<Self>, bytes: &[u8]) {
-        let Some(inner) = self.peer.upgrade() else {
-            return self.close("peer dropped");
-        };
-        let expect = Expect {
-            local: inner.id,
-            app_version: &inner.config.app_version,
-            refuse_app_version_mismatch: inner.config.refuse_app_version_mismatch,
-        };
-        let (hello, remote_max) = match check_hello(bytes, &expect) {
-            Ok(checked) => checked,
-            Err(reason) => return self.fail_handshake(reason),
-        };
-        if !inner.insert_link(hello.peer, self.clone()) {
-            return self.fail_handshake(HandshakeError::Duplicate(hello.peer));
+    /// Carries out what the engine asks after any input: writes, events, the timer.
+    fn drive(self: &Rc<Self>) {
+        loop {
+            // Until the socket opens, what the engine sends (its hello) waits in the engine.
+            while self.opened.get() {
+                let transmit = self.engine.borrow_mut().poll_transmit();
+                let Some(transmit) = transmit else { break };
+                self.write(transmit);
+            }
+            let unsent = usize::try_from(self.socket.buffered_amount()).unwrap_or(usize::MAX);
+            self.engine.borrow_mut().on_unsent(unsent, Instant::now());
+            let event = self.engine.borrow_mut().poll_event();
+            let Some(event) = event else { break };
+            self.on_event(event);
         }
-        tracing::info!(peer = %hello.peer, url = self.url, "link up");
-        let previous = std::mem::replace(
-            &mut *self.state.borrow_mut(),
-            State::Live {
-                remote: hello.peer,
-                remote_max,
-            },
-        );
-        if let State::Handshaking { ready: Some(ready) } = previous {
-            let _caller_gone = ready.send(Ok(hello.peer));
+        if self.engine.borrow().is_drained() {
+            for drained in self.drained.borrow_mut().drain(..) {
+                let _stopper_gone = drained.send(());
+            }
         }
-        self.watch_liveness(inner.config.ping_interval, inner.config.liveness_timeout);
+        self.arm_timer();
     }
 
-    /// Sends a `Ping` every `interval`; closes the link after `timeout` without a frame.
-    fn watch_liveness(self: &Rc<Self>, interval: Duration, timeout: Duration) {
-        let weak: Weak<Self> = Rc::downgrade(self);
-        spawn_local(async move {
-            let mut nonce = 0u64;
-            loop {
-                timer::sleep(interval).await;
-                let Some(link) = weak.upgrade() else { return };
-                if !link.is_live() {
+    fn write(&self, transmit: Transmit) {
+        match transmit {
+            Transmit::Binary(bytes) => {
+                if self.socket.ready_state() != WebSocket::OPEN {
                     return;
                 }
-                if link.last_heard.get().elapsed() > timeout {
-                    tracing::warn!(url = link.url, "peer silent, dropping the link");
-                    return link.close("liveness timeout");
+                if let Err(error) = self.socket.send_with_u8_array(&bytes) {
+                    tracing::warn!(url = self.url, error = describe(&error), "cannot send");
                 }
-                nonce = nonce.wrapping_add(1);
-                link.send_frame(&Frame::Ping { nonce });
             }
+            // Scripts can neither send WebSocket pings nor pongs (the browser answers pings).
+            Transmit::Ping | Transmit::Pong(_) => {}
+            Transmit::Close { code, reason } => {
+                if self.socket.ready_state() <= WebSocket::OPEN
+                    && let Err(error) = self
+                        .socket
+                        .close_with_code_and_reason(script_close_code(code), &reason)
+                {
+                    tracing::debug!(error = describe(&error), "close refused");
+                }
+            }
+        }
+    }
+
+    fn arm_timer(self: &Rc<Self>) {
+        let next = self.engine.borrow().poll_timeout();
+        if self.timer.get() == next {
+            return;
+        }
+        self.timer.set(next);
+        let generation = self.timer_generation.get() + 1;
+        self.timer_generation.set(generation);
+        let Some(at) = next else { return };
+        let weak: Weak<Self> = Rc::downgrade(self);
+        spawn_local(async move {
+            timer::sleep_until(at).await;
+            let Some(link) = weak.upgrade() else { return };
+            if link.timer_generation.get() != generation {
+                return;
+            }
+            link.timer.set(None);
+            link.engine.borrow_mut().on_timeout(Instant::now());
+            link.drive();
         });
     }
 
-    fn on_frame(self: &Rc<Self>, bytes: &Bytes) {
-        let State::Live { remote, remote_max } = *self.state.borrow() else {
-            return;
-        };
-        let Some(inner) = self.peer.upgrade() else {
-            return self.close("peer dropped");
-        };
-        let frame: Frame<'_> = match wire::decode(bytes, inner.config.max_message_size) {
-            Ok(frame) => frame,
-            Err(error) => {
-                tracing::warn!(peer = %remote, %error, "undecodable frame");
-                return self.close("undecodable frame");
-            }
-        };
-        match frame {
-            Frame::Call {
-                id,
-                block,
-                name,
-                deadline_ms,
-                metadata,
-                captures,
-            } => {
-                let trace = metadata
-                    .iter()
-                    .find(|(key, _)| key == Trace::KEY)
-                    .and_then(|(_, value)| Trace::from_traceparent(value));
-                let call = Inbound {
-                    remote,
-                    remote_max,
-                    id,
-                    block,
-                    deadline_ms,
-                    captures: bytes.slice_ref(captures),
-                    trace,
-                };
-                self.on_call(&inner, call, &name);
-            }
-            Frame::Reply { id, result } => {
-                let reply = self.pending.borrow_mut().remove(&id);
-                match reply {
-                    Some(reply) => {
-                        let result = match result {
-                            ReplyBody::Ok(output) => Ok(bytes.slice_ref(output)),
-                            ReplyBody::Err(error) => Err(error),
-                        };
-                        let _caller_gone = reply.send(result);
-                    }
-                    None => tracing::debug!(peer = %remote, id, "late or unknown reply dropped"),
+    fn on_event(self: &Rc<Self>, event: Event) {
+        match event {
+            Event::Hello { peer, .. } => {
+                let admitted = self
+                    .peer
+                    .upgrade()
+                    .is_some_and(|inner| inner.insert_link(peer, self.clone()));
+                let mut engine = self.engine.borrow_mut();
+                if admitted {
+                    engine.accept(Instant::now());
+                } else {
+                    engine.refuse(HandshakeError::Duplicate(peer));
                 }
             }
-            Frame::Cancel { id } => {
-                let running = self.running.borrow_mut().remove(&id);
-                if let Some(handle) = running {
+            Event::Up { remote } => {
+                self.live.set(true);
+                tracing::info!(peer = %remote, url = self.url, "link up");
+                if let Some(inner) = self.peer.upgrade() {
+                    inner.link_up(&self.url);
+                }
+                if let Some(ready) = self.ready.borrow_mut().take() {
+                    let _caller_gone = ready.send(Ok(remote));
+                }
+            }
+            Event::Run(run) => self.run(run),
+            Event::Abort(id) => {
+                if let Some(handle) = self.running.borrow_mut().remove(&id) {
                     handle.abort();
                 }
             }
-            Frame::Ping { nonce } => self.send_frame(&Frame::Pong { nonce }),
-            Frame::Pong { .. } => {}
+            Event::Closed {
+                reason,
+                refused,
+                remote,
+            } => {
+                self.live.set(false);
+                if !self.opened.get() && self.socket.ready_state() <= WebSocket::OPEN {
+                    let _closing = self.socket.close();
+                }
+                if let Some(refusal) = refused {
+                    tracing::info!(url = self.url, %refusal, "handshake refused");
+                    if let Some(ready) = self.ready.borrow_mut().take() {
+                        let _caller_gone = ready.send(Err(Error::Handshake {
+                            url: self.url.clone(),
+                            reason: refusal,
+                        }));
+                    }
+                }
+                if let Some(remote) = remote {
+                    tracing::info!(peer = %remote, reason, "link down");
+                    if let Some(inner) = self.peer.upgrade() {
+                        inner.link_down(remote, self.serial, &self.url);
+                    }
+                }
+                for drained in self.drained.borrow_mut().drain(..) {
+                    let _stopper_gone = drained.send(());
+                }
+            }
         }
     }
 
-    fn on_call(self: &Rc<Self>, inner: &Arc<Inner>, call: Inbound, name: &str) {
-        let Inbound {
-            remote,
-            remote_max,
-            id,
-            block: block_id,
-            deadline_ms,
-            captures,
-            trace,
-        } = call;
-        if self.running.borrow().contains_key(&id) {
-            tracing::warn!(peer = %remote, id, "duplicate call id ignored");
+    fn run(self: &Rc<Self>, run: Run) {
+        let Some(inner) = self.peer.upgrade() else {
             return;
-        }
-        // The id must name the very block that was asked for, by name too.
-        let entry = match block::lookup(block_id, name) {
-            Ok(entry) if entry.info.name() == name => entry,
-            Ok(_) => {
-                let error = RemoteError::UnknownBlock {
-                    peer: None,
-                    block: name.to_owned(),
-                };
-                return self.reply(id, remote_max, Err(error));
-            }
-            Err(error) => return self.reply(id, remote_max, Err(error)),
         };
-        tracing::debug!(peer = %remote, id, block = name, "call in");
-        let deadline = Instant::now() + Duration::from_millis(deadline_ms);
+        let Run {
+            id,
+            entry,
+            remote,
+            deadline,
+            captures,
+            max_result,
+            trace,
+        } = run;
+        let span = tracing::info_span!(
+            target: "distributed_scope::call",
+            "serve",
+            block = entry.info.name(),
+            caller = %remote,
+            callee = %inner.id,
+            outcome = tracing::field::Empty,
+            error_code = tracing::field::Empty,
+            error = tracing::field::Empty,
+            duration_ms = tracing::field::Empty,
+        );
+        let started = (!span.is_disabled()).then(Instant::now);
         let runtime: Arc<dyn Runtime> = inner.clone();
         let scope = Scope::new(
             runtime,
@@ -422,81 +387,48 @@ impl Link {
             None,
             Some(deadline),
         )
-        .with_trace(trace);
-        let max = inner.config.max_message_size;
+        .with_trace(trace.or_else(|| (!span.is_disabled()).then(|| Trace::child_of(None))));
+        let max = inner.config.limits.max_message_size;
+        let body = tracing::Instrument::instrument(
+            scope.guard((entry.invoke)(captures, max, max_result)),
+            span.clone(),
+        );
         let (handle, registration) = AbortHandle::new_pair();
-        let run = Abortable::new(scope.guard((entry.invoke)(captures, max)), registration);
+        let body = Abortable::new(body, registration);
         self.running.borrow_mut().insert(id, handle);
         let link = Rc::downgrade(self);
         spawn_local(async move {
-            let outcome = run.await;
-            if let Some(link) = link.upgrade() {
-                link.running.borrow_mut().remove(&id);
-                // An aborted call (cancelled, or its link closed) gets no reply.
-                if let Ok(result) = outcome {
-                    link.reply(id, remote_max, result);
-                }
+            let outcome = body.await;
+            let Some(link) = link.upgrade() else { return };
+            link.running.borrow_mut().remove(&id);
+            // An aborted call (cancelled, or its link closed) gets no reply.
+            if let Ok(result) = outcome {
+                record_outcome(&span, started, &result);
+                link.engine.borrow_mut().finish(id, result, Instant::now());
+                link.drive();
             }
         });
     }
 
-    fn reply(&self, id: u64, remote_max: usize, result: Result<Payload, RemoteError>) {
-        let local = self.peer.upgrade().map(|inner| inner.id);
-        match wire::reply_frame(id, result, remote_max, local) {
-            Ok(bytes) => self.send(&bytes),
-            Err(error) => tracing::error!(%error, "cannot encode a reply"),
-        }
-    }
-
     /// Sends a call over this link and waits for its reply; dropping the future cancels it.
-    pub(super) async fn call(
-        self: Rc<Self>,
-        target: PeerId,
-        request: Request,
-    ) -> Result<Bytes, RemoteError> {
-        let lost = || RemoteError::ConnectionLost {
-            peer: target,
-            block: None,
-        };
-        let State::Live { remote_max, .. } = *self.state.borrow() else {
-            return Err(lost());
-        };
-        let size = request.captures.len() + request.name.len() + 64;
-        if size > remote_max {
-            return Err(RemoteError::TooLarge {
-                peer: Some(target),
-                block: None,
-                size: size as u64,
-                limit: remote_max as u64,
-            });
-        }
-        let id = self.next_call.get();
-        self.next_call.set(id + 1);
-        let deadline_ms =
-            wire::deadline_ms(request.deadline.saturating_duration_since(Instant::now()));
-        // Only traced calls carry metadata: the caller's trace context, for the callee's span.
-        let traceparent = request.trace.map(Trace::to_traceparent);
-        let metadata: Vec<(Cow<'_, str>, Cow<'_, str>)> = match &traceparent {
-            Some(value) => vec![(Trace::KEY.into(), value.as_str().into())],
-            None => Vec::new(),
-        };
-        // The captures were encoded with room for this header: no copy of them here.
-        let bytes = request.captures.into_call_frame(
-            id,
-            request.block,
-            request.name,
-            deadline_ms,
-            &metadata,
-        )?;
+    pub(super) async fn call(self: Rc<Self>, request: Request) -> Result<Bytes, RemoteError> {
         let (reply, replied) = oneshot::channel();
-        self.pending.borrow_mut().insert(id, reply);
-        self.send(&bytes);
+        let id = {
+            let mut engine = self.engine.borrow_mut();
+            let id = engine.next_call_id();
+            engine.call(id, request, reply, Instant::now());
+            id
+        };
+        self.drive();
         let mut guard = CancelOnDrop {
             link: Rc::downgrade(&self),
             id,
             armed: true,
         };
-        let result = replied.await.unwrap_or_else(|_| Err(lost()));
+        let result = replied.await.unwrap_or(Err(RemoteError::Cancelled {
+            peer: None,
+            block: None,
+        }));
         guard.armed = false;
         result
     }
@@ -509,22 +441,9 @@ impl Drop for Link {
         self.socket.set_onmessage(None);
         self.socket.set_onclose(None);
         if self.socket.ready_state() <= WebSocket::OPEN {
-            let _closing = self
-                .socket
-                .close_with_code_and_reason(NORMAL_CLOSURE, "link dropped");
+            let _closing = self.socket.close_with_code_and_reason(1000, "link dropped");
         }
     }
-}
-
-/// The fields of an inbound `Call` frame, captures sliced out of the frame's buffer.
-struct Inbound {
-    remote: PeerId,
-    remote_max: usize,
-    id: u64,
-    block: u64,
-    deadline_ms: u64,
-    captures: Bytes,
-    trace: Option<Trace>,
 }
 
 /// Sends `Cancel` for a call whose caller stopped waiting before the reply came.
@@ -540,10 +459,8 @@ impl Drop for CancelOnDrop {
             return;
         }
         if let Some(link) = self.link.upgrade() {
-            let pending = link.pending.borrow_mut().remove(&self.id);
-            if pending.is_some() && link.is_live() {
-                link.send_frame(&Frame::Cancel { id: self.id });
-            }
+            link.engine.borrow_mut().cancel(self.id);
+            link.drive();
         }
     }
 }

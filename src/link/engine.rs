@@ -41,6 +41,10 @@ pub(crate) mod close {
     pub(crate) const SIZE: u16 = 1009;
 }
 
+/// Pings (WebSocket and protocol together) a remote may send per ping interval; peers of
+/// this protocol send two. More is a flood (catalogue W8) and closes the link with 1008.
+pub(crate) const MAX_PINGS_PER_INTERVAL: u32 = 32;
+
 /// Which side opened the link: the connecting side speaks first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Role {
@@ -174,6 +178,10 @@ pub(crate) struct Engine {
     ping_nonce: u64,
     /// A pong is queued and not yet known to be written: no other is queued.
     pong_outstanding: bool,
+    /// Pings of the remote (WebSocket and protocol) since `ping_window` began: a remote that
+    /// pings more than [`MAX_PINGS_PER_INTERVAL`] times a ping interval is closed.
+    pings: u32,
+    ping_window: Instant,
     /// Bytes handed to the socket and not yet taken by it, as the adapter last reported.
     unsent: usize,
     stalled_since: Option<Instant>,
@@ -241,6 +249,8 @@ impl Engine {
             last_heard: now,
             ping_nonce: 0,
             pong_outstanding: false,
+            pings: 0,
+            ping_window: now,
             unsent: 0,
             stalled_since: None,
             expires_at: None,
@@ -280,7 +290,14 @@ impl Engine {
         self.ids.clone()
     }
 
-    /// A fresh call id.
+    /// A fresh call id (for callers on the link's own thread).
+    #[cfg_attr(
+        not(any(test, target_arch = "wasm32")),
+        expect(
+            dead_code,
+            reason = "native callers take ids from `call_ids` on any thread"
+        )
+    )]
     pub(crate) fn next_call_id(&self) -> u64 {
         self.ids.fetch_add(1, Ordering::Relaxed)
     }
@@ -414,11 +431,28 @@ impl Engine {
     }
 
     /// A WebSocket ping: answered once the link is up, with at most one pong outstanding.
-    pub(crate) fn on_ping(&mut self, payload: Bytes) {
+    pub(crate) fn on_ping(&mut self, payload: Bytes, now: Instant) {
+        if !self.count_ping(now) {
+            return;
+        }
         if matches!(self.phase, Phase::Live { .. }) && !self.pong_outstanding {
             self.pong_outstanding = true;
             self.transmits.push_back(Transmit::Pong(payload));
         }
+    }
+
+    /// Counts a ping of the remote; false (and the link closes) past the rate limit.
+    fn count_ping(&mut self, now: Instant) -> bool {
+        if now.saturating_duration_since(self.ping_window) >= self.limits.ping_interval {
+            self.ping_window = now;
+            self.pings = 0;
+        }
+        self.pings += 1;
+        if self.pings > MAX_PINGS_PER_INTERVAL {
+            self.violation(close::POLICY, "too many pings");
+            return false;
+        }
+        true
     }
 
     /// A WebSocket pong: the remote answered a probe.
@@ -473,7 +507,7 @@ impl Engine {
     }
 
     /// A complete binary message.
-    pub(crate) fn on_message(&mut self, bytes: Bytes, now: Instant) {
+    pub(crate) fn on_message(&mut self, bytes: &Bytes, now: Instant) {
         self.fragment_done();
         Counters::add(&self.counters.bytes_received, bytes.len() as u64);
         if bytes.len() > self.max_inbound_message() {
@@ -482,14 +516,14 @@ impl Engine {
         match self.phase {
             Phase::Handshaking { .. } => {
                 self.last_heard = now;
-                self.on_hello(&bytes);
+                self.on_hello(bytes);
             }
             Phase::Admitting { .. } => {
                 self.violation(close::PROTOCOL, "frame before the handshake completed");
             }
             Phase::Live { remote, remote_max } => {
                 self.last_heard = now;
-                self.on_frame(remote, remote_max, &bytes, now);
+                self.on_frame(remote, remote_max, bytes, now);
             }
             Phase::Closed => {}
         }
@@ -718,7 +752,7 @@ impl Engine {
                 }
             }
             Frame::Ping { nonce } => {
-                if !self.pong_outstanding {
+                if self.count_ping(now) && !self.pong_outstanding {
                     self.pong_outstanding = true;
                     self.send_frame(&Frame::Pong { nonce });
                 }

@@ -41,3 +41,571 @@ fn hello_checks_identity_versions_and_limits() {
     };
     assert!(check_hello(&hello("you", Some("1"), 1024), &lenient).is_ok());
 }
+
+// --- Two engines joined in memory ------------------------------------------------------------
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_channel::oneshot;
+use web_time::Instant;
+
+use crate::block::Block;
+use crate::link::engine::MAX_PINGS_PER_INTERVAL;
+use crate::scope::Request;
+use crate::wire::{CALL_ROOM, Frame, Metadata, Payload};
+
+/// The one block these tests call.
+#[crate::remote_block]
+async fn echo(x: u32) -> u32 {
+    x
+}
+
+fn engine(name: &str, role: Role, limits: Limits, budget: &Arc<Budget>) -> Engine {
+    Engine::new(
+        Identity {
+            local: PeerId::from_name(name),
+            app_version: None,
+            refuse_app_version_mismatch: false,
+        },
+        role,
+        limits,
+        budget.clone(),
+        Arc::new(Counters::default()),
+        Box::new(|_remote, name| {
+            if name.contains("forbidden") {
+                Err(RemoteError::Forbidden {
+                    block: name.to_owned(),
+                    subject: "tester".to_owned(),
+                    peer: None,
+                })
+            } else {
+                Ok(())
+            }
+        }),
+        Instant::now(),
+    )
+}
+
+/// Moves everything `from` wants sent into `to`; returns the close codes `from` sent.
+fn pump(from: &mut Engine, to: &mut Engine, now: Instant) -> Vec<u16> {
+    let mut closes = Vec::new();
+    while let Some(transmit) = from.poll_transmit() {
+        match transmit {
+            Transmit::Binary(bytes) => to.on_message(&bytes, now),
+            Transmit::Ping => {}
+            Transmit::Pong(_) => to.on_pong(now),
+            Transmit::Close { code, reason } => {
+                closes.push(code);
+                to.on_close(Some(reason));
+            }
+        }
+    }
+    closes
+}
+
+fn events(engine: &mut Engine) -> Vec<Event> {
+    std::iter::from_fn(|| engine.poll_event()).collect()
+}
+
+fn transmits(engine: &mut Engine) -> Vec<Transmit> {
+    std::iter::from_fn(|| engine.poll_transmit()).collect()
+}
+
+/// A connecting engine `a` and an accepting engine `b`, linked.
+fn linked(limits: Limits) -> (Engine, Engine, Arc<Budget>) {
+    let budget = Arc::new(Budget::new(1 << 30));
+    let now = Instant::now();
+    let mut a = engine("a", Role::Connecting, Limits::default(), &budget);
+    let mut b = engine("b", Role::Accepting, limits, &budget);
+    pump(&mut a, &mut b, now);
+    assert!(matches!(events(&mut b)[..], [Event::Hello { .. }]));
+    // The acceptor says nothing until it has admitted the link.
+    assert!(transmits(&mut b).is_empty());
+    b.accept(now);
+    pump(&mut b, &mut a, now);
+    assert!(matches!(events(&mut b)[..], [Event::Up { .. }]));
+    assert!(matches!(events(&mut a)[..], [Event::Hello { .. }]));
+    a.accept(now);
+    assert!(matches!(events(&mut a)[..], [Event::Up { .. }]));
+    (a, b, budget)
+}
+
+fn request(x: u32, deadline: Duration) -> Request {
+    request_named(
+        x,
+        deadline,
+        <Echo as Block>::INFO.name(),
+        <Echo as Block>::INFO.id(),
+    )
+}
+
+fn request_named(x: u32, deadline: Duration, name: &'static str, block: u64) -> Request {
+    Request {
+        block,
+        name,
+        deadline: Instant::now() + deadline,
+        captures: Payload::encode(&(x, ()), CALL_ROOM + name.len()).unwrap(),
+        #[cfg(feature = "auth")]
+        principal: None,
+        trace: None,
+    }
+}
+
+type Replied = oneshot::Receiver<Result<Bytes, RemoteError>>;
+
+fn call(engine: &mut Engine, x: u32) -> (u64, Replied) {
+    let (reply, replied) = oneshot::channel();
+    let id = engine.next_call_id();
+    engine.call(
+        id,
+        request(x, Duration::from_secs(30)),
+        reply,
+        Instant::now(),
+    );
+    (id, replied)
+}
+
+fn runs(events: &[Event]) -> Vec<u64> {
+    events
+        .iter()
+        .filter_map(|event| match event {
+            Event::Run(run) => Some(run.id),
+            _ => None,
+        })
+        .collect()
+}
+
+fn replied(replied: &mut Replied) -> Result<Bytes, RemoteError> {
+    replied
+        .try_recv()
+        .expect("the sender is alive")
+        .expect("a reply arrived")
+}
+
+/// Runs a `Run` the way an adapter does, without a runtime: the echo block finishes on its
+/// first poll.
+fn execute(engine: &mut Engine, run: Run) {
+    let result = futures_util::FutureExt::now_or_never((run.entry.invoke)(
+        run.captures,
+        1 << 20,
+        run.max_result,
+    ))
+    .expect("echo finishes at once");
+    engine.finish(run.id, result, Instant::now());
+}
+
+#[test]
+fn a_call_runs_once_and_its_reply_reaches_the_caller() {
+    let (mut a, mut b, budget) = linked(Limits::default());
+    let now = Instant::now();
+    let (_, mut reply) = call(&mut a, 41);
+    pump(&mut a, &mut b, now);
+    let mut events = events(&mut b);
+    assert_eq!(events.len(), 1);
+    let Some(Event::Run(run)) = events.pop() else {
+        panic!("expected a run")
+    };
+    assert!(budget.used() > 0, "a running call holds its frame's bytes");
+    execute(&mut b, run);
+    assert_eq!(budget.used(), 0, "a finished call gives its bytes back");
+    pump(&mut b, &mut a, now);
+    let bytes = replied(&mut reply).unwrap();
+    let value: u32 = crate::wire::decode(&bytes, 1024).unwrap();
+    assert_eq!(value, 41);
+}
+
+#[test]
+fn frames_before_the_handshake_close_the_link() {
+    let budget = Arc::new(Budget::new(1 << 30));
+    let now = Instant::now();
+    let mut b = engine("b", Role::Accepting, Limits::default(), &budget);
+    // A call frame where the hello belongs: not a peer of this protocol.
+    let frame = crate::wire::encode(&Frame::Cancel { id: 1 }).unwrap();
+    b.on_message(&Bytes::from(frame), now);
+    assert!(matches!(
+        transmits(&mut b)[..],
+        [Transmit::Close {
+            code: close::PROTOCOL,
+            ..
+        }]
+    ));
+    assert!(b.is_closed());
+    // More than 64 KiB before the hello: refused as too large.
+    let mut b = engine("b", Role::Accepting, Limits::default(), &budget);
+    b.on_message(&Bytes::from(vec![0u8; (64 << 10) + 1]), now);
+    assert!(matches!(
+        transmits(&mut b)[..],
+        [Transmit::Close {
+            code: close::SIZE,
+            ..
+        }]
+    ));
+    // WebSocket pings are not answered before the hello.
+    let mut b = engine("b", Role::Accepting, Limits::default(), &budget);
+    b.on_ping(Bytes::new(), now);
+    assert!(transmits(&mut b).is_empty());
+}
+
+#[test]
+fn at_most_one_pong_is_outstanding() {
+    let (_a, mut b, _) = linked(Limits::default());
+    let now = Instant::now();
+    for _ in 0..10 {
+        b.on_ping(Bytes::from_static(b"p"), now);
+        let ping = crate::wire::encode(&Frame::Ping { nonce: 1 }).unwrap();
+        b.on_message(&Bytes::from(ping), now);
+    }
+    let sent = transmits(&mut b);
+    assert_eq!(sent.len(), 1, "one pong until the socket took it: {sent:?}");
+    // The writer reports everything written: the next ping is answered again.
+    b.on_unsent(0, now);
+    b.on_ping(Bytes::new(), now);
+    assert_eq!(transmits(&mut b).len(), 1);
+    // A flood of pings within one interval closes the link.
+    for _ in 0..MAX_PINGS_PER_INTERVAL {
+        b.on_ping(Bytes::new(), now);
+    }
+    assert!(b.is_closed());
+    assert!(matches!(
+        transmits(&mut b).last(),
+        Some(Transmit::Close {
+            code: close::POLICY,
+            ..
+        })
+    ));
+}
+
+#[test]
+fn a_duplicate_call_id_runs_once() {
+    let (mut a, mut b, _) = linked(Limits::default());
+    let now = Instant::now();
+    let (id, _reply) = call(&mut a, 1);
+    let frame = match transmits(&mut a).pop() {
+        Some(Transmit::Binary(bytes)) => bytes,
+        other => panic!("expected the call frame, got {other:?}"),
+    };
+    b.on_message(&frame, now);
+    b.on_message(&frame, now);
+    assert_eq!(runs(&events(&mut b)), vec![id]);
+}
+
+#[test]
+fn beyond_running_and_queued_limits_calls_are_overloaded_and_cancels_compact() {
+    let limits = Limits {
+        max_inbound_calls: 1,
+        max_queued_calls: 1,
+        ..Limits::default()
+    };
+    let (mut a, mut b, budget) = linked(limits);
+    let now = Instant::now();
+    let (first, _r1) = call(&mut a, 1);
+    let (second, _r2) = call(&mut a, 2);
+    let (_, mut third) = call(&mut a, 3);
+    pump(&mut a, &mut b, now);
+    assert_eq!(runs(&events(&mut b)), vec![first]);
+    pump(&mut b, &mut a, now);
+    assert!(matches!(
+        replied(&mut third),
+        Err(RemoteError::Overloaded { .. })
+    ));
+    // The queued call is cancelled: its bytes come back and it never runs.
+    let queued_bytes = budget.used();
+    a.cancel(second);
+    pump(&mut a, &mut b, now);
+    assert!(budget.used() < queued_bytes);
+    // Cancelling the running one aborts it, and nothing else is started.
+    a.cancel(first);
+    pump(&mut a, &mut b, now);
+    let events = events(&mut b);
+    assert!(matches!(events[..], [Event::Abort(id)] if id == first));
+    assert_eq!(budget.used(), 0);
+}
+
+#[test]
+fn the_byte_budget_counts_whole_frames() {
+    let limits = Limits {
+        max_inbound_bytes: 200,
+        ..Limits::default()
+    };
+    let (mut a, mut b, _) = linked(limits);
+    let now = Instant::now();
+    let (first, _r1) = call(&mut a, 1);
+    pump(&mut a, &mut b, now);
+    assert_eq!(runs(&events(&mut b)), vec![first]);
+    // A call with 4-byte captures padded by 150 bytes of metadata: counted by its frame, not
+    // its captures, so it does not fit beside the first one.
+    let padded = crate::wire::encode(&Frame::Call {
+        id: 99,
+        block: <Echo as Block>::INFO.id(),
+        name: <Echo as Block>::INFO.name().into(),
+        deadline_ms: 1000,
+        metadata: Metadata(vec![("pad".into(), "x".repeat(150).into())]),
+        captures: &crate::wire::encode(&(3u32, ())).unwrap(),
+    })
+    .unwrap();
+    b.on_message(&Bytes::from(padded), now);
+    assert!(
+        runs(&events(&mut b)).is_empty(),
+        "over the byte budget: not run"
+    );
+    let Some(Transmit::Binary(reply)) = b.poll_transmit() else {
+        panic!("expected a reply")
+    };
+    match crate::wire::decode::<Frame<'_>>(&reply, 1 << 20).unwrap() {
+        Frame::Reply {
+            id: 99,
+            result: crate::wire::ReplyBody::Err(RemoteError::Overloaded { .. }),
+        } => {}
+        other => panic!("expected Overloaded for call 99, got {other:?}"),
+    }
+}
+
+#[test]
+fn the_peer_wide_budget_answers_overloaded() {
+    let (mut a, mut b, budget) = linked(Limits::default());
+    let now = Instant::now();
+    assert!(budget.try_take((1 << 30) - 10));
+    let (_, mut reply) = call(&mut a, 1);
+    pump(&mut a, &mut b, now);
+    assert!(runs(&events(&mut b)).is_empty());
+    pump(&mut b, &mut a, now);
+    assert!(matches!(
+        replied(&mut reply),
+        Err(RemoteError::Overloaded { .. })
+    ));
+}
+
+#[test]
+fn metadata_over_its_limits_closes_the_link() {
+    let (_a, mut b, _) = linked(Limits::default());
+    let now = Instant::now();
+    let captures = crate::wire::encode(&(3u32, ())).unwrap();
+    let frame = crate::wire::encode(&Frame::Call {
+        id: 1,
+        block: <Echo as Block>::INFO.id(),
+        name: <Echo as Block>::INFO.name().into(),
+        deadline_ms: 1000,
+        metadata: Metadata(vec![("k".into(), "v".repeat(9 << 10).into())]),
+        captures: &captures,
+    })
+    .unwrap();
+    b.on_message(&Bytes::from(frame), now);
+    assert!(matches!(
+        transmits(&mut b)[..],
+        [Transmit::Close {
+            code: close::POLICY,
+            ..
+        }]
+    ));
+    // More entries than the decoder takes at all: the frame does not decode.
+    let (_a, mut b, _) = linked(Limits::default());
+    let many: Vec<_> = (0..65).map(|_| ("".into(), "".into())).collect();
+    let frame = crate::wire::encode(&Frame::Call {
+        id: 1,
+        block: 1,
+        name: "x".into(),
+        deadline_ms: 1,
+        metadata: Metadata(many),
+        captures: &captures,
+    })
+    .unwrap();
+    b.on_message(&Bytes::from(frame), now);
+    assert!(b.is_closed());
+}
+
+#[test]
+fn inbound_deadlines_are_clamped() {
+    let (mut a, mut b, _) = linked(Limits::default());
+    let now = Instant::now();
+    let (reply, _replied) = oneshot::channel();
+    let id = a.next_call_id();
+    a.call(id, request(1, Duration::from_secs(1 << 40)), reply, now);
+    pump(&mut a, &mut b, now);
+    let Some(Event::Run(run)) = events(&mut b).pop() else {
+        panic!("expected a run")
+    };
+    assert!(run.deadline <= now + Duration::from_secs(301));
+}
+
+#[test]
+fn refused_and_unknown_blocks_answer_without_running_or_decoding() {
+    let (mut a, mut b, _) = linked(Limits::default());
+    let now = Instant::now();
+    // Forbidden, with captures that are not even valid bincode: the policy runs first.
+    let (reply, mut forbidden) = oneshot::channel();
+    let id = a.next_call_id();
+    let mut garbage = request_named(1, Duration::from_secs(5), "app::forbidden", 7);
+    garbage.captures = Payload::encode(&vec![0xffu8; 10], CALL_ROOM + 14).unwrap();
+    a.call(id, garbage, reply, now);
+    // An unknown block with a 1 MiB name: the name echoed back is cut.
+    let long: &'static str = Box::leak("n".repeat(1 << 20).into_boxed_str());
+    let (reply, mut unknown) = oneshot::channel();
+    let id = a.next_call_id();
+    a.call(
+        id,
+        request_named(1, Duration::from_secs(5), long, 7),
+        reply,
+        now,
+    );
+    pump(&mut a, &mut b, now);
+    assert!(runs(&events(&mut b)).is_empty());
+    pump(&mut b, &mut a, now);
+    assert!(matches!(
+        replied(&mut forbidden),
+        Err(RemoteError::Forbidden { .. })
+    ));
+    match replied(&mut unknown) {
+        Err(RemoteError::UnknownBlock { block, .. }) => {
+            assert!(block.len() < 300, "{}", block.len())
+        }
+        other => panic!("expected UnknownBlock, got {other:?}"),
+    }
+    // The known name with another id: a version mismatch.
+    let (reply, mut mismatch) = oneshot::channel();
+    let id = a.next_call_id();
+    a.call(
+        id,
+        request_named(1, Duration::from_secs(5), <Echo as Block>::INFO.name(), 7),
+        reply,
+        now,
+    );
+    pump(&mut a, &mut b, now);
+    pump(&mut b, &mut a, now);
+    assert!(matches!(
+        replied(&mut mismatch),
+        Err(RemoteError::VersionMismatch { .. })
+    ));
+    assert!(
+        !a.is_closed() && !b.is_closed(),
+        "refusals leave the link up"
+    );
+}
+
+#[test]
+fn a_call_over_the_remotes_limit_fails_alone() {
+    let limits = Limits {
+        max_message_size: 4096,
+        ..Limits::default()
+    };
+    let (mut a, mut b, _) = linked(limits);
+    let now = Instant::now();
+    let (reply, mut big) = oneshot::channel();
+    let id = a.next_call_id();
+    let mut request = request(1, Duration::from_secs(5));
+    request.captures = Payload::encode(&vec![1u8; 8192], CALL_ROOM + 40).unwrap();
+    a.call(id, request, reply, now);
+    assert!(matches!(
+        replied(&mut big),
+        Err(RemoteError::TooLarge { .. })
+    ));
+    let (_, mut small) = call(&mut a, 5);
+    pump(&mut a, &mut b, now);
+    let Some(Event::Run(run)) = events(&mut b).pop() else {
+        panic!("expected a run")
+    };
+    execute(&mut b, run);
+    pump(&mut b, &mut a, now);
+    assert!(replied(&mut small).is_ok());
+}
+
+#[test]
+fn liveness_handshake_fragment_and_write_timeouts_end_the_link() {
+    let limits = Limits::default();
+    let start = Instant::now();
+    // Silent past the liveness timeout: pending calls fail with ConnectionLost.
+    let (mut a, _b, _) = linked(Limits::default());
+    let (_, mut pending) = call(&mut a, 1);
+    let due = a.poll_timeout().unwrap();
+    assert!(due <= start + limits.ping_interval + Duration::from_secs(1));
+    a.on_timeout(start + limits.liveness_timeout + Duration::from_millis(1));
+    assert!(a.is_closed());
+    assert!(matches!(
+        replied(&mut pending),
+        Err(RemoteError::ConnectionLost { .. })
+    ));
+    // No hello in time.
+    let budget = Arc::new(Budget::new(1 << 20));
+    let mut b = engine("b", Role::Accepting, Limits::default(), &budget);
+    b.on_timeout(start + limits.handshake_timeout + Duration::from_millis(1));
+    assert!(matches!(
+        events(&mut b)[..],
+        [Event::Closed {
+            refused: Some(HandshakeError::Timeout),
+            ..
+        }]
+    ));
+    // A fragmented message that never completes, its bytes charged to the peer's budget.
+    let (_a, mut b, budget) = linked(Limits::default());
+    b.on_fragment(1000, start);
+    assert_eq!(budget.used(), 1000);
+    b.on_timeout(start + limits.fragment_timeout + Duration::from_millis(1));
+    assert!(b.is_closed());
+    drop(b);
+    assert_eq!(budget.used(), 0);
+    // A remote that takes nothing of what is written, past the send buffer.
+    let (_a, mut b, _) = linked(Limits::default());
+    b.on_unsent(limits.max_send_buffer + 1, start);
+    b.on_timeout(start + limits.write_timeout + Duration::from_millis(1));
+    assert!(matches!(
+        transmits(&mut b).last(),
+        Some(Transmit::Close {
+            code: close::POLICY,
+            ..
+        })
+    ));
+}
+
+#[test]
+fn drain_refuses_new_calls_and_shutdown_fails_running_ones() {
+    let (mut a, mut b, _) = linked(Limits::default());
+    let now = Instant::now();
+    let (_, mut running) = call(&mut a, 1);
+    pump(&mut a, &mut b, now);
+    assert_eq!(runs(&events(&mut b)).len(), 1);
+    assert!(!b.drain());
+    let (_, mut refused) = call(&mut a, 2);
+    pump(&mut a, &mut b, now);
+    b.shutdown();
+    let closes = pump(&mut b, &mut a, now);
+    assert_eq!(closes, vec![close::AWAY]);
+    assert!(matches!(
+        replied(&mut refused),
+        Err(RemoteError::ShuttingDown { .. })
+    ));
+    assert!(matches!(
+        replied(&mut running),
+        Err(RemoteError::ShuttingDown { .. })
+    ));
+}
+
+#[test]
+fn late_replies_text_and_unknown_frames() {
+    let (_a, mut b, _) = linked(Limits::default());
+    let now = Instant::now();
+    let reply = crate::wire::encode(&Frame::Reply {
+        id: 12345,
+        result: crate::wire::ReplyBody::Ok(b""),
+    })
+    .unwrap();
+    b.on_message(&Bytes::from(reply), now);
+    assert!(!b.is_closed(), "a late reply is dropped, the link stays");
+    b.on_text();
+    assert!(matches!(
+        transmits(&mut b)[..],
+        [Transmit::Close {
+            code: close::UNSUPPORTED,
+            ..
+        }]
+    ));
+    let (_a, mut b, _) = linked(Limits::default());
+    b.on_message(&Bytes::from_static(&[9, 0, 0]), now);
+    assert!(matches!(
+        transmits(&mut b)[..],
+        [Transmit::Close {
+            code: close::PROTOCOL,
+            ..
+        }]
+    ));
+}

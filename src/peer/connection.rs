@@ -430,9 +430,9 @@ impl StreamHandler<Inbound> for Connection {
     fn handle(&mut self, event: Inbound, ctx: &mut Context<Self>) {
         let now = Instant::now();
         match event {
-            Inbound::Binary(bytes) => self.engine.on_message(bytes, now),
+            Inbound::Binary(bytes) => self.engine.on_message(&bytes, now),
             Inbound::Fragment(bytes) => self.engine.on_fragment(bytes, now),
-            Inbound::Ping(payload) => self.engine.on_ping(payload),
+            Inbound::Ping(payload) => self.engine.on_ping(payload, now),
             Inbound::Pong => self.engine.on_pong(now),
             Inbound::Text => self.engine.on_text(),
             Inbound::Close(reason) => self.engine.on_close(reason),
