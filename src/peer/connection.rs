@@ -16,30 +16,12 @@ use web_time::Instant;
 use super::LinkDown;
 use super::admission::Ticket;
 use super::events::PeerEvent;
-use super::shared::{Link, Shared};
+use super::shared::{CancelCall, Control, Direction, Link, OutboundCall, Shared};
 use crate::error::{Error, HandshakeError};
-use crate::link::{Engine, Event, Identity, Reply, Role, Run, Transmit, close};
-use crate::scope::{Hex, Request, Scope, Trace, record_outcome};
+use crate::link::{Engine, Event, Identity, Role, Run, Transmit, close};
+use crate::scope::{Hex, Scope, Trace, record_outcome};
 use crate::transport::{Flow, Inbound, Outgoing, Sender, Socket};
 use crate::{PeerId, RemoteError};
-
-/// Who opened the link.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Direction {
-    /// The remote connected to us; `remote` is its socket address.
-    Inbound { remote: String },
-    /// We connected to `url`.
-    Outbound { url: String },
-}
-
-impl Direction {
-    pub(crate) fn describe(&self) -> &str {
-        match self {
-            Self::Inbound { remote } => remote,
-            Self::Outbound { url } => url,
-        }
-    }
-}
 
 /// What a new link starts with.
 pub(crate) struct Launch {
@@ -252,7 +234,9 @@ impl Connection {
         }
         let link = Link {
             serial: self.serial,
-            addr: ctx.address(),
+            calls: ctx.address().recipient(),
+            cancels: ctx.address().recipient(),
+            control: ctx.address().recipient(),
             ids: self.engine.call_ids(),
             remote_max,
             direction: self.direction.clone(),
@@ -447,17 +431,6 @@ impl StreamHandler<Inbound> for Connection {
     }
 }
 
-/// A call from any thread, to be sent over this link.
-pub(crate) struct OutboundCall {
-    pub(crate) id: u64,
-    pub(crate) request: Request,
-    pub(crate) reply: Reply,
-}
-
-impl Message for OutboundCall {
-    type Result = ();
-}
-
 impl Handler<OutboundCall> for Connection {
     type Result = ();
 
@@ -466,15 +439,6 @@ impl Handler<OutboundCall> for Connection {
             .call(call.id, call.request, call.reply, Instant::now());
         self.drive(ctx);
     }
-}
-
-/// The caller of call `id` stopped waiting.
-pub(crate) struct CancelCall {
-    pub(crate) id: u64,
-}
-
-impl Message for CancelCall {
-    type Result = ();
 }
 
 impl Handler<CancelCall> for Connection {
@@ -486,60 +450,27 @@ impl Handler<CancelCall> for Connection {
     }
 }
 
-/// Close the link on purpose (`disconnect`): it is not reconnected.
-pub(crate) struct Close;
-
-impl Message for Close {
-    type Result = ();
-}
-
-impl Handler<Close> for Connection {
+impl Handler<Control> for Connection {
     type Result = ();
 
-    fn handle(&mut self, _close: Close, ctx: &mut Context<Self>) {
-        self.intentional = true;
-        self.engine.close(close::NORMAL, "closed by this peer");
-        self.drive(ctx);
-    }
-}
-
-/// Resolves once no call of the remote runs or waits here (new calls are refused while the
-/// peer stops).
-pub(crate) struct Drain;
-
-impl Message for Drain {
-    type Result = ();
-}
-
-impl Handler<Drain> for Connection {
-    type Result = ResponseFuture<()>;
-
-    fn handle(&mut self, _drain: Drain, _ctx: &mut Context<Self>) -> Self::Result {
-        let (drained, done) = oneshot::channel();
-        if self.engine.drain() {
-            let _now = drained.send(());
-        } else {
-            self.drained.push(drained);
+    fn handle(&mut self, control: Control, ctx: &mut Context<Self>) {
+        match control {
+            Control::Close => {
+                self.intentional = true;
+                self.engine.close(close::NORMAL, "closed by this peer");
+            }
+            Control::Drain(drained) => {
+                if self.engine.drain() {
+                    let _now = drained.send(());
+                } else {
+                    self.drained.push(drained);
+                }
+            }
+            Control::Shutdown => {
+                self.intentional = true;
+                self.engine.shutdown();
+            }
         }
-        Box::pin(async move {
-            let _closed = done.await;
-        })
-    }
-}
-
-/// The drain timeout passed: fail what still runs with `ShuttingDown`, close with 1001.
-pub(crate) struct Shutdown;
-
-impl Message for Shutdown {
-    type Result = ();
-}
-
-impl Handler<Shutdown> for Connection {
-    type Result = ();
-
-    fn handle(&mut self, _shutdown: Shutdown, ctx: &mut Context<Self>) {
-        self.intentional = true;
-        self.engine.shutdown();
         self.drive(ctx);
     }
 }

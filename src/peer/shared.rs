@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use actix::Addr;
+use actix::{Message, Recipient};
 use bytes::Bytes;
 use futures_channel::oneshot;
 use futures_util::future::{Either, LocalBoxFuture, select};
@@ -14,7 +14,6 @@ use web_time::Instant;
 
 use super::admission::Admission;
 use super::config::Config;
-use super::connection::{CancelCall, Connection, Direction, OutboundCall};
 use super::events::PeerEvent;
 use crate::link::{Budget, Counters};
 use crate::scope::{Request, Runtime};
@@ -23,11 +22,66 @@ use crate::{PeerId, RemoteError};
 #[cfg(feature = "auth")]
 use crate::auth::Principal;
 
-/// A live link to another peer, as the call path sees it.
+/// Who opened a link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Direction {
+    /// The remote connected to us; `remote` is its socket address.
+    Inbound { remote: String },
+    /// We connected to `url`.
+    Outbound { url: String },
+}
+
+impl Direction {
+    pub(crate) fn describe(&self) -> &str {
+        match self {
+            Self::Inbound { remote } => remote,
+            Self::Outbound { url } => url,
+        }
+    }
+}
+
+/// A call from any thread, to be sent over a link.
+pub(crate) struct OutboundCall {
+    pub(crate) id: u64,
+    pub(crate) request: Request,
+    pub(crate) reply: crate::link::Reply,
+}
+
+impl Message for OutboundCall {
+    type Result = ();
+}
+
+/// The caller of call `id` stopped waiting.
+pub(crate) struct CancelCall {
+    pub(crate) id: u64,
+}
+
+impl Message for CancelCall {
+    type Result = ();
+}
+
+/// What the peer asks of one of its links.
+pub(crate) enum Control {
+    /// Close on purpose (`disconnect`): not reconnected.
+    Close,
+    /// Refuse new calls of the remote; answer once none runs or waits.
+    Drain(oneshot::Sender<()>),
+    /// The drain timeout passed: fail what still runs with `ShuttingDown`, close with 1001.
+    Shutdown,
+}
+
+impl Message for Control {
+    type Result = ();
+}
+
+/// A live link to another peer, as the call path sees it: where its calls, cancels and
+/// control messages go (the link's actor, by message, so this table never names it).
 #[derive(Clone)]
 pub(crate) struct Link {
     pub(crate) serial: u64,
-    pub(crate) addr: Addr<Connection>,
+    pub(crate) calls: Recipient<OutboundCall>,
+    pub(crate) cancels: Recipient<CancelCall>,
+    pub(crate) control: Recipient<Control>,
     /// Where calls take their ids (the link's engine hands them out).
     pub(crate) ids: Arc<AtomicU64>,
     pub(crate) remote_max: usize,
@@ -132,7 +186,7 @@ impl Shared {
         let inserted = {
             let mut links = self.write_links();
             match links.get(&peer) {
-                Some(existing) if existing.addr.connected() => false,
+                Some(existing) if existing.calls.connected() => false,
                 _ => {
                     links.insert(peer, Arc::new(link));
                     true
@@ -161,7 +215,7 @@ impl Shared {
     ) -> Result<Arc<Link>, RemoteError> {
         // The common case: the link is up; no waiter is registered.
         if !self.is_stopping()
-            && let Some(link) = self.link(peer).filter(|link| link.addr.connected())
+            && let Some(link) = self.link(peer).filter(|link| link.calls.connected())
         {
             return Ok(link);
         }
@@ -175,7 +229,7 @@ impl Shared {
                     block: None,
                 });
             }
-            if let Some(link) = self.link(peer).filter(|link| link.addr.connected()) {
+            if let Some(link) = self.link(peer).filter(|link| link.calls.connected()) {
                 return Ok(link);
             }
             match select(changed, self.sleep_until(deadline)).await {
@@ -226,11 +280,11 @@ impl Shared {
         let id = link.ids.fetch_add(1, Ordering::Relaxed);
         let (reply, replied) = oneshot::channel();
         let mut guard = CancelOnDrop {
-            addr: link.addr.clone(),
+            cancels: link.cancels.clone(),
             id,
             armed: true,
         };
-        link.addr.do_send(OutboundCall { id, request, reply });
+        link.calls.do_send(OutboundCall { id, request, reply });
         let result = replied.await.unwrap_or(Err(RemoteError::ConnectionLost {
             peer: target,
             block: None,
@@ -243,7 +297,7 @@ impl Shared {
 
 /// Sends `Cancel` for a call whose caller stopped waiting before the reply came.
 struct CancelOnDrop {
-    addr: Addr<Connection>,
+    cancels: Recipient<CancelCall>,
     id: u64,
     armed: bool,
 }
@@ -251,7 +305,7 @@ struct CancelOnDrop {
 impl Drop for CancelOnDrop {
     fn drop(&mut self) {
         if self.armed {
-            self.addr.do_send(CancelCall { id: self.id });
+            self.cancels.do_send(CancelCall { id: self.id });
         }
     }
 }

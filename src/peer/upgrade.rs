@@ -9,7 +9,8 @@ use futures_channel::oneshot;
 
 use super::LinkDown;
 use super::admission::{Full, Ticket};
-use super::connection::{Connection, Direction, Launch};
+use super::connection::{Connection, Launch};
+use super::shared::Direction;
 use super::shared::Shared;
 use crate::PeerId;
 use crate::error::{Error, HandshakeError};

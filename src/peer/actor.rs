@@ -1,0 +1,286 @@
+//! The [`Peer`] actor: the links a peer opened and their supervision, its lifecycle, and
+//! the block messages ([`On`]) other actors send it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use actix::prelude::*;
+use actix_web::dev::ServerHandle;
+use futures_channel::oneshot;
+
+use super::events::PeerEvent;
+use super::shared::{Control, Direction, Shared};
+use super::upgrade::dial;
+use crate::block::Block;
+use crate::scope::Scope;
+use crate::{Error, PeerId, RemoteCall, RemoteError};
+
+/// A peer: an actix actor that owns the links to other peers and their lifecycle.
+///
+/// Create one with [`Peer::builder`]; talk to it through the [`PeerHandle`] that
+/// [`PeerBuilder::start`] returns. The actor receives [`On`] messages, so a user's own actor
+/// can call blocks by sending to [`PeerHandle::addr`].
+pub struct Peer {
+    pub(super) shared: Arc<Shared>,
+    pub(super) server: Option<ServerHandle>,
+    /// Outbound links by URL: how to get a token, and whether to keep them up.
+    pub(super) outbound: HashMap<String, Outbound>,
+    /// The TLS client configuration of `wss://` links.
+    pub(super) tls: Arc<rustls::ClientConfig>,
+}
+
+/// Where an outbound link's token comes from.
+#[derive(Clone)]
+pub(super) enum TokenSource {
+    None,
+    Fixed(String),
+    Provider(Arc<dyn Fn() -> String + Send + Sync>),
+}
+
+impl TokenSource {
+    fn token(&self) -> Option<String> {
+        match self {
+            Self::None => None,
+            Self::Fixed(token) => Some(token.clone()),
+            Self::Provider(provider) => Some(provider()),
+        }
+    }
+}
+
+pub(super) struct Outbound {
+    token: TokenSource,
+    /// Failed reconnection attempts since the link was last up.
+    attempt: u32,
+    /// False once `disconnect` was asked for.
+    wanted: bool,
+}
+
+impl std::fmt::Debug for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Peer")
+            .field("id", &self.shared.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Actor for Peer {
+    type Context = Context<Self>;
+
+    fn started(&mut self, _ctx: &mut Context<Self>) {}
+}
+
+impl Peer {
+    /// Schedules the next attempt to bring `url` back, with backoff and jitter.
+    fn schedule_reconnect(&mut self, url: String, ctx: &mut Context<Self>) {
+        let backoff = self.shared.config.reconnect;
+        let Some(outbound) = self.outbound.get_mut(&url) else {
+            return;
+        };
+        if !outbound.wanted || !backoff.enabled || self.shared.is_stopping() {
+            return;
+        }
+        outbound.attempt += 1;
+        let attempt = outbound.attempt;
+        let delay = backoff.delay(attempt, crate::link::jitter_unit());
+        tracing::info!(url, attempt, ?delay, "reconnecting");
+        self.shared.emit(PeerEvent::Reconnecting {
+            url: url.clone(),
+            attempt,
+            delay,
+        });
+        ctx.run_later(delay, move |this, ctx| {
+            let Some(outbound) = this.outbound.get(&url) else {
+                return;
+            };
+            if !outbound.wanted || this.shared.is_stopping() {
+                return;
+            }
+            let token = outbound.token.token();
+            let attempt = dial(
+                this.shared.clone(),
+                url.clone(),
+                token,
+                this.tls.clone(),
+                ctx.address().recipient(),
+            );
+            ctx.spawn(
+                attempt
+                    .into_actor(this)
+                    .map(move |result, this, ctx| match result {
+                        Ok(peer) => {
+                            tracing::info!(url, %peer, "reconnected");
+                            if let Some(outbound) = this.outbound.get_mut(&url) {
+                                outbound.attempt = 0;
+                            }
+                        }
+                        Err(error) => {
+                            tracing::info!(url, %error, "reconnection failed");
+                            this.schedule_reconnect(url, ctx);
+                        }
+                    }),
+            );
+        });
+    }
+}
+
+pub(super) struct Connect {
+    pub(super) url: String,
+    pub(super) token: TokenSource,
+}
+
+impl Message for Connect {
+    type Result = Result<PeerId, Error>;
+}
+
+impl Handler<Connect> for Peer {
+    type Result = ResponseFuture<Result<PeerId, Error>>;
+
+    fn handle(&mut self, connect: Connect, ctx: &mut Context<Self>) -> Self::Result {
+        let token = connect.token.token();
+        self.outbound.insert(
+            connect.url.clone(),
+            Outbound {
+                token: connect.token,
+                attempt: 0,
+                wanted: true,
+            },
+        );
+        Box::pin(dial(
+            self.shared.clone(),
+            connect.url,
+            token,
+            self.tls.clone(),
+            ctx.address().recipient(),
+        ))
+    }
+}
+
+/// An outbound link went down without being asked to.
+pub(crate) struct LinkDown {
+    pub(crate) url: String,
+}
+
+impl Message for LinkDown {
+    type Result = ();
+}
+
+impl Handler<LinkDown> for Peer {
+    type Result = ();
+
+    fn handle(&mut self, down: LinkDown, ctx: &mut Context<Self>) {
+        self.schedule_reconnect(down.url, ctx);
+    }
+}
+
+pub(super) struct Disconnect(pub(super) PeerId);
+
+impl Message for Disconnect {
+    type Result = ();
+}
+
+impl Handler<Disconnect> for Peer {
+    type Result = ();
+
+    fn handle(&mut self, Disconnect(peer): Disconnect, _ctx: &mut Context<Self>) {
+        if let Some(link) = self.shared.link(peer) {
+            if let Direction::Outbound { url } = &link.direction
+                && let Some(outbound) = self.outbound.get_mut(url)
+            {
+                outbound.wanted = false;
+            }
+            link.control.do_send(Control::Close);
+        }
+    }
+}
+
+pub(super) struct Stop;
+
+impl Message for Stop {
+    type Result = ();
+}
+
+impl Handler<Stop> for Peer {
+    type Result = ResponseActFuture<Self, ()>;
+
+    fn handle(&mut self, _stop: Stop, _ctx: &mut Context<Self>) -> Self::Result {
+        // No new calls from here on, in either direction; in-flight ones may finish until
+        // the drain timeout, then fail with `ShuttingDown`; links close with 1001.
+        self.shared.begin_stop();
+        for outbound in self.outbound.values_mut() {
+            outbound.wanted = false;
+        }
+        let links: Vec<_> = self
+            .shared
+            .links()
+            .into_iter()
+            .map(|(_, link)| link.control.clone())
+            .collect();
+        let drain_timeout = self.shared.config.drain_timeout;
+        let server = self.server.take();
+        Box::pin(
+            async move {
+                let drains = links.iter().map(|link| {
+                    let (drained, done) = oneshot::channel();
+                    link.do_send(Control::Drain(drained));
+                    done
+                });
+                let _timed_out =
+                    actix_rt::time::timeout(drain_timeout, futures_util::future::join_all(drains))
+                        .await;
+                for link in &links {
+                    link.do_send(Control::Shutdown);
+                }
+                if let Some(server) = server {
+                    server.stop(true).await;
+                }
+            }
+            .into_actor(self)
+            .map(|(), _this, ctx| ctx.stop()),
+        )
+    }
+}
+
+/// A block message addressed to a peer: send it to [`PeerHandle::addr`].
+///
+/// ```no_run
+/// # use distributed_scope::{remote_block, On, PeerHandle, PeerId, RemoteError};
+/// #[remote_block]
+/// async fn add(x: u32, y: u32) -> u32 {
+///     x + y
+/// }
+///
+/// # async fn example(handle: PeerHandle, server: PeerId) -> Result<(), Box<dyn std::error::Error>> {
+/// let sum: Result<u32, RemoteError> = handle.addr().send(On::new(server, Add { x: 1, y: 2 })).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct On<M> {
+    target: PeerId,
+    message: M,
+}
+
+impl<M> On<M> {
+    /// Addresses `message` to the peer `target`.
+    pub fn new(target: PeerId, message: M) -> Self {
+        Self { target, message }
+    }
+}
+
+impl<M: Block> Message for On<M> {
+    type Result = Result<M::Output, RemoteError>;
+}
+
+impl<M: Block> Handler<On<M>> for Peer {
+    type Result = ResponseFuture<Result<M::Output, RemoteError>>;
+
+    fn handle(&mut self, on: On<M>, _ctx: &mut Context<Self>) -> Self::Result {
+        let scope = Scope::new(
+            self.shared.clone(),
+            self.shared.id,
+            #[cfg(feature = "auth")]
+            None,
+            None,
+        );
+        Box::pin(scope.enter(RemoteCall::new(on.target, on.message)))
+    }
+}

@@ -1,0 +1,311 @@
+//! [`PeerBuilder`]: a peer's options, and how it starts.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use actix_web::{App, HttpServer, web};
+
+use super::config::Config;
+#[cfg(feature = "auth")]
+use super::guard;
+use super::shared::Shared;
+use super::upgrade::{self};
+use super::{Peer, PeerHandle};
+use crate::link::Backoff;
+use crate::{Error, PeerId, transport, wire};
+
+/// Configures and starts a [`Peer`]. Options not set keep the defaults listed on [`Config`].
+#[derive(Debug)]
+#[must_use = "a builder does nothing until `start` is awaited"]
+pub struct PeerBuilder {
+    id: PeerId,
+    listen: Option<String>,
+    server_tls: Option<rustls::ServerConfig>,
+    client_tls: ClientTls,
+    config: Config,
+    #[cfg(feature = "auth")]
+    guard: guard::Guard,
+}
+
+/// Which certificates `wss://` links trust.
+#[derive(Debug)]
+enum ClientTls {
+    /// The Mozilla roots of `webpki-roots`.
+    Default,
+    Roots(Vec<rustls::pki_types::CertificateDer<'static>>),
+    Config(Arc<rustls::ClientConfig>),
+}
+
+impl PeerBuilder {
+    /// Accepts WebSocket links on `addr` (e.g. `"127.0.0.1:0"`), upgrade path `/`.
+    pub fn listen(mut self, addr: impl Into<String>) -> Self {
+        self.listen = Some(addr.into());
+        self
+    }
+
+    /// Accepts `wss://` links on `addr` with the given TLS server configuration (HTTP/1.1
+    /// and HTTP/2 ALPN are set by actix-web); [`PeerHandle::url`] then says `wss://`.
+    ///
+    /// To serve TLS from your own `HttpServer` instead (`bind_rustls_0_23`), mount
+    /// [`PeerHandle::endpoint`] in its `App`.
+    pub fn listen_tls(mut self, addr: impl Into<String>, config: rustls::ServerConfig) -> Self {
+        self.listen = Some(addr.into());
+        self.server_tls = Some(config);
+        self
+    }
+
+    /// Trusts exactly these root certificates (DER) for `wss://` links, instead of the
+    /// Mozilla roots of `webpki-roots` (the default): for private CAs and self-signed
+    /// servers.
+    pub fn tls_roots(
+        mut self,
+        roots: impl IntoIterator<Item = rustls::pki_types::CertificateDer<'static>>,
+    ) -> Self {
+        self.client_tls = ClientTls::Roots(roots.into_iter().collect());
+        self
+    }
+
+    /// Uses this rustls client configuration for `wss://` links (client certificates, custom
+    /// verifiers, ...). Its ALPN protocols are replaced by `http/1.1`, which WebSockets need.
+    pub fn tls_client_config(mut self, config: rustls::ClientConfig) -> Self {
+        self.client_tls = ClientTls::Config(transport::adapt_client_config(config));
+        self
+    }
+
+    /// Requires a valid JWT on every inbound link (checked at the WebSocket upgrade: a
+    /// missing or bad token gets HTTP 401 before any WebSocket exists), and checks every
+    /// inbound call against `policy` by block name before its captures are decoded
+    /// (deny by default). Links this peer opens itself are trusted; narrow them with
+    /// [`allow_peer`](PeerBuilder::allow_peer) and [`deny_peer`](PeerBuilder::deny_peer).
+    ///
+    /// [`start`](PeerBuilder::start) fails if the configuration does not pass
+    /// [`JwtAuth::check`](crate::auth::JwtAuth::check) (e.g. an HS256 secret under 32 bytes).
+    #[cfg(feature = "auth")]
+    pub fn auth(mut self, auth: crate::auth::JwtAuth, policy: crate::auth::Policy) -> Self {
+        self.guard.set_auth(auth, policy);
+        self
+    }
+
+    /// Lets `peer` run only blocks whose names match `glob` here (repeatable; `*` matches
+    /// any run of characters, `?` one). Applies to links in both directions.
+    #[cfg(feature = "auth")]
+    pub fn allow_peer(mut self, peer: PeerId, glob: impl Into<String>) -> Self {
+        self.guard.allow_peer(peer, glob.into());
+        self
+    }
+
+    /// Lets `peer` run no block here.
+    #[cfg(feature = "auth")]
+    pub fn deny_peer(mut self, peer: PeerId) -> Self {
+        self.guard.deny_peer(peer);
+        self
+    }
+
+    /// Accepts browser upgrades only from this `Origin` (repeatable). Clients that send no
+    /// `Origin` header (non-browsers) are not affected.
+    #[cfg(feature = "auth")]
+    pub fn allow_origin(mut self, origin: impl Into<String>) -> Self {
+        self.guard.allow_origin(origin.into());
+        self
+    }
+
+    /// The deadline of calls that set none (default 30 s).
+    pub fn default_deadline(mut self, deadline: Duration) -> Self {
+        self.config.default_deadline = deadline;
+        self
+    }
+
+    /// The largest message sent or accepted (default 16 MiB, at most 1 GiB).
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.config.max_message_size = bytes;
+        self
+    }
+
+    /// Calls one link may run here at once (default 4 096).
+    pub fn max_inbound_calls(mut self, calls: usize) -> Self {
+        self.config.max_inbound_calls = calls;
+        self
+    }
+
+    /// How often links are probed (default 3 s).
+    pub fn ping_interval(mut self, interval: Duration) -> Self {
+        self.config.ping_interval = interval;
+        self
+    }
+
+    /// How long a silent link lives before it is dropped and its calls fail with
+    /// [`RemoteError::ConnectionLost`] (default 10 s).
+    pub fn liveness_timeout(mut self, timeout: Duration) -> Self {
+        self.config.liveness_timeout = timeout;
+        self
+    }
+
+    /// Calls of one link that may wait beyond `max_inbound_calls` before new ones are
+    /// answered [`RemoteError::Overloaded`] (default 4 096).
+    pub fn max_queued_calls(mut self, calls: usize) -> Self {
+        self.config.max_queued_calls = calls;
+        self
+    }
+
+    /// Bytes of captures of one link that may wait (default 64 MiB).
+    pub fn max_queued_bytes(mut self, bytes: usize) -> Self {
+        self.config.max_queued_bytes = bytes;
+        self
+    }
+
+    /// Calls this peer may have pending on one link; more wait until their deadline
+    /// (default 4 096).
+    pub fn max_pending_outbound(mut self, calls: usize) -> Self {
+        self.config.max_pending_outbound = calls.max(1);
+        self
+    }
+
+    /// How long `stop()` lets in-flight calls finish (default 5 s).
+    pub fn drain_timeout(mut self, timeout: Duration) -> Self {
+        self.config.drain_timeout = timeout;
+        self
+    }
+
+    /// The backoff of outbound links that went down (default 0.5 s, x1.6, cap 30 s, +-20 %).
+    pub fn reconnect(mut self, backoff: Backoff) -> Self {
+        self.config.reconnect = backoff;
+        self
+    }
+
+    /// How long a new link has to complete the handshake (default 10 s).
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.config.handshake_timeout = timeout;
+        self
+    }
+
+    /// How long opening a connection may take (default 10 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.config.connect_timeout = timeout;
+        self
+    }
+
+    /// The application version announced in the handshake (default none).
+    pub fn app_version(mut self, version: impl Into<String>) -> Self {
+        self.config.app_version = Some(version.into());
+        self
+    }
+
+    /// Refuse links whose application version differs (default: log and accept).
+    pub fn refuse_app_version_mismatch(mut self, refuse: bool) -> Self {
+        self.config.refuse_app_version_mismatch = refuse;
+        self
+    }
+
+    /// HTTP worker threads of a listening peer (default 1).
+    pub fn workers(mut self, workers: usize) -> Self {
+        self.config.workers = workers.max(1);
+        self
+    }
+
+    /// Serialize calls to this peer itself as if remote (default false): tests use it to
+    /// check that captures and results survive the wire without a second peer.
+    pub fn serialize_local(mut self, serialize: bool) -> Self {
+        self.config.serialize_local = serialize;
+        self
+    }
+
+    /// Starts the peer actor in the current actix system and, with [`listen`], its server.
+    ///
+    /// [`listen`]: PeerBuilder::listen
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for an invalid option, [`Error::Bind`] if the address cannot be bound.
+    pub async fn start(self) -> Result<PeerHandle, Error> {
+        let Self {
+            id,
+            listen,
+            server_tls,
+            client_tls,
+            config,
+            #[cfg(feature = "auth")]
+            guard,
+        } = self;
+        #[cfg(feature = "auth")]
+        {
+            guard.check()?;
+            if listen.is_some() && !guard.has_auth() {
+                tracing::warn!(peer = %id, "listening without auth: any client may run any block");
+            }
+        }
+        if config.max_message_size > wire::MAX_MESSAGE_SIZE_CEILING {
+            return Err(Error::Config("max_message_size is above 1 GiB"));
+        }
+        if config.max_message_size < 1024 {
+            return Err(Error::Config("max_message_size is below 1 KiB"));
+        }
+        let tls = match client_tls {
+            ClientTls::Default => transport::default_client_config(),
+            ClientTls::Roots(roots) => transport::client_config_with_roots(roots)?,
+            ClientTls::Config(config) => config,
+        };
+        let scheme = if server_tls.is_some() { "wss" } else { "ws" };
+        let shared = Arc::new(Shared::new(
+            id,
+            config,
+            #[cfg(feature = "auth")]
+            guard,
+        ));
+        let mut local_addr = None;
+        let mut server_handle = None;
+        if let Some(addr) = listen {
+            let data = web::Data::new(shared.clone());
+            let server = HttpServer::new(move || {
+                App::new()
+                    .app_data(data.clone())
+                    .route("/", web::get().to(upgrade::accept))
+            })
+            .workers(shared.config.workers)
+            .disable_signals()
+            .shutdown_timeout(1);
+            let server = match server_tls {
+                Some(tls) => server.bind_rustls_0_23(addr.as_str(), tls),
+                None => server.bind(addr.as_str()),
+            }
+            .map_err(|source| Error::Bind {
+                addr: addr.clone(),
+                source,
+            })?;
+            local_addr = server.addrs().first().copied();
+            let server = server.run();
+            server_handle = Some(server.handle());
+            actix_rt::spawn(server);
+            tracing::info!(peer = %id, addr = ?local_addr, "listening");
+        }
+        let addr = Peer {
+            shared: shared.clone(),
+            server: server_handle,
+            outbound: HashMap::new(),
+            tls,
+        }
+        .start();
+        Ok(PeerHandle {
+            shared,
+            addr,
+            local_addr,
+            scheme,
+        })
+    }
+}
+
+impl Peer {
+    /// Starts configuring a peer with the given id.
+    pub fn builder(id: PeerId) -> PeerBuilder {
+        PeerBuilder {
+            id,
+            listen: None,
+            server_tls: None,
+            client_tls: ClientTls::Default,
+            config: Config::default(),
+            #[cfg(feature = "auth")]
+            guard: guard::Guard::default(),
+        }
+    }
+}

@@ -1,0 +1,240 @@
+//! [`PeerHandle`]: what users hold of a running peer.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use actix_web::web;
+
+use super::Peer;
+use super::actor::{Connect, Disconnect, Stop, TokenSource};
+use super::events::Events;
+use super::shared::{Direction, Shared};
+use super::upgrade;
+use crate::link::Metrics;
+use crate::scope::Scope;
+use crate::{Error, PeerId, RemoteError};
+
+/// A handle to a running peer: cheap to clone, usable from any thread.
+#[derive(Clone)]
+pub struct PeerHandle {
+    pub(super) shared: Arc<Shared>,
+    pub(super) addr: Addr<Peer>,
+    pub(super) local_addr: Option<SocketAddr>,
+    /// `ws` or `wss`, for [`PeerHandle::url`].
+    pub(super) scheme: &'static str,
+}
+
+impl std::fmt::Debug for PeerHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PeerHandle")
+            .field("id", &self.shared.id)
+            .field("local_addr", &self.local_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A live link, as reported by [`PeerHandle::connected_peers`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LinkInfo {
+    /// The remote peer.
+    pub peer: PeerId,
+    /// Whether this peer opened the link.
+    pub outbound: bool,
+    /// The URL this peer connected to, or the remote socket address of an inbound link.
+    pub address: String,
+    /// The remote's application version.
+    pub app_version: Option<String>,
+    /// The principal verified when the remote opened the link (inbound links with auth).
+    #[cfg(feature = "auth")]
+    pub principal: Option<crate::auth::Principal>,
+}
+
+impl PeerHandle {
+    /// This peer's id.
+    pub fn id(&self) -> PeerId {
+        self.shared.id
+    }
+
+    /// The address the server is bound to, if the peer listens.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.local_addr
+    }
+
+    /// The URL other peers connect to (`ws://HOST:PORT/`, or `wss://` with
+    /// [`PeerBuilder::listen_tls`]), if the peer listens.
+    pub fn url(&self) -> Option<String> {
+        self.local_addr
+            .map(|addr| format!("{}://{addr}/", self.scheme))
+    }
+
+    /// The peer actor's address; send it [`On`] messages.
+    pub fn addr(&self) -> Addr<Peer> {
+        self.addr.clone()
+    }
+
+    /// The live links of this peer.
+    pub fn connected_peers(&self) -> Vec<LinkInfo> {
+        let mut links: Vec<LinkInfo> = self
+            .shared
+            .links()
+            .into_iter()
+            .filter(|(_, link)| link.calls.connected())
+            .map(|(peer, link)| {
+                let (outbound, address) = match &link.direction {
+                    Direction::Inbound { remote } => (false, remote.clone()),
+                    Direction::Outbound { url } => (true, url.clone()),
+                };
+                LinkInfo {
+                    peer,
+                    outbound,
+                    address,
+                    app_version: link.app_version.clone(),
+                    #[cfg(feature = "auth")]
+                    principal: link.principal.as_deref().cloned(),
+                }
+            })
+            .collect();
+        links.sort_by_key(|link| link.peer);
+        links
+    }
+
+    /// Opens a link to the peer listening at `url` (`ws://` or `wss://`) and returns its id
+    /// once the handshake is done. The link runs on the peer actor's thread.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidUrl`], [`Error::Connect`] (with the HTTP status of a refused
+    /// upgrade), [`Error::Handshake`], or [`Error::Stopped`].
+    pub async fn connect(&self, url: &str) -> Result<PeerId, Error> {
+        self.open(url, TokenSource::None).await
+    }
+
+    /// Opens a link presenting `token` (`Authorization: Bearer`) to a peer that requires auth.
+    ///
+    /// # Errors
+    ///
+    /// As [`connect`](PeerHandle::connect); a refused token is [`Error::Connect`] with
+    /// status 401.
+    pub async fn connect_with_token(&self, url: &str, token: &str) -> Result<PeerId, Error> {
+        self.open(url, TokenSource::Fixed(token.to_owned())).await
+    }
+
+    /// Opens a link with a token from `provider`, asked for a fresh token each time the link
+    /// is opened, including every reconnection.
+    ///
+    /// # Errors
+    ///
+    /// As [`connect_with_token`](PeerHandle::connect_with_token).
+    pub async fn connect_with_token_provider<P>(
+        &self,
+        url: &str,
+        provider: P,
+    ) -> Result<PeerId, Error>
+    where
+        P: Fn() -> String + Send + Sync + 'static,
+    {
+        self.open(url, TokenSource::Provider(Arc::new(provider)))
+            .await
+    }
+
+    async fn open(&self, url: &str, token: TokenSource) -> Result<PeerId, Error> {
+        let connect = Connect {
+            url: url.to_owned(),
+            token,
+        };
+        let result = self
+            .addr
+            .send(connect)
+            .await
+            .map_err(|_mailbox| Error::Stopped)?;
+        match result {
+            // A link to that peer is already up: the new one was refused, the old one serves.
+            Err(Error::Handshake {
+                reason: crate::error::HandshakeError::Duplicate(peer),
+                ..
+            }) if self.shared.link(peer).is_some() => Ok(peer),
+            other => other,
+        }
+    }
+
+    /// Polls `future` in place with this peer as the current peer, and returns its output.
+    ///
+    /// Blocks called inside it run with this peer as their caller. The future need not be
+    /// `Send`.
+    pub async fn run<F: Future>(&self, future: F) -> F::Output {
+        self.scope().enter(future).await
+    }
+
+    /// Spawns `future` on the current thread's actix runtime with this peer current.
+    pub fn spawn<F>(&self, future: F) -> actix_rt::task::JoinHandle<F::Output>
+    where
+        F: Future + 'static,
+        F::Output: 'static,
+    {
+        actix_rt::spawn(self.scope().enter(future))
+    }
+
+    fn scope(&self) -> Scope {
+        Scope::new(
+            self.shared.clone(),
+            self.shared.id,
+            #[cfg(feature = "auth")]
+            None,
+            None,
+        )
+    }
+
+    /// Closes the link to `peer`, if there is one, and stops reconnecting it.
+    pub fn disconnect(&self, peer: PeerId) {
+        self.addr.do_send(Disconnect(peer));
+    }
+
+    /// The link events from now on: connected, lost, reconnecting, refused.
+    pub fn events(&self) -> Events {
+        Events::new(self.shared.events.subscribe())
+    }
+
+    /// Waits until a link to `peer` is up, for at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`RemoteError::NotConnected`] if no link came up in time,
+    /// [`RemoteError::ShuttingDown`] if the peer stops.
+    pub async fn wait_for(&self, peer: PeerId, timeout: Duration) -> Result<(), RemoteError> {
+        let deadline = web_time::Instant::now() + timeout;
+        self.shared.wait_for_link(peer, deadline).await.map(|_| ())
+    }
+
+    /// The peer's counters: calls, errors by kind, bytes, late replies, refused frames.
+    pub fn metrics(&self) -> Metrics {
+        self.shared.counters.snapshot()
+    }
+
+    /// The peer's WebSocket endpoint as an actix-web resource at `path`, to mount in your own
+    /// `App` (own routes, middleware, TLS): `App::new().service(handle.endpoint("/scope"))`.
+    /// It does the same handshake, limits and auth as [`PeerBuilder::listen`].
+    pub fn endpoint(&self, path: &str) -> actix_web::Resource {
+        web::resource(path)
+            .app_data(web::Data::new(self.shared.clone()))
+            .route(web::get().to(upgrade::accept))
+    }
+
+    /// Stops the peer, draining: new calls are refused with [`RemoteError::ShuttingDown`],
+    /// calls in flight may finish until the drain timeout and then fail with
+    /// `ShuttingDown`, links close with 1001 and are not reconnected, and the server stops.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Stopped`] if the peer had stopped already.
+    pub async fn stop(&self) -> Result<(), Error> {
+        self.addr
+            .send(Stop)
+            .await
+            .map_err(|_mailbox| Error::Stopped)?;
+        Ok(())
+    }
+}
