@@ -7,6 +7,13 @@
 //! it then drains [`Engine::poll_transmit`] into the socket and [`Engine::poll_event`] into
 //! the runtime (run a block, abort one, the link is up, the link is over). Everything the
 //! engine holds is bounded by its [`Limits`] and the peer-wide [`Budget`].
+#![cfg_attr(
+    target_arch = "wasm32",
+    expect(
+        dead_code,
+        reason = "browsers give scripts no WebSocket control frames, fragments or token expiry to feed in"
+    )
+)]
 
 use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};

@@ -317,3 +317,58 @@ async fn bad_urls_and_refused_connections_are_errors() {
         Err(distributed_scope::Error::Connect { .. })
     ));
 }
+
+#[wasm_bindgen_test]
+async fn the_page_policy_decides_which_blocks_a_server_may_run_here() {
+    use distributed_scope::auth::Policy;
+    // Nothing allowed: the demo's hop back into the page is refused there, unrun.
+    let closed = BrowserPeer::builder(PeerId::random())
+        .policy(Policy::deny_all())
+        .build();
+    closed.connect(server_url()).await.expect("connects");
+    let me = closed.id();
+    let refused = closed
+        .run(blocks::demo(server(), me))
+        .await
+        .expect_err("the page refuses the server's call");
+    assert!(refused.to_string().contains("may not run"), "{refused}");
+    // The shared blocks allowed (by name, for any calling peer): the demo runs.
+    let open = BrowserPeer::builder(PeerId::random())
+        .policy(Policy::deny_all().allow_any_principal("blocks@*"))
+        .build();
+    open.connect(server_url()).await.expect("connects");
+    let me = open.id();
+    let (copies, sum) = open
+        .run(blocks::demo(server(), me))
+        .await
+        .expect("the demo runs");
+    assert_eq!((copies, sum), (vec![42; 43], 44));
+}
+
+#[wasm_bindgen_test]
+async fn metrics_count_calls_both_ways() {
+    let browser = connected().await;
+    let me = browser.id();
+    browser
+        .run(blocks::demo(server(), me))
+        .await
+        .expect("the demo runs");
+    let metrics = browser.metrics();
+    assert!(metrics.calls_sent >= 1, "{metrics:?}");
+    assert!(metrics.calls_received >= 1, "{metrics:?}");
+    assert!(metrics.bytes_sent > 0 && metrics.bytes_received > 0, "{metrics:?}");
+}
+
+#[wasm_bindgen_test]
+async fn stop_refuses_new_calls_and_closes_links() {
+    let browser = connected().await;
+    browser.stop().await;
+    let after = browser
+        .run(blocks::increment(server(), 1))
+        .await
+        .expect_err("a stopped peer makes no calls");
+    assert!(
+        matches!(after, RemoteError::ShuttingDown { .. }),
+        "{after:?}"
+    );
+}
