@@ -8,13 +8,15 @@
 //!    three times the bound, so that a server without bounds fails fast and never eats the
 //!    machine);
 //! 2. a well-behaved client, linked before the attack, keeps calling `blocks::add` (one call
-//!    every 100 ms, each bounded by 5 s) and every one of its calls succeeds, until the
+//!    every 100 ms, each bounded by 10 s) and every one of its calls succeeds, until the
 //!    attacker's links are gone;
-//! 3. the server closes the attacker's links within 30 s of the attack's end: the attacker
-//!    then stays silent and never answers a ping, which the liveness timeout (10 s) or the
-//!    handshake timeout (10 s) must notice. "Closed" is read from `/proc/net/tcp` (the
-//!    server's end of the connection is no longer ESTABLISHED), so it holds even for a client
-//!    that never reads, where no close frame or FIN can get through.
+//! 3. the server closes the attacker's links within 30 s of the attack's end. Some attackers
+//!    then fall silent, never answering a ping, which the liveness timeout (10 s) or the
+//!    handshake timeout (10 s) must notice; the others shut down their sending side (a FIN),
+//!    after which the server must close promptly, even towards a client that never reads
+//!    what it was sent. "Closed" is read from `/proc/net/tcp`: the server's end of the
+//!    connection is neither ESTABLISHED nor CLOSE_WAIT any more, which holds even where no
+//!    close frame or FIN can get through to a client that never reads.
 //!
 //! Attackers write WebSocket frames by hand over TCP (see `support/attack.rs`), so they can
 //! send without ever reading.
@@ -27,9 +29,9 @@ use std::time::{Duration, Instant};
 
 use distributed_scope::PeerId;
 use support::attack::{
-    BlockRef, Dial, Frame, RSS_BOUND, RawLink, RawWriter, Received, RssWatch, Target, add, block,
-    burst, encode, keep_calling, legitimate_client, mib, opcode, request_upgrade, run_for,
-    wait_until_closed, ws_frame,
+    BlockRef, Dial, Frame, MIN_CALLS, RSS_BOUND, RawLink, RawWriter, Received, RssWatch, Target,
+    add, block, burst, encode, keep_calling, legitimate_client, mib, opcode, request_upgrade,
+    run_for, wait_until_closed, ws_frame,
 };
 
 /// How long opening one attacker link may take.
@@ -46,11 +48,21 @@ struct Arena {
     watch: RssWatch,
 }
 
-/// What an attack leaves behind: its links, held open (never closed by the attacker) until
-/// the test ends, and a description of what it sent.
+/// What an attack leaves behind: its links (never closed by the attacker until the test
+/// ends), a description of what it sent, and how the attacker ends.
 struct Siege {
     links: Vec<RawLink>,
     sent: String,
+    ending: Ending,
+}
+
+/// How an attacker ends its attack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    /// It falls silent, with its connections open: the server's timeouts must notice.
+    Silent,
+    /// It shuts down its sending side: the server sees the stream end.
+    HalfClose,
 }
 
 /// Runs `attack` against a fresh `peer` process while a well-behaved client keeps calling,
@@ -67,12 +79,18 @@ where
         let watch = RssWatch::start(pid);
         let calls = keep_calling(client.clone(), server);
         let started = Instant::now();
-        let siege = attack(Arena {
+        let mut siege = attack(Arena {
             addr,
             watch: watch.clone(),
         })
         .await;
         let attacked_for = started.elapsed();
+        if siege.ending == Ending::HalfClose {
+            for link in &mut siege.links {
+                // A link whose unsent data fills the socket queues the FIN behind it.
+                let _ = tokio::time::timeout(Duration::from_secs(1), link.writer.finish()).await;
+            }
+        }
         let clients: Vec<SocketAddr> = siege.links.iter().map(|link| link.local).collect();
         let closing = wait_until_closed(&clients, addr, CLOSED_WITHIN, Some(&watch)).await;
         let report = calls.finish().await;
@@ -80,7 +98,7 @@ where
         let summary = format!(
             "{name}: {} in {attacked_for:.1?}; server RSS {} grew by up to {}{}; \
              legitimate client: {} calls ok, slowest {:.1?}, failures {:?}; \
-             {} of {} attacker links still held {:.1?} after the attack",
+             {} of {} attacker links still held {:.1?} after the attack ended ({:?})",
             siege.sent,
             mib(watch.baseline()),
             mib(watch.growth()),
@@ -95,6 +113,7 @@ where
             closing.open,
             clients.len(),
             closing.after,
+            siege.ending,
         );
         println!("{summary}");
         assert!(
@@ -103,7 +122,7 @@ where
             mib(RSS_BOUND)
         );
         assert!(
-            report.failures.is_empty() && report.ok >= 3,
+            report.failures.is_empty() && report.ok >= MIN_CALLS,
             "the legitimate client's calls did not all succeed: {summary}"
         );
         assert_eq!(
@@ -150,7 +169,13 @@ async fn flood(
 
 /// A ping flood from a client that never reads: every ping makes the server queue a pong
 /// it cannot deliver.
-async fn ping_flood(arena: Arena, hello: bool, ping: Vec<u8>, bytes: u64, time: Duration) -> Siege {
+async fn ping_flood(
+    arena: Arena,
+    hello: bool,
+    ping: Vec<u8>,
+    (bytes, time): (u64, Duration),
+    ending: Ending,
+) -> Siege {
     let mut link = RawLink::open_never_reading(arena.addr)
         .await
         .expect("the attacker links");
@@ -171,6 +196,7 @@ async fn ping_flood(arena: Arena, hello: bool, ping: Vec<u8>, bytes: u64, time: 
     Siege {
         links: vec![link],
         sent,
+        ending,
     }
 }
 
@@ -184,8 +210,11 @@ fn app_pings_from_a_client_that_never_reads() {
         true,
         &encode(&Frame::Ping { nonce: u64::MAX }),
     );
+    // This attacker falls silent at the end: the liveness timeout must drop its link even
+    // though the server cannot deliver what it queued for it.
     siege("attack-app-pings", |arena| {
-        ping_flood(arena, true, ping, u64::MAX, Duration::from_secs(25))
+        let amount = (u64::MAX, Duration::from_secs(25));
+        ping_flood(arena, true, ping, amount, Ending::Silent)
     });
 }
 
@@ -193,15 +222,18 @@ fn app_pings_from_a_client_that_never_reads() {
 fn websocket_pings_from_a_client_that_never_reads() {
     let ping = ws_frame(opcode::PING, true, &[0x5A; 125]);
     siege("attack-ws-pings", |arena| {
-        ping_flood(arena, true, ping, 512 << 20, Duration::from_secs(10))
+        let amount = (512 << 20, Duration::from_secs(10));
+        ping_flood(arena, true, ping, amount, Ending::HalfClose)
     });
 }
 
 #[test]
 fn websocket_pings_before_hello_from_a_client_that_never_reads() {
     let ping = ws_frame(opcode::PING, true, &[0x5A; 125]);
+    // The handshake timeout (10 s) ends this one, at the latest.
     siege("attack-ws-pings-early", |arena| {
-        ping_flood(arena, false, ping, 512 << 20, Duration::from_secs(10))
+        let amount = (512 << 20, Duration::from_secs(15));
+        ping_flood(arena, false, ping, amount, Ending::Silent)
     });
 }
 
@@ -286,6 +318,7 @@ fn unfinished_fragmented_messages_kept_alive_by_pings() {
                 mib(sent)
             ),
             links,
+            ending: Ending::HalfClose,
         }
     });
 }
@@ -293,15 +326,15 @@ fn unfinished_fragmented_messages_kept_alive_by_pings() {
 /// How long the attacks that send large frames may keep sending.
 const SEND_FOR: Duration = Duration::from_secs(20);
 
-/// Sends `count` frames (built on demand) over `link`, one at a time, for at most
-/// [`SEND_FOR`], stopping when the memory bound passed or the link failed. Says what it sent.
+/// Sends `count` frames (built on demand) over `link`, one at a time, for at most `time`,
+/// stopping when the memory bound passed or the link failed. Says what it sent.
 async fn send_frames(
     link: &mut RawLink,
-    count: u64,
+    (count, time): (u64, Duration),
     watch: &RssWatch,
     frame: impl Fn(u64) -> Vec<u8>,
 ) -> String {
-    let until = Instant::now() + SEND_FOR;
+    let until = Instant::now() + time;
     let mut sent = 0;
     let mut bytes = 0;
     let stopped = loop {
@@ -343,7 +376,7 @@ fn calls_to_an_unknown_block_with_huge_names_never_reading_the_errors() {
             .expect("the attacker's hello");
         let name = "n".repeat(1 << 20);
         // 300 MiB of names: an unbounded server holds more than its memory bound.
-        let sent = send_frames(&mut link, 300, &arena.watch, |n| {
+        let sent = send_frames(&mut link, (300, SEND_FOR), &arena.watch, |n| {
             let call = Frame::Call {
                 id: n + 1,
                 block: 0x0BAD_0BAD_0BAD_0BAD,
@@ -358,6 +391,7 @@ fn calls_to_an_unknown_block_with_huge_names_never_reading_the_errors() {
         Siege {
             links: vec![link],
             sent: format!("calls with 1 MiB names: {sent}"),
+            ending: Ending::HalfClose,
         }
     });
 }
@@ -391,13 +425,58 @@ fn sleeping_calls_with_tiny_captures_and_huge_metadata() {
             .expect("the attacker's hello");
         // 40 calls of 16 MiB each: an unbounded server holds 640 MiB.
         let (sleep, padding) = (block("blocks::sleep_for"), padding());
-        let sent = send_frames(&mut link, 40, &arena.watch, |n| {
+        let sent = send_frames(&mut link, (40, SEND_FOR), &arena.watch, |n| {
             sleeping_call(&sleep, n + 1, padding.clone())
         })
         .await;
         Siege {
             links: vec![link],
             sent: format!("sleeping calls with 16 MiB of metadata: {sent}"),
+            ending: Ending::HalfClose,
+        }
+    });
+}
+
+/// Links of the spread metadata attack.
+const SPREAD_LINKS: usize = 50;
+
+#[test]
+fn sleeping_calls_with_huge_metadata_spread_over_fifty_links() {
+    // One 16 MiB call on each of 50 links: 800 MiB, which no limit per link stops.
+    siege("attack-metadata-spread", |arena| async move {
+        let (sleep, padding) = (block("blocks::sleep_for"), padding());
+        let until = Instant::now() + SEND_FOR;
+        let mut links = Vec::new();
+        let mut sent = 0;
+        for _ in 0..SPREAD_LINKS / HOLDERS_AT_ONCE {
+            if arena.watch.over() || Instant::now() >= until {
+                break;
+            }
+            let batch = (0..HOLDERS_AT_ONCE).map(|_| async {
+                let opened = tokio::time::timeout(OPEN_WITHIN, RawLink::open(arena.addr)).await;
+                let Ok(Ok(mut link)) = opened else {
+                    return (None, false);
+                };
+                if link.writer.hello(PeerId::random()).await.is_err() {
+                    return (Some(link), false);
+                }
+                let frame = sleeping_call(&sleep, 1, padding.clone());
+                let left = until.saturating_duration_since(Instant::now());
+                let written = tokio::time::timeout(left, link.writer.bytes(&frame)).await;
+                (Some(link), matches!(written, Ok(Ok(()))))
+            });
+            for (link, written) in futures_util::future::join_all(batch).await {
+                links.extend(link);
+                sent += u64::from(written);
+            }
+        }
+        Siege {
+            sent: format!(
+                "{} links, {sent} sleeping calls with 16 MiB of metadata written",
+                links.len()
+            ),
+            links,
+            ending: Ending::HalfClose,
         }
     });
 }
@@ -420,15 +499,18 @@ fn queued_calls_padded_with_metadata_beyond_the_queued_bytes_limit() {
             .await
             .expect("the attacker's first calls");
         // ... so these wait in the queue, each with 3 bytes of captures and 16 MiB of
-        // metadata: 640 MiB against `max_queued_bytes` (64 MiB).
+        // metadata: 640 MiB against `max_queued_bytes` (64 MiB). With 4 096 calls running,
+        // a server in a debug build takes one to three seconds per frame: more time to send.
         let padding = padding();
-        let sent = send_frames(&mut link, 40, &arena.watch, |n| {
+        let time = Duration::from_secs(45);
+        let sent = send_frames(&mut link, (40, time), &arena.watch, |n| {
             sleeping_call(&sleep, 4097 + n, padding.clone())
         })
         .await;
         Siege {
             links: vec![link],
             sent: format!("4 096 sleeping calls, then padded ones: {sent}"),
+            ending: Ending::HalfClose,
         }
     });
 }
@@ -437,6 +519,10 @@ fn queued_calls_padded_with_metadata_beyond_the_queued_bytes_limit() {
 const IDLE_LINKS: usize = 1100;
 /// The server's file-descriptor limit in that attack.
 const OPEN_FILES: u32 = 1024;
+/// How long a new peer may take to link and get an answer while the idle links are held:
+/// well under the handshake timeout, so that waiting for the idle links to time out does not
+/// count as getting in.
+const NEWCOMER_WITHIN: Duration = Duration::from_secs(5);
 
 #[test]
 fn idle_links_beyond_the_file_limit_do_not_lock_a_new_peer_out() {
@@ -481,9 +567,9 @@ fn idle_links_beyond_the_file_limit_do_not_lock_a_new_peer_out() {
                 .map_err(|error| error.to_string())?;
             add(&peer, server, 6).await
         };
-        let newcomer = tokio::time::timeout(Duration::from_secs(5), newcomer)
+        let newcomer = tokio::time::timeout(NEWCOMER_WITHIN, newcomer)
             .await
-            .unwrap_or_else(|_| Err("no link and answer within 5 s".to_owned()));
+            .unwrap_or_else(|_| Err(format!("no link and answer within {NEWCOMER_WITHIN:?}")));
         let newcomer_took = newcomer_started.elapsed();
         let clients: Vec<SocketAddr> = idle.iter().map(|(_, local)| *local).collect();
         let closing = wait_until_closed(&clients, addr, CLOSED_WITHIN, Some(&watch)).await;
@@ -510,7 +596,7 @@ fn idle_links_beyond_the_file_limit_do_not_lock_a_new_peer_out() {
         );
         assert_eq!(newcomer, Ok(7), "a new peer could not get in: {summary}");
         assert!(
-            report.failures.is_empty() && report.ok >= 3,
+            report.failures.is_empty() && report.ok >= MIN_CALLS,
             "the linked client's calls did not all succeed: {summary}"
         );
         assert_eq!(closing.open, 0, "idle links were not closed: {summary}");
@@ -523,13 +609,18 @@ fn a_large_frame_before_hello_is_refused_with_1009() {
     let target = Target::start("attack-early-frame");
     let (addr, url, server) = (target.addr, target.url.clone(), target.id);
     run_for(TEST_LIMIT, async move {
-        let mut link = RawLink::open(addr).await.expect("the attacker links");
+        let RawLink {
+            mut reader,
+            mut writer,
+            ..
+        } = RawLink::open(addr).await.expect("the attacker links");
         // 1 MiB that starts like a hello: no hello is that large.
         let mut frame = hello_prefix();
         frame.resize(1 << 20, 0x11);
-        // The server may close before it has read it all.
-        let _ = link.writer.binary(&frame).await;
-        let ended = tokio::time::timeout(Duration::from_secs(10), link.reader.end()).await;
+        let within = Duration::from_secs(10);
+        // The server may close, or stop reading, before it has read it all.
+        let send = tokio::time::timeout(within, writer.binary(&frame));
+        let (_, ended) = tokio::join!(send, tokio::time::timeout(within, reader.end()));
         assert_eq!(ended, Ok(Received::Close(Some(1009))));
         legitimate_client(&url, server).await;
     });

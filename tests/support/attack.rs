@@ -8,9 +8,10 @@ use std::fmt::Write as _;
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use distributed_scope::{Peer, PeerHandle, PeerId, RemoteError};
@@ -66,7 +67,7 @@ impl Target {
     }
 
     fn spawn(name: &str, open_files: Option<u32>) -> Self {
-        let binary = super::peer_binary();
+        let binary = fresh_peer_binary();
         let mut command = match open_files {
             // prlimit sets the limit on itself, then executes the peer in its place.
             Some(limit) => {
@@ -111,6 +112,29 @@ impl Drop for Target {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The `peer` example, brought up to date once per test process: `cargo test --test NAME`
+/// builds no examples, and an old binary would put yesterday's server under attack.
+pub fn fresh_peer_binary() -> PathBuf {
+    static FRESH: OnceLock<PathBuf> = OnceLock::new();
+    FRESH
+        .get_or_init(|| {
+            let binary = super::peer_binary();
+            let release = binary
+                .parent()
+                .and_then(|examples| examples.parent())
+                .is_some_and(|profile| profile.ends_with("release"));
+            let status = Command::new(env!("CARGO"))
+                .args(["build", "--quiet", "--example", "peer"])
+                .args(release.then_some("--release"))
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .status()
+                .expect("cargo runs");
+            assert!(status.success(), "building the peer example failed");
+            binary
+        })
+        .clone()
 }
 
 /// The resident memory of process `pid` in bytes (`VmRSS`), or `None` once it is gone.
@@ -262,7 +286,7 @@ pub struct Dial<'a> {
     pub source: Option<IpAddr>,
     /// Extra headers of the upgrade request.
     pub headers: &'a [(&'a str, &'a str)],
-    /// A small receive buffer, for a client that never reads: the server's replies then fill
+    /// Small socket buffers, for a client that never reads: the server's replies then fill
     /// the connection within a few KiB instead of the megabytes Linux allows by default, and
     /// what the server cannot send stays in its own memory.
     pub small_window: bool,
@@ -280,6 +304,9 @@ pub async fn request_upgrade(
     }
     if dial.small_window {
         socket.set_recv_buffer_size(4 << 10)?;
+        // And a small send buffer: what the client wrote and the server has not read yet
+        // stays small too, so the server falls silent soon after the client stops.
+        socket.set_send_buffer_size(64 << 10)?;
     }
     let mut stream = socket.connect(server).await?;
     stream.set_nodelay(true)?;
@@ -392,6 +419,12 @@ impl RawWriter {
     /// Sends a WebSocket ping with an empty payload.
     pub async fn ping(&mut self) -> io::Result<()> {
         self.message(opcode::PING, true, b"").await
+    }
+
+    /// Shuts down the sending side: the server reads the end of the stream (a FIN) once it
+    /// has read everything before it. The receiving side stays open.
+    pub async fn finish(&mut self) -> io::Result<()> {
+        self.0.shutdown().await
     }
 }
 
@@ -688,11 +721,14 @@ fn proc_net_name(addr: SocketAddr) -> String {
 }
 
 /// Which of the connections from `clients` to `server` the server still holds open: its own
-/// end of the connection is ESTABLISHED in `/proc/net/tcp`. A server that closed its socket
-/// shows FIN_WAIT (even when its FIN cannot get out, stuck behind unsent data for a client
-/// that never reads) or nothing at all (after a reset), without the client having to read.
+/// end of the connection is ESTABLISHED, or CLOSE_WAIT (the client shut down its side, the
+/// server has not closed yet), in `/proc/net/tcp`. A server that closed its socket shows
+/// FIN_WAIT or LAST_ACK (even when its FIN cannot get out, stuck behind unsent data for a
+/// client that never reads) or nothing at all (after a reset), without the client having to
+/// read anything.
 pub fn held_open(clients: &[SocketAddr], server: SocketAddr) -> Vec<SocketAddr> {
     const ESTABLISHED: &str = "01";
+    const CLOSE_WAIT: &str = "08";
     let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
     let server = proc_net_name(server);
     let held: std::collections::HashSet<&str> = table
@@ -701,7 +737,8 @@ pub fn held_open(clients: &[SocketAddr], server: SocketAddr) -> Vec<SocketAddr> 
         .filter_map(|line| {
             let mut fields = line.split_whitespace().skip(1);
             let (local, remote, state) = (fields.next()?, fields.next()?, fields.next()?);
-            (local == server && state == ESTABLISHED).then_some(remote)
+            let held = state == ESTABLISHED || state == CLOSE_WAIT;
+            (local == server && held).then_some(remote)
         })
         .collect();
     clients
@@ -747,7 +784,7 @@ pub async fn wait_until_closed(
 // A well-behaved client.
 
 /// How long one call of the well-behaved client may take.
-pub const CALL_LIMIT: Duration = Duration::from_secs(5);
+pub const CALL_LIMIT: Duration = Duration::from_secs(10);
 
 /// A new peer linked to `url`, whose first call to `server` has answered.
 pub async fn legitimate_client(url: &str, server: PeerId) -> PeerHandle {
@@ -771,6 +808,9 @@ pub async fn add(client: &PeerHandle, server: PeerId, x: u32) -> Result<u32, Str
     }
 }
 
+/// The fewest calls the well-behaved client makes, however short the attack.
+pub const MIN_CALLS: u64 = 3;
+
 /// What the well-behaved client saw.
 #[derive(Debug, Default, Clone)]
 pub struct CallsReport {
@@ -782,7 +822,7 @@ pub struct CallsReport {
     pub slowest: Duration,
 }
 
-/// A loop of calls, one every 100 ms, until [`Calls::finish`].
+/// A loop of calls, one every 100 ms, until [`Calls::finish`] (and at least [`MIN_CALLS`]).
 pub struct Calls {
     stop: Arc<AtomicBool>,
     task: actix_rt::task::JoinHandle<CallsReport>,
@@ -797,7 +837,8 @@ pub fn keep_calling(client: PeerHandle, server: PeerId) -> Calls {
         let mut pace = tokio::time::interval(Duration::from_millis(100));
         pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut x = 100;
-        while !stopped.load(Ordering::SeqCst) {
+        let made = |report: &CallsReport| report.ok + report.failures.len() as u64;
+        while !stopped.load(Ordering::SeqCst) || made(&report) < MIN_CALLS {
             pace.tick().await;
             x += 1;
             let started = Instant::now();
@@ -816,7 +857,8 @@ pub fn keep_calling(client: PeerHandle, server: PeerId) -> Calls {
 }
 
 impl Calls {
-    /// Stops the loop after the call in progress and reports.
+    /// Stops the loop after the call in progress (once it made at least [`MIN_CALLS`]) and
+    /// reports.
     pub async fn finish(self) -> CallsReport {
         self.stop.store(true, Ordering::SeqCst);
         self.task.await.expect("the calling task does not panic")

@@ -314,3 +314,9 @@ pub async fn sleep_for(millis: u64) -> u64 {
         .await;
     millis
 }
+
+/// Returns `data` as it came: `blocks::echo`, a round trip of any size.
+#[remote_block]
+pub async fn echo(data: Vec<u8>) -> Vec<u8> {
+    data
+}
