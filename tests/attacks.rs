@@ -295,8 +295,8 @@ fn unfinished_fragmented_messages_kept_alive_by_pings() {
                 sent += bytes;
             }
         }
-        // Pings keep the links alive a while longer; the unfinished messages are held at
-        // least until the links fall silent and the liveness timeout drops them.
+        // A few seconds of WebSocket pings between the fragments, as an attacker keeping its
+        // links alive sends them.
         let mut pings = tokio::time::interval(Duration::from_secs(1));
         let mut stalled = vec![false; links.len()];
         for _ in 0..3 {

@@ -349,17 +349,19 @@ fn nothing_is_replayed_after_a_partition_heals() {
 
 // I9 and I12: many calls, full queues, limits.
 
-/// Calls of [`doubled_after_a_second`] running at once, and the most seen.
-static IN_FLIGHT: AtomicU64 = AtomicU64::new(0);
-static MOST_IN_FLIGHT: AtomicU64 = AtomicU64::new(0);
+/// Calls of [`doubled_once_all_arrived`] that have started.
+static ARRIVED: AtomicU64 = AtomicU64::new(0);
+/// How many calls [`doubled_once_all_arrived`] waits for.
+const IN_FLIGHT: u64 = 2000;
 
-/// `x * 2` on `target`, after a second.
-async fn doubled_after_a_second(target: PeerId, x: u64) -> Result<u64, RemoteError> {
+/// `x * 2` on `target`, once [`IN_FLIGHT`] such calls run there at the same time: a barrier,
+/// so the calls can only succeed if all of them are in flight together.
+async fn doubled_once_all_arrived(target: PeerId, x: u64) -> Result<u64, RemoteError> {
     remote!(target, [x: u64] -> u64 {
-        let now = IN_FLIGHT.fetch_add(1, Ordering::SeqCst) + 1;
-        MOST_IN_FLIGHT.fetch_max(now, Ordering::SeqCst);
-        Scope::current().sleep(Duration::from_secs(1)).await;
-        IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
+        ARRIVED.fetch_add(1, Ordering::SeqCst);
+        while ARRIVED.load(Ordering::SeqCst) < IN_FLIGHT {
+            Scope::current().sleep(Duration::from_millis(20)).await;
+        }
         x * 2
     })
     .await
@@ -372,26 +374,36 @@ fn two_thousand_calls_in_flight_on_one_link_at_the_defaults() {
     let (results, took) = block_on(async move {
         let client = support::connected(PeerId::random(), &url).await;
         let started = Instant::now();
-        let calls: Vec<_> = (0..2000u64)
-            .map(|x| client.spawn(doubled_after_a_second(server_id, x)))
+        let calls: Vec<_> = (0..IN_FLIGHT)
+            .map(|x| client.spawn(doubled_once_all_arrived(server_id, x)))
             .collect();
         (join_all(calls).await, started.elapsed())
     });
     for (x, result) in results.into_iter().enumerate() {
         assert_eq!(result.unwrap(), Ok(x as u64 * 2), "call {x}");
     }
-    assert_eq!(MOST_IN_FLIGHT.load(Ordering::SeqCst), 2000);
     assert!(took < Duration::from_secs(10), "took {took:?}");
 }
 
-/// `server` calls back into `client`, which calls `server` again.
+/// The boomerang runs on the server ...
+static BOOMERANG_RUNS: AtomicBool = AtomicBool::new(false);
+/// ... and throws once this is set.
+static BOOMERANG_THROWN: AtomicBool = AtomicBool::new(false);
+
+/// `server` calls back into `client`, which calls `server` again; the first hop waits for
+/// [`BOOMERANG_THROWN`] before it calls back. At most 5 s.
 async fn boomerang(server: PeerId, client: PeerId) -> Result<u8, RemoteError> {
     remote!(server, [client: PeerId, server: PeerId] -> Result<u8, RemoteError> {
+        BOOMERANG_RUNS.store(true, Ordering::SeqCst);
+        while !BOOMERANG_THROWN.load(Ordering::SeqCst) {
+            Scope::current().sleep(Duration::from_millis(5)).await;
+        }
         remote!(client, [server: PeerId] -> Result<u8, RemoteError> {
             remote!(server, [] -> u8 { 1 }).await
         })
         .await
     })
+    .timeout(Duration::from_secs(5))
     .await
 }
 
@@ -402,24 +414,33 @@ fn a_nested_call_into_a_full_queue_is_answered_overloaded_not_deadlocked() {
             .max_inbound_calls(1)
             .max_queued_calls(1),
     );
+    let server_handle = server.handle().clone();
     let (server_id, url) = (server.handle().id(), url(server.handle()));
     block_on(async move {
         let client = support::connected(PeerId::random(), &url).await;
-        let started = Instant::now();
         // The boomerang takes the server's one slot ...
         let boomerang = client.spawn(boomerang(server_id, client.id()));
-        tokio::task::yield_now().await;
+        until("the boomerang's run", || {
+            BOOMERANG_RUNS.load(Ordering::SeqCst)
+        })
+        .await;
         // ... this call takes its one queue place ...
         let filler = client.spawn(blocks::SleepFor { millis: 1000 }.on(server_id));
+        until("the filler's arrival", || {
+            server_handle.metrics().calls_received == 2
+        })
+        .await;
         // ... so the boomerang's nested call back into the server finds no room: it is
-        // answered at once, instead of waiting for a slot its own caller holds.
+        // answered at once, instead of waiting for the slot its own caller holds.
+        let thrown = Instant::now();
+        BOOMERANG_THROWN.store(true, Ordering::SeqCst);
         let result = boomerang.await.unwrap();
-        let took = started.elapsed();
+        let took = thrown.elapsed();
         assert!(
             matches!(result, Err(RemoteError::Overloaded { .. })),
             "{result:?}"
         );
-        assert!(took < Duration::from_millis(900), "answered after {took:?}");
+        assert!(took < Duration::from_secs(1), "answered after {took:?}");
         assert_eq!(filler.await.unwrap(), Ok(1000));
         assert_eq!(
             client.run(blocks::Add { x: 1, y: 2 }.on(server_id)).await,
@@ -488,7 +509,7 @@ fn captures_beyond_max_queued_bytes_are_answered_overloaded_and_never_run() {
     let (server_id, url) = (server.handle().id(), url(server.handle()));
     block_on(async move {
         let client = support::connected(PeerId::random(), &url).await;
-        let busy = client.spawn(blocks::nap(server_id, 500));
+        let busy = client.spawn(blocks::nap(server_id, 1500));
         tokio::task::yield_now().await;
         // 8 KiB of captures do not fit in a 4 KiB queue.
         let big = client
@@ -513,7 +534,7 @@ fn captures_beyond_max_queued_bytes_are_answered_overloaded_and_never_run() {
             pad: vec![0; 1 << 10],
         };
         assert_eq!(client.run(small.on(server_id)).await, Ok((1, 1 << 10)));
-        assert_eq!(busy.await.unwrap(), Ok(500));
+        assert_eq!(busy.await.unwrap(), Ok(1500));
         assert_eq!(TALLIES[QUEUED_BYTES].load(Ordering::SeqCst), 1);
     });
 }
