@@ -18,8 +18,14 @@
 //!    connection is neither ESTABLISHED nor CLOSE_WAIT any more, which holds even where no
 //!    close frame or FIN can get through to a client that never reads.
 //!
+//! The idle-links attack checks the same things against a server limited to 1 024 open
+//! files, and that a new peer still links and calls while the idle links are held. Two
+//! smaller attacks check close codes and timings only: an oversized frame before the hello
+//! (1009) and handshakes that never complete (closed after the handshake timeout).
+//!
 //! Attackers write WebSocket frames by hand over TCP (see `support/attack.rs`), so they can
-//! send without ever reading.
+//! send without ever reading. Each test bounds its attack in bytes and in time, and the whole
+//! test in time.
 
 mod support;
 
@@ -30,8 +36,8 @@ use std::time::{Duration, Instant};
 use distributed_scope::PeerId;
 use support::attack::{
     BlockRef, Dial, Frame, MIN_CALLS, RSS_BOUND, RawLink, RawWriter, Received, RssWatch, Target,
-    add, block, burst, encode, keep_calling, legitimate_client, mib, opcode, request_upgrade,
-    run_for, wait_until_closed, ws_frame,
+    add, allow_open_files, block, burst, encode, keep_calling, legitimate_client, mib, opcode,
+    request_upgrade, run_for, wait_until_closed, ws_frame,
 };
 
 /// How long opening one attacker link may take.
@@ -530,6 +536,7 @@ fn idle_links_beyond_the_file_limit_do_not_lock_a_new_peer_out() {
     // may hold the attackers back without holding the newcomer back too. (Linux routes all
     // of 127.0.0.0/8 to the loopback interface.)
     let attacker = std::net::IpAddr::from([127, 0, 0, 3]);
+    allow_open_files(IDLE_LINKS as u64 + 1024);
     let target = Target::start_with_open_files("attack-idle", OPEN_FILES);
     let (addr, url, server, pid) = (target.addr, target.url.clone(), target.id, target.pid);
     let target = &target;

@@ -137,6 +137,40 @@ pub fn fresh_peer_binary() -> PathBuf {
         .clone()
 }
 
+/// Makes sure this process may open `at_least` file descriptors, raising its soft limit
+/// towards the hard one (with `prlimit`) if needed; panics if the hard limit is lower.
+pub fn allow_open_files(at_least: u64) {
+    let limits = std::fs::read_to_string("/proc/self/limits").expect("/proc/self/limits");
+    let (soft, hard) = limits
+        .lines()
+        .find_map(|line| line.strip_prefix("Max open files"))
+        .and_then(|values| {
+            let mut values = values.split_whitespace().map(|value| {
+                value
+                    .parse::<u64>()
+                    .unwrap_or(if value == "unlimited" { u64::MAX } else { 0 })
+            });
+            Some((values.next()?, values.next()?))
+        })
+        .expect("the open files limits");
+    if soft >= at_least {
+        return;
+    }
+    assert!(
+        hard >= at_least,
+        "this test needs {at_least} open files; the hard limit is {hard}"
+    );
+    let status = Command::new("prlimit")
+        .arg(format!("--pid={}", std::process::id()))
+        .arg(format!("--nofile={at_least}:"))
+        .status()
+        .expect("prlimit runs");
+    assert!(
+        status.success(),
+        "prlimit could not raise the open files limit"
+    );
+}
+
 /// The resident memory of process `pid` in bytes (`VmRSS`), or `None` once it is gone.
 pub fn rss(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
