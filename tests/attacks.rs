@@ -47,6 +47,39 @@ const CLOSED_WITHIN: Duration = Duration::from_secs(30);
 /// The bound on one whole test.
 const TEST_LIMIT: Duration = Duration::from_secs(100);
 
+/// How an attacker link starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Start {
+    /// Upgrade, then a valid hello as a fresh peer.
+    Hello,
+    /// The same, with the small socket buffers of a client that never reads.
+    HelloNeverReading,
+    /// Upgrade only.
+    Upgrade,
+}
+
+/// Opens an attacker link within [`OPEN_WITHIN`], or `None`.
+async fn try_attacker(addr: SocketAddr, start: Start) -> Option<RawLink> {
+    let open = async {
+        let mut link = match start {
+            Start::HelloNeverReading => RawLink::open_never_reading(addr).await?,
+            Start::Hello | Start::Upgrade => RawLink::open(addr).await?,
+        };
+        if start != Start::Upgrade {
+            link.writer.hello(PeerId::random()).await?;
+        }
+        std::io::Result::Ok(link)
+    };
+    tokio::time::timeout(OPEN_WITHIN, open).await.ok()?.ok()
+}
+
+/// Opens an attacker link within [`OPEN_WITHIN`].
+async fn attacker(addr: SocketAddr, start: Start) -> RawLink {
+    try_attacker(addr, start)
+        .await
+        .unwrap_or_else(|| panic!("the attacker could not link within {OPEN_WITHIN:?}"))
+}
+
 /// What an attack gets: where the server listens and its memory watch.
 #[derive(Clone)]
 struct Arena {
@@ -182,15 +215,12 @@ async fn ping_flood(
     (bytes, time): (u64, Duration),
     ending: Ending,
 ) -> Siege {
-    let mut link = RawLink::open_never_reading(arena.addr)
-        .await
-        .expect("the attacker links");
-    if hello {
-        link.writer
-            .hello(PeerId::random())
-            .await
-            .expect("the attacker's hello");
-    }
+    let start = if hello {
+        Start::HelloNeverReading
+    } else {
+        Start::Upgrade
+    };
+    let mut link = attacker(arena.addr, start).await;
     let sent = flood(
         &mut link.writer,
         &burst(&ping, 64 << 10),
@@ -256,13 +286,9 @@ async fn hold_fragments(
     chunk: std::rc::Rc<Vec<u8>>,
     until: Instant,
 ) -> (Option<RawLink>, u64) {
-    let opened = tokio::time::timeout(OPEN_WITHIN, RawLink::open(arena.addr)).await;
-    let Ok(Ok(mut link)) = opened else {
+    let Some(mut link) = try_attacker(arena.addr, Start::Hello).await else {
         return (None, 0);
     };
-    if link.writer.hello(PeerId::random()).await.is_err() {
-        return (Some(link), 0);
-    }
     let mut sent = 0;
     for fragment in 0..15 {
         if arena.watch.over() {
@@ -373,13 +399,7 @@ async fn send_frames(
 #[test]
 fn calls_to_an_unknown_block_with_huge_names_never_reading_the_errors() {
     siege("attack-names", |arena| async move {
-        let mut link = RawLink::open_never_reading(arena.addr)
-            .await
-            .expect("the attacker links");
-        link.writer
-            .hello(PeerId::random())
-            .await
-            .expect("the attacker's hello");
+        let mut link = attacker(arena.addr, Start::HelloNeverReading).await;
         let name = "n".repeat(1 << 20);
         // 300 MiB of names: an unbounded server holds more than its memory bound.
         let sent = send_frames(&mut link, (300, SEND_FOR), &arena.watch, |n| {
@@ -424,11 +444,7 @@ fn sleeping_call(sleep: &BlockRef, id: u64, metadata: Vec<(String, String)>) -> 
 #[test]
 fn sleeping_calls_with_tiny_captures_and_huge_metadata() {
     siege("attack-metadata", |arena| async move {
-        let mut link = RawLink::open(arena.addr).await.expect("the attacker links");
-        link.writer
-            .hello(PeerId::random())
-            .await
-            .expect("the attacker's hello");
+        let mut link = attacker(arena.addr, Start::Hello).await;
         // 40 calls of 16 MiB each: an unbounded server holds 640 MiB.
         let (sleep, padding) = (block("blocks::sleep_for"), padding());
         let sent = send_frames(&mut link, (40, SEND_FOR), &arena.watch, |n| {
@@ -459,13 +475,9 @@ fn sleeping_calls_with_huge_metadata_spread_over_fifty_links() {
                 break;
             }
             let batch = (0..HOLDERS_AT_ONCE).map(|_| async {
-                let opened = tokio::time::timeout(OPEN_WITHIN, RawLink::open(arena.addr)).await;
-                let Ok(Ok(mut link)) = opened else {
+                let Some(mut link) = try_attacker(arena.addr, Start::Hello).await else {
                     return (None, false);
                 };
-                if link.writer.hello(PeerId::random()).await.is_err() {
-                    return (Some(link), false);
-                }
                 let frame = sleeping_call(&sleep, 1, padding.clone());
                 let left = until.saturating_duration_since(Instant::now());
                 let written = tokio::time::timeout(left, link.writer.bytes(&frame)).await;
@@ -490,11 +502,7 @@ fn sleeping_calls_with_huge_metadata_spread_over_fifty_links() {
 #[test]
 fn queued_calls_padded_with_metadata_beyond_the_queued_bytes_limit() {
     siege("attack-queue", |arena| async move {
-        let mut link = RawLink::open(arena.addr).await.expect("the attacker links");
-        link.writer
-            .hello(PeerId::random())
-            .await
-            .expect("the attacker's hello");
+        let mut link = attacker(arena.addr, Start::Hello).await;
         // 4 096 sleeping calls take every slot (`max_inbound_calls`) ...
         let sleep = block("blocks::sleep_for");
         let slots: Vec<u8> = (1..=4096)
@@ -620,7 +628,7 @@ fn a_large_frame_before_hello_is_refused_with_1009() {
             mut reader,
             mut writer,
             ..
-        } = RawLink::open(addr).await.expect("the attacker links");
+        } = attacker(addr, Start::Upgrade).await;
         // 1 MiB that starts like a hello: no hello is that large.
         let mut frame = hello_prefix();
         frame.resize(1 << 20, 0x11);
@@ -652,7 +660,7 @@ fn handshakes_that_never_complete_are_closed_after_the_handshake_timeout() {
         // One link says nothing after the upgrade; one sends WebSocket pings (and reads the
         // pongs) but never a hello; one sends the start of a hello and never the rest.
         let silent = async {
-            let mut link = RawLink::open(addr).await.expect("links");
+            let mut link = attacker(addr, Start::Upgrade).await;
             let started = Instant::now();
             let ended = tokio::time::timeout(within, link.reader.end()).await;
             (ended, started.elapsed())
@@ -662,7 +670,7 @@ fn handshakes_that_never_complete_are_closed_after_the_handshake_timeout() {
                 mut reader,
                 mut writer,
                 ..
-            } = RawLink::open(addr).await.expect("links");
+            } = attacker(addr, Start::Upgrade).await;
             let started = Instant::now();
             let pings = async {
                 let mut every = tokio::time::interval(Duration::from_millis(500));
@@ -680,7 +688,7 @@ fn handshakes_that_never_complete_are_closed_after_the_handshake_timeout() {
             (ended, started.elapsed())
         };
         let partial = async {
-            let mut link = RawLink::open(addr).await.expect("links");
+            let mut link = attacker(addr, Start::Upgrade).await;
             let prefix = hello_prefix();
             let _ = link.writer.message(opcode::BINARY, false, &prefix).await;
             let started = Instant::now();

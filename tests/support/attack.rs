@@ -826,7 +826,10 @@ pub async fn legitimate_client(url: &str, server: PeerId) -> PeerHandle {
         .start()
         .await
         .expect("the client peer starts");
-    client.connect(url).await.expect("the client links");
+    let linked = tokio::time::timeout(Duration::from_secs(15), client.connect(url)).await;
+    linked
+        .expect("the client links within 15 s")
+        .expect("the client links");
     let first = add(&client, server, 1).await;
     assert_eq!(first, Ok(2), "the client's first call");
     client
