@@ -7,6 +7,8 @@
     reason = "each test crate uses a part of the harness"
 )]
 
+pub mod attack;
+
 use std::future::Future;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;

@@ -304,3 +304,19 @@ pub async fn abandon_on(server: PeerId, target: PeerId, millis: u64) -> Result<b
     })
     .await
 }
+
+/// Sleeps `millis` on the peer it runs on, then returns `millis`: `blocks::sleep_for`, a slow
+/// block with a fixed name, so that clients writing raw frames can call it by name and id.
+#[remote_block]
+pub async fn sleep_for(millis: u64) -> u64 {
+    Scope::current()
+        .sleep(std::time::Duration::from_millis(millis))
+        .await;
+    millis
+}
+
+/// Returns `data` as it came: `blocks::echo`, a round trip of any size.
+#[remote_block]
+pub async fn echo(data: Vec<u8>) -> Vec<u8> {
+    data
+}
