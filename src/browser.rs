@@ -40,7 +40,8 @@ use web_time::Instant;
 
 use self::link::Link;
 use crate::link::{
-    Authorize, Backoff, Budget, Counters, DEFAULT_DEADLINE, Engine, Identity, Limits, Metrics, Role,
+    Authorize, Backoff, Budgets, Counters, DEFAULT_DEADLINE, Engine, Identity, Limits, Metrics,
+    Role,
 };
 use crate::scope::{Request, Runtime, Scope};
 use crate::{Error, PeerId, RemoteError, wire};
@@ -210,7 +211,10 @@ impl BrowserPeerBuilder {
         )]
         let inner = Arc::new(Inner {
             id: self.id,
-            budget: Arc::new(Budget::new(self.config.max_buffered_bytes)),
+            budgets: Budgets::new(
+                self.config.max_buffered_bytes,
+                self.config.max_buffered_bytes,
+            ),
             config: self.config,
             counters: Arc::new(Counters::default()),
             links: RefCell::new(HashMap::new()),
@@ -357,7 +361,7 @@ struct Inner {
     id: PeerId,
     config: Config,
     counters: Arc<Counters>,
-    budget: Arc<Budget>,
+    budgets: Budgets,
     links: RefCell<HashMap<PeerId, Rc<Link>>>,
     /// Links this peer dialled, by URL, kept up until `disconnect` or `stop`.
     outbound: RefCell<HashMap<String, Outbound>>,
@@ -395,7 +399,7 @@ impl Inner {
             identity,
             Role::Connecting,
             self.config.limits.clone(),
-            self.budget.clone(),
+            self.budgets.clone(),
             self.counters.clone(),
             authorize,
             now,

@@ -7,6 +7,7 @@
 //! remote to take them, and at most the current message limit (plus one frame header) of
 //! unparsed input is buffered per socket.
 
+use std::any::Any;
 use std::cell::{Cell, RefCell};
 use std::pin::Pin;
 use std::rc::Rc;
@@ -15,9 +16,10 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use actix_http::error::PayloadError;
+use actix_web::dev::Extensions;
 use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
 use actix_ws::{CloseCode, CloseReason, Item, Message, ProtocolError};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_channel::mpsc;
 use futures_util::{SinkExt, Stream, StreamExt};
 use rustls::pki_types::CertificateDer;
@@ -123,11 +125,51 @@ impl Flow {
     }
 }
 
+/// The accepted TCP connection under a WebSocket, kept (as a second handle to the same
+/// socket) so that a link can end it: a remote that stops reading keeps its connection open
+/// forever otherwise, since nothing more can be written to it, not even a close frame.
+#[derive(Debug, Clone)]
+pub(crate) struct Connection(Arc<socket2::Socket>);
+
+impl Connection {
+    /// Ends the connection after `grace` (time for a close frame to get through): both
+    /// directions are shut down, so the server drops it whatever it was waiting for.
+    pub(crate) fn end_after(self, grace: Duration) {
+        actix_rt::spawn(async move {
+            actix_rt::time::sleep(grace).await;
+            // Already closed by then is fine: there is nothing left to end.
+            let _closed = self.0.shutdown(std::net::Shutdown::Both);
+        });
+    }
+}
+
+/// `HttpServer::on_connect`: remembers each accepted connection's socket in its
+/// extensions, for [`Connection`].
+pub(crate) fn remember_connection(connection: &dyn Any, extensions: &mut Extensions) {
+    use actix_tls::accept::rustls_0_23::TlsStream;
+    use actix_web::rt::net::TcpStream;
+    let tcp = if let Some(tcp) = connection.downcast_ref::<TcpStream>() {
+        tcp
+    } else if let Some(tls) = connection.downcast_ref::<TlsStream<TcpStream>>() {
+        tls.get_ref().0
+    } else {
+        return;
+    };
+    match socket2::SockRef::from(tcp).try_clone() {
+        Ok(socket) => {
+            extensions.insert(Connection(Arc::new(socket)));
+        }
+        Err(error) => tracing::debug!(%error, "cannot keep a handle on a connection"),
+    }
+}
+
 /// One open WebSocket: its events, the channel to its writer, and its flow control.
 pub(crate) struct Socket {
     pub(crate) inbound: Pin<Box<dyn Stream<Item = Inbound>>>,
     outbound: mpsc::UnboundedSender<Outgoing>,
     pub(crate) flow: Rc<Flow>,
+    /// The accepted connection, where the server that accepted it kept a handle.
+    pub(crate) connection: Option<Connection>,
 }
 
 impl std::fmt::Debug for Socket {
@@ -157,13 +199,20 @@ impl Sender {
 }
 
 impl Socket {
-    /// Splits into the event stream and the sender.
-    pub(crate) fn split(self) -> (Pin<Box<dyn Stream<Item = Inbound>>>, Sender, Rc<Flow>) {
+    /// Splits into the event stream, the sender, the flow control and the connection.
+    pub(crate) fn split(
+        self,
+    ) -> (
+        Pin<Box<dyn Stream<Item = Inbound>>>,
+        Sender,
+        Rc<Flow>,
+        Option<Connection>,
+    ) {
         let sender = Sender {
             outbound: self.outbound,
             flow: self.flow.clone(),
         };
-        (self.inbound, sender, self.flow)
+        (self.inbound, sender, self.flow, self.connection)
     }
 }
 
@@ -237,6 +286,7 @@ pub(crate) async fn accept(
             inbound: Box::pin(inbound),
             outbound: sender,
             flow,
+            connection: request.conn_data::<Connection>().cloned(),
         },
     ))
 }
@@ -457,6 +507,7 @@ pub(crate) async fn connect(
         inbound: Box::pin(inbound),
         outbound: sender,
         flow,
+        connection: None,
     })
 }
 
@@ -487,7 +538,9 @@ fn wire_len(payload: usize, mask: usize) -> usize {
 struct Frames<S> {
     inner: S,
     flow: Rc<Flow>,
-    partial: Option<BytesMut>,
+    /// A fragmented message being assembled, grown exactly by each fragment (large
+    /// reallocations are remapped, not copied), so that what it holds is what arrived.
+    partial: Option<Vec<u8>>,
     mask: usize,
 }
 
@@ -580,7 +633,7 @@ impl<S> Frames<S> {
         };
         let limit = self.flow.inbound_limit.get();
         let partial = match (&mut self.partial, first) {
-            (None, true) => self.partial.insert(BytesMut::new()),
+            (None, true) => self.partial.insert(Vec::new()),
             (Some(partial), false) => partial,
             _ => return protocol("unexpected continuation frame"),
         };
@@ -590,10 +643,11 @@ impl<S> Frames<S> {
                 "fragmented message over the size limit".to_owned(),
             );
         }
+        partial.reserve_exact(chunk.len());
         partial.extend_from_slice(&chunk);
         if last {
             match self.partial.take() {
-                Some(all) => Inbound::Binary(all.freeze()),
+                Some(all) => Inbound::Binary(Bytes::from(all)),
                 None => protocol("unexpected continuation frame"),
             }
         } else {

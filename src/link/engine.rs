@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use bytes::Bytes;
 use web_time::Instant;
 
-use super::limits::{Budget, Limits, MAX_ERROR_NAME};
+use super::limits::{Budgets, GUARANTEED_INBOUND_BYTES, Limits, MAX_ERROR_NAME};
 use super::metrics::Counters;
 use super::{Expect, Reply, check_hello};
 use crate::block::{self, BlockEntry};
@@ -136,11 +136,19 @@ enum Phase {
     Closed,
 }
 
+/// What an admitted call holds until it finishes: its frame's bytes on the link, and the
+/// part of them taken from the peer's budget (none while the link is within its guaranteed
+/// share).
+#[derive(Debug, Clone, Copy)]
+struct Charge {
+    link: usize,
+    peer: usize,
+}
+
 /// An admitted call waiting for a free slot.
 struct Queued {
     run: Run,
-    /// Frame bytes charged to the link's and the peer's budgets.
-    charged: usize,
+    charged: Charge,
 }
 
 /// This side's own hello, sent first when connecting and after admission when accepting.
@@ -156,7 +164,7 @@ pub(crate) struct Engine {
     identity: Identity,
     role: Role,
     limits: Limits,
-    budget: Arc<Budget>,
+    budgets: Budgets,
     counters: Arc<Counters>,
     authorize: Authorize,
     phase: Phase,
@@ -165,15 +173,17 @@ pub(crate) struct Engine {
     ids: Arc<AtomicU64>,
     /// Calls this side made over the link, waiting for their replies.
     pending: HashMap<u64, Reply>,
-    /// Calls of the remote running here, with the frame bytes charged for each.
-    running: HashMap<u64, usize>,
+    /// Calls of the remote running here, with the bytes charged for each.
+    running: HashMap<u64, Charge>,
     /// Calls of the remote waiting for a slot, by id (O(1) duplicate checks and cancels) ...
     queued: HashMap<u64, Queued>,
     /// ... and in arrival order; ids cancelled meanwhile are skipped, and the order is
     /// compacted when it holds many of them.
     queue: VecDeque<u64>,
-    /// Frame bytes of the remote's calls running or queued here.
+    /// Frame bytes of the remote's calls running or queued here ...
     inbound_bytes: usize,
+    /// ... and the part of them taken from the peer's budget.
+    peer_bytes: usize,
     /// Bytes of a fragmented message being assembled, charged to the peer's budget.
     fragment_bytes: usize,
     fragment_since: Option<Instant>,
@@ -227,7 +237,7 @@ impl Engine {
         identity: Identity,
         role: Role,
         limits: Limits,
-        budget: Arc<Budget>,
+        budgets: Budgets,
         counters: Arc<Counters>,
         authorize: Authorize,
         now: Instant,
@@ -240,7 +250,7 @@ impl Engine {
             identity,
             role,
             limits,
-            budget,
+            budgets,
             counters,
             authorize,
             ids: Arc::new(AtomicU64::new(1)),
@@ -249,6 +259,7 @@ impl Engine {
             queued: HashMap::new(),
             queue: VecDeque::new(),
             inbound_bytes: 0,
+            peer_bytes: 0,
             fragment_bytes: 0,
             fragment_since: None,
             events: VecDeque::new(),
@@ -425,14 +436,14 @@ impl Engine {
         if self.fragment_bytes + bytes > self.max_inbound_message() {
             return self.violation(close::SIZE, "fragmented message over the size limit");
         }
-        if !self.budget.try_take(bytes) {
-            return self.violation(close::POLICY, "peer-wide inbound buffer budget exhausted");
+        if !self.budgets.fragments.try_take(bytes) {
+            return self.violation(close::POLICY, "peer-wide budget for fragments exhausted");
         }
         self.fragment_bytes += bytes;
     }
 
     fn fragment_done(&mut self) {
-        self.budget.give(self.fragment_bytes);
+        self.budgets.fragments.give(self.fragment_bytes);
         self.fragment_bytes = 0;
         self.fragment_since = None;
     }
@@ -683,8 +694,9 @@ impl Engine {
         }
         self.queued.clear();
         self.queue.clear();
-        self.budget.give(self.inbound_bytes);
+        self.budgets.calls.give(self.peer_bytes);
         self.inbound_bytes = 0;
+        self.peer_bytes = 0;
         self.fragment_done();
         self.stalled_since = None;
         self.events.push_back(Event::Closed {
@@ -800,17 +812,13 @@ impl Engine {
             peer: None,
             block: Some(entry.info.name().to_owned()),
         };
-        let charged = call.frame_len;
         let slot_free = self.running.len() < self.limits.max_inbound_calls;
         if !slot_free && self.queued.len() >= self.limits.max_queued_calls {
             return self.reply_error(id, remote_max, overloaded());
         }
-        if self.inbound_bytes + charged > self.limits.max_inbound_bytes
-            || !self.budget.try_take(charged)
-        {
+        let Some(charged) = self.charge(call.frame_len) else {
             return self.reply_error(id, remote_max, overloaded());
-        }
-        self.inbound_bytes += charged;
+        };
         let run = Run {
             id,
             entry,
@@ -829,9 +837,29 @@ impl Engine {
         }
     }
 
-    fn release(&mut self, charged: usize) {
-        self.inbound_bytes -= charged;
-        self.budget.give(charged);
+    /// Takes a call frame's bytes from the link's budget and, beyond the link's guaranteed
+    /// share, from the peer's: so that links filling the peer's budget cannot lock out
+    /// another link's small calls.
+    fn charge(&mut self, bytes: usize) -> Option<Charge> {
+        if self.inbound_bytes + bytes > self.limits.max_inbound_bytes {
+            return None;
+        }
+        let peer = if self.inbound_bytes + bytes <= GUARANTEED_INBOUND_BYTES {
+            0
+        } else if self.budgets.calls.try_take(bytes) {
+            bytes
+        } else {
+            return None;
+        };
+        self.inbound_bytes += bytes;
+        self.peer_bytes += peer;
+        Some(Charge { link: bytes, peer })
+    }
+
+    fn release(&mut self, charged: Charge) {
+        self.inbound_bytes -= charged.link;
+        self.peer_bytes -= charged.peer;
+        self.budgets.calls.give(charged.peer);
     }
 
     /// Drops cancelled ids from the arrival order once they outnumber the live ones.
@@ -969,7 +997,7 @@ impl Engine {
     pub(crate) fn shutdown(&mut self) {
         self.draining = true;
         if let Phase::Live { remote_max, .. } = self.phase {
-            let running: Vec<(u64, usize)> = self.running.drain().collect();
+            let running: Vec<(u64, Charge)> = self.running.drain().collect();
             let queued: Vec<(u64, Queued)> = self.queued.drain().collect();
             self.queue.clear();
             for (id, charged) in running {
@@ -997,7 +1025,8 @@ impl Engine {
 impl Drop for Engine {
     fn drop(&mut self) {
         // Budgets are peer-wide: give back what this link still holds.
-        self.budget.give(self.inbound_bytes + self.fragment_bytes);
+        self.budgets.calls.give(self.peer_bytes);
+        self.budgets.fragments.give(self.fragment_bytes);
     }
 }
 

@@ -2,6 +2,7 @@
 //! share. Every number here has a documented default (see the option tables of
 //! [`Config`](crate::Config) and `docs/security.md`) and a test that reaches it.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -17,6 +18,9 @@ pub(crate) const LIVENESS_TIMEOUT: Duration = Duration::from_secs(10);
 pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The largest message accepted before the handshake completed: a `Hello` is tiny.
 pub(crate) const MAX_HELLO_SIZE: usize = 64 << 10;
+/// Bytes of call frames each link may hold without drawing on the peer's budget: a link's
+/// small calls still run while other links have exhausted it.
+pub(crate) const GUARANTEED_INBOUND_BYTES: usize = 64 << 10;
 /// The longest block name echoed back in an error reply; longer names are cut.
 pub(crate) const MAX_ERROR_NAME: usize = 256;
 
@@ -113,6 +117,23 @@ impl Budget {
     #[cfg(test)]
     pub(crate) fn used(&self) -> usize {
         self.used.load(Ordering::Acquire)
+    }
+}
+
+/// The peer-wide budgets a link draws on: one for calls, one for fragmented messages being
+/// assembled (apart, so that unfinished fragments cannot starve calls).
+#[derive(Debug, Clone)]
+pub(crate) struct Budgets {
+    pub(crate) calls: Arc<Budget>,
+    pub(crate) fragments: Arc<Budget>,
+}
+
+impl Budgets {
+    pub(crate) fn new(calls: usize, fragments: usize) -> Self {
+        Self {
+            calls: Arc::new(Budget::new(calls)),
+            fragments: Arc::new(Budget::new(fragments)),
+        }
     }
 }
 

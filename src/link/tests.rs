@@ -62,7 +62,7 @@ async fn echo(x: u32) -> u32 {
     x
 }
 
-fn engine(name: &str, role: Role, limits: Limits, budget: &Arc<Budget>) -> Engine {
+fn engine(name: &str, role: Role, limits: Limits, budgets: &Budgets) -> Engine {
     Engine::new(
         Identity {
             local: PeerId::from_name(name),
@@ -71,7 +71,7 @@ fn engine(name: &str, role: Role, limits: Limits, budget: &Arc<Budget>) -> Engin
         },
         role,
         limits,
-        budget.clone(),
+        budgets.clone(),
         Arc::new(Counters::default()),
         Box::new(|_remote, name| {
             if name.contains("forbidden") {
@@ -114,8 +114,8 @@ fn transmits(engine: &mut Engine) -> Vec<Transmit> {
 }
 
 /// A connecting engine `a` and an accepting engine `b`, linked.
-fn linked(limits: Limits) -> (Engine, Engine, Arc<Budget>) {
-    let budget = Arc::new(Budget::new(1 << 30));
+fn linked(limits: Limits) -> (Engine, Engine, Budgets) {
+    let budget = Budgets::new(1 << 30, 1 << 20);
     let now = Instant::now();
     let mut a = engine("a", Role::Connecting, Limits::default(), &budget);
     let mut b = engine("b", Role::Accepting, limits, &budget);
@@ -198,7 +198,7 @@ fn execute(engine: &mut Engine, run: Run) {
 
 #[test]
 fn a_call_runs_once_and_its_reply_reaches_the_caller() {
-    let (mut a, mut b, budget) = linked(Limits::default());
+    let (mut a, mut b, _) = linked(Limits::default());
     let now = Instant::now();
     let (_, mut reply) = call(&mut a, 41);
     pump(&mut a, &mut b, now);
@@ -207,9 +207,7 @@ fn a_call_runs_once_and_its_reply_reaches_the_caller() {
     let Some(Event::Run(run)) = events.pop() else {
         panic!("expected a run")
     };
-    assert!(budget.used() > 0, "a running call holds its frame's bytes");
     execute(&mut b, run);
-    assert_eq!(budget.used(), 0, "a finished call gives its bytes back");
     pump(&mut b, &mut a, now);
     let bytes = replied(&mut reply).unwrap();
     let value: u32 = crate::wire::decode(&bytes, 1024).unwrap();
@@ -218,7 +216,7 @@ fn a_call_runs_once_and_its_reply_reaches_the_caller() {
 
 #[test]
 fn frames_before_the_handshake_close_the_link() {
-    let budget = Arc::new(Budget::new(1 << 30));
+    let budget = Budgets::new(1 << 30, 1 << 20);
     let now = Instant::now();
     let mut b = engine("b", Role::Accepting, Limits::default(), &budget);
     // A call frame where the hello belongs: not a peer of this protocol.
@@ -298,7 +296,7 @@ fn beyond_running_and_queued_limits_calls_are_overloaded_and_cancels_compact() {
         max_queued_calls: 1,
         ..Limits::default()
     };
-    let (mut a, mut b, budget) = linked(limits);
+    let (mut a, mut b, _) = linked(limits);
     let now = Instant::now();
     let (first, _r1) = call(&mut a, 1);
     let (second, _r2) = call(&mut a, 2);
@@ -310,17 +308,17 @@ fn beyond_running_and_queued_limits_calls_are_overloaded_and_cancels_compact() {
         replied(&mut third),
         Err(RemoteError::Overloaded { .. })
     ));
-    // The queued call is cancelled: its bytes come back and it never runs.
-    let queued_bytes = budget.used();
+    // The queued call is cancelled, then the running one: it is aborted, and the cancelled
+    // queued call never runs.
     a.cancel(second);
     pump(&mut a, &mut b, now);
-    assert!(budget.used() < queued_bytes);
-    // Cancelling the running one aborts it, and nothing else is started.
     a.cancel(first);
     pump(&mut a, &mut b, now);
     let events = events(&mut b);
-    assert!(matches!(events[..], [Event::Abort(id)] if id == first));
-    assert_eq!(budget.used(), 0);
+    assert!(
+        matches!(events[..], [Event::Abort(id)] if id == first),
+        "{events:?}"
+    );
 }
 
 #[test]
@@ -363,18 +361,28 @@ fn the_byte_budget_counts_whole_frames() {
 }
 
 #[test]
-fn the_peer_wide_budget_answers_overloaded() {
-    let (mut a, mut b, budget) = linked(Limits::default());
+fn the_peer_wide_budget_answers_overloaded_but_leaves_each_link_its_share() {
+    let (mut a, mut b, budgets) = linked(Limits::default());
     let now = Instant::now();
-    assert!(budget.try_take((1 << 30) - 10));
-    let (_, mut reply) = call(&mut a, 1);
+    assert!(budgets.calls.try_take((1 << 30) - 10));
+    // Other links exhausted the peer's budget: a large call is refused ...
+    let (reply, mut large) = oneshot::channel();
+    let id = a.next_call_id();
+    let mut request = request(1, Duration::from_secs(5));
+    request.captures = Payload::encode(&(vec![1u8; 100 << 10], ()), CALL_ROOM + 40).unwrap();
+    a.call(id, request, reply, now);
     pump(&mut a, &mut b, now);
     assert!(runs(&events(&mut b)).is_empty());
     pump(&mut b, &mut a, now);
     assert!(matches!(
-        replied(&mut reply),
+        replied(&mut large),
         Err(RemoteError::Overloaded { .. })
     ));
+    // ... while a small one still runs, within the link's guaranteed share.
+    let (small, _reply) = call(&mut a, 2);
+    pump(&mut a, &mut b, now);
+    assert_eq!(runs(&events(&mut b)), vec![small]);
+    assert_eq!(budgets.calls.used(), (1 << 30) - 10);
 }
 
 #[test]
@@ -526,7 +534,7 @@ fn liveness_handshake_fragment_and_write_timeouts_end_the_link() {
         Err(RemoteError::ConnectionLost { .. })
     ));
     // No hello in time.
-    let budget = Arc::new(Budget::new(1 << 20));
+    let budget = Budgets::new(1 << 20, 1 << 20);
     let mut b = engine("b", Role::Accepting, Limits::default(), &budget);
     b.on_timeout(start + limits.handshake_timeout + Duration::from_millis(1));
     assert!(matches!(
@@ -537,13 +545,17 @@ fn liveness_handshake_fragment_and_write_timeouts_end_the_link() {
         }]
     ));
     // A fragmented message that never completes, its bytes charged to the peer's budget.
-    let (_a, mut b, budget) = linked(Limits::default());
+    let (_a, mut b, budgets) = linked(Limits::default());
     b.on_fragment(1000, start);
-    assert_eq!(budget.used(), 1000);
+    assert_eq!(budgets.fragments.used(), 1000);
     b.on_timeout(start + limits.fragment_timeout + Duration::from_millis(1));
     assert!(b.is_closed());
     drop(b);
-    assert_eq!(budget.used(), 0);
+    assert_eq!(budgets.fragments.used(), 0);
+    // Fragments past the peer's budget for them close the link at once.
+    let (_a, mut b, _) = linked(Limits::default());
+    b.on_fragment(2 << 20, start);
+    assert!(b.is_closed());
     // A remote that takes nothing of what is written, past the send buffer.
     let (_a, mut b, _) = linked(Limits::default());
     b.on_unsent(limits.max_send_buffer + 1, start);

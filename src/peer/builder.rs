@@ -262,6 +262,7 @@ impl PeerBuilder {
                     .app_data(data.clone())
                     .route("/", web::get().to(upgrade::accept))
             })
+            .on_connect(transport::remember_connection)
             .workers(shared.config.workers)
             .disable_signals()
             .shutdown_timeout(1);

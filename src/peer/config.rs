@@ -34,9 +34,10 @@ use crate::wire::DEFAULT_MAX_MESSAGE_SIZE;
 /// | `write_timeout` | 10 s | a link whose remote takes nothing for this long while over `max_send_buffer` is dropped (1008) |
 /// | `fragment_timeout` | 10 s | time a fragmented message has to complete; then the link closes (1008) |
 /// | `max_links` | 512 | links (inbound, past their handshake) a peer keeps; more are refused |
-/// | `max_handshakes` | 64 | inbound links in their handshake at once; more are refused with HTTP 503 |
+/// | `max_handshakes` | 256 | inbound links in their handshake at once; more are refused with HTTP 503 |
 /// | `max_links_per_ip` | 64 | inbound links and handshakes from one IP address; more are refused with HTTP 503 |
-/// | `max_buffered_bytes` | 256 MiB per peer | bytes of inbound calls and fragments all links hold; then calls answer `Overloaded` |
+/// | `max_buffered_bytes` | 128 MiB per peer | bytes of inbound call frames all links hold beyond 64 KiB each; then calls answer `Overloaded` |
+/// | `max_fragment_bytes` | 64 MiB per peer | bytes of unfinished fragmented messages all links hold; then the link adding to them closes (1008) |
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Config {
@@ -99,15 +100,19 @@ pub struct Config {
     pub fragment_timeout: Duration,
     /// Inbound links (past their handshake) this peer keeps at once. Default 512.
     pub max_links: usize,
-    /// Inbound links in their handshake at once; more are refused with HTTP 503. Default 64.
+    /// Inbound links in their handshake at once; more are refused with HTTP 503. Default 256
+    /// (above `max_links_per_ip`, so one address cannot take every handshake slot).
     pub max_handshakes: usize,
     /// Inbound links and handshakes from one IP address; more are refused with HTTP 503.
     /// Default 64.
     pub max_links_per_ip: usize,
-    /// Bytes of inbound call frames (running or queued) and unfinished fragmented messages
-    /// all links of this peer hold; past it calls answer `Overloaded` and fragmented
-    /// messages close their link. Default 256 MiB.
+    /// Bytes of inbound call frames (running or queued) all links of this peer hold beyond
+    /// the 64 KiB each link may always hold; past it calls answer `Overloaded`.
+    /// Default 128 MiB.
     pub max_buffered_bytes: usize,
+    /// Bytes of unfinished fragmented messages all links of this peer hold; a fragment past
+    /// it closes its link (1008). Default 64 MiB.
+    pub max_fragment_bytes: usize,
 }
 
 impl Default for Config {
@@ -138,9 +143,10 @@ impl Default for Config {
             write_timeout: limits.write_timeout,
             fragment_timeout: limits.fragment_timeout,
             max_links: 512,
-            max_handshakes: 64,
+            max_handshakes: 256,
             max_links_per_ip: 64,
-            max_buffered_bytes: 256 << 20,
+            max_buffered_bytes: 128 << 20,
+            max_fragment_bytes: 64 << 20,
         }
     }
 }

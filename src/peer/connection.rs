@@ -20,7 +20,7 @@ use super::shared::{CancelCall, Control, Direction, Link, OutboundCall, Shared};
 use crate::error::{Error, HandshakeError};
 use crate::link::{Engine, Event, Identity, Role, Run, Transmit, close};
 use crate::scope::{Hex, Scope, Trace, record_outcome};
-use crate::transport::{Flow, Inbound, Outgoing, Sender, Socket};
+use crate::transport::{self, Flow, Inbound, Outgoing, Sender, Socket};
 use crate::{PeerId, RemoteError};
 
 /// What a new link starts with.
@@ -47,6 +47,8 @@ pub(crate) struct Connection {
     engine: Engine,
     sender: Sender,
     flow: Rc<Flow>,
+    /// The accepted connection, ended shortly after the link (see `stopped`).
+    connection: Option<transport::Connection>,
     inbound: Option<std::pin::Pin<Box<dyn futures_util::Stream<Item = Inbound>>>>,
     /// Blocks of the remote running here.
     running: HashMap<u64, SpawnHandle>,
@@ -110,7 +112,7 @@ impl Connection {
             identity,
             role,
             shared.config.limits(),
-            shared.budget.clone(),
+            shared.budgets.clone(),
             shared.counters.clone(),
             authorize,
             now,
@@ -127,7 +129,7 @@ impl Connection {
                 std::time::Duration::from_secs(principal.expires_at().saturating_sub(unix_now));
             engine.expire_at(Some(now + left));
         }
-        let (inbound, sender, flow) = socket.split();
+        let (inbound, sender, flow, connection) = socket.split();
         Self::create(move |_ctx| Self {
             serial: shared.next_serial(),
             shared,
@@ -137,6 +139,7 @@ impl Connection {
             engine,
             sender,
             flow,
+            connection,
             inbound: Some(inbound),
             running: HashMap::new(),
             ready,
@@ -407,8 +410,16 @@ impl Actor for Connection {
         for drained in self.drained.drain(..) {
             let _stopper_gone = drained.send(());
         }
+        // The link is over. A remote that reads gets the close frame and closes its end; one
+        // that does not would hold the connection forever: end it after a grace period.
+        if let Some(connection) = self.connection.take() {
+            connection.end_after(CLOSE_GRACE);
+        }
     }
 }
+
+/// How long a closed link's connection has to deliver the close frame before it is ended.
+const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl StreamHandler<Inbound> for Connection {
     fn handle(&mut self, event: Inbound, ctx: &mut Context<Self>) {

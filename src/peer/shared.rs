@@ -15,7 +15,7 @@ use web_time::Instant;
 use super::admission::Admission;
 use super::config::Config;
 use super::events::PeerEvent;
-use crate::link::{Budget, Counters};
+use crate::link::{Budgets, Counters};
 use crate::scope::{Request, Runtime};
 use crate::{PeerId, RemoteError};
 
@@ -100,8 +100,9 @@ pub(crate) struct Shared {
     pub(crate) guard: super::guard::Guard,
     pub(crate) counters: Arc<Counters>,
     pub(crate) events: broadcast::Sender<PeerEvent>,
-    /// Bytes of inbound messages all links hold (`max_buffered_bytes`).
-    pub(crate) budget: Arc<Budget>,
+    /// Bytes of inbound calls and fragments all links hold (`max_buffered_bytes`,
+    /// `max_fragment_bytes`).
+    pub(crate) budgets: Budgets,
     /// Links, handshakes and links per address (`max_links`, ...).
     pub(crate) admission: Arc<Admission>,
     stopping: AtomicBool,
@@ -116,7 +117,7 @@ impl Shared {
         config: Config,
         #[cfg(feature = "auth")] guard: super::guard::Guard,
     ) -> Self {
-        let budget = Arc::new(Budget::new(config.max_buffered_bytes));
+        let budgets = Budgets::new(config.max_buffered_bytes, config.max_fragment_bytes);
         let admission = Arc::new(Admission::new(
             config.max_links,
             config.max_handshakes,
@@ -129,7 +130,7 @@ impl Shared {
             guard,
             counters: Arc::new(Counters::default()),
             events: broadcast::channel(256).0,
-            budget,
+            budgets,
             admission,
             stopping: AtomicBool::new(false),
             links: RwLock::new(HashMap::new()),

@@ -45,8 +45,10 @@ pub(crate) async fn accept(
                 Full::Handshakes => "too many handshakes in progress",
                 Full::Address => "too many links from this address",
             };
+            // Closed after the answer, so that refused connections give their files back.
             return Ok(HttpResponse::ServiceUnavailable()
                 .insert_header(("Retry-After", "1"))
+                .force_close()
                 .body(reason));
         }
     };
