@@ -163,9 +163,12 @@ pub(crate) fn remember_connection(connection: &dyn Any, extensions: &mut Extensi
     }
 }
 
+/// The events of a socket.
+pub(crate) type InboundStream = Pin<Box<dyn Stream<Item = Inbound>>>;
+
 /// One open WebSocket: its events, the channel to its writer, and its flow control.
 pub(crate) struct Socket {
-    pub(crate) inbound: Pin<Box<dyn Stream<Item = Inbound>>>,
+    pub(crate) inbound: InboundStream,
     outbound: mpsc::UnboundedSender<Outgoing>,
     pub(crate) flow: Rc<Flow>,
     /// The accepted connection, where the server that accepted it kept a handle.
@@ -200,14 +203,7 @@ impl Sender {
 
 impl Socket {
     /// Splits into the event stream, the sender, the flow control and the connection.
-    pub(crate) fn split(
-        self,
-    ) -> (
-        Pin<Box<dyn Stream<Item = Inbound>>>,
-        Sender,
-        Rc<Flow>,
-        Option<Connection>,
-    ) {
+    pub(crate) fn split(self) -> (InboundStream, Sender, Rc<Flow>, Option<Connection>) {
         let sender = Sender {
             outbound: self.outbound,
             flow: self.flow.clone(),

@@ -200,9 +200,9 @@ impl Payload {
         Self::encode_within(value, room, usize::MAX)
     }
 
-    /// Encodes `value` after `room` spare bytes, or fails with `TooLarge` if its encoding is
-    /// longer than `limit`: the size is measured first, so an oversized value is never
-    /// copied into a buffer.
+    /// Encodes `value` after `room` spare bytes, or fails with `TooLarge` if the frame it
+    /// makes (room included) would be longer than `limit`: the size is measured first, so an
+    /// oversized value is never copied into a buffer.
     pub(crate) fn encode_within<T: Serialize + ?Sized>(
         value: &T,
         room: usize,
@@ -211,11 +211,12 @@ impl Payload {
         let mut size = bincode::enc::write::SizeWriter::default();
         bincode::serde::encode_into_writer(value, &mut size, config())
             .map_err(RemoteError::decode)?;
-        if size.bytes_written > limit {
+        let framed = size.bytes_written.saturating_add(room);
+        if framed > limit {
             return Err(RemoteError::TooLarge {
                 peer: None,
                 block: None,
-                size: size.bytes_written as u64,
+                size: framed as u64,
                 limit: limit as u64,
             });
         }

@@ -85,8 +85,8 @@ pub(crate) struct Run {
     pub(crate) deadline: Instant,
     /// The encoded captures, shared with the frame they came in.
     pub(crate) captures: Bytes,
-    /// The largest result the remote accepts: a larger one is `TooLarge` before it is
-    /// allocated.
+    /// The largest reply frame the remote accepts: a result that would make a larger one is
+    /// `TooLarge` before it is allocated.
     pub(crate) max_result: usize,
     /// The caller's trace context, from the call's metadata.
     pub(crate) trace: Option<Trace>,
@@ -825,7 +825,7 @@ impl Engine {
             remote,
             deadline: call.deadline,
             captures: call.captures,
-            max_result: remote_max.saturating_sub(wire::REPLY_ROOM),
+            max_result: remote_max,
             trace: call.trace,
         };
         if slot_free {

@@ -49,7 +49,7 @@ pub(crate) struct Connection {
     flow: Rc<Flow>,
     /// The accepted connection, ended shortly after the link (see `stopped`).
     connection: Option<transport::Connection>,
-    inbound: Option<std::pin::Pin<Box<dyn futures_util::Stream<Item = Inbound>>>>,
+    inbound: Option<transport::InboundStream>,
     /// Blocks of the remote running here.
     running: HashMap<u64, SpawnHandle>,
     ready: Option<oneshot::Sender<Result<PeerId, Error>>>,
