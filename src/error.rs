@@ -23,12 +23,11 @@ pub enum Outcome {
 /// Every variant carries the block name and the peer where they are known. Errors travel
 /// between peers as a stable `{ code, message, fields }` record (see `docs/protocol.md`), so a
 /// peer that does not know a newer variant still receives it, as [`RemoteError::Other`].
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(into = "WireError", from = "WireError")]
 #[non_exhaustive]
 pub enum RemoteError {
     /// The target peer is not connected, and did not connect before the call's deadline.
-    #[error("peer {peer} is not connected{}", Context(block, None))]
     NotConnected {
         /// The target peer.
         peer: PeerId,
@@ -37,7 +36,6 @@ pub enum RemoteError {
     },
     /// The link to the peer dropped while the call was pending: the outcome is unknown, the
     /// block may or may not have run.
-    #[error("connection lost, outcome unknown{}", Context(block, Some(peer)))]
     ConnectionLost {
         /// The peer the link led to.
         peer: PeerId,
@@ -45,7 +43,6 @@ pub enum RemoteError {
         block: Option<String>,
     },
     /// The call's deadline passed; the callee stops the block.
-    #[error("deadline exceeded{}", Context(block, peer.as_ref()))]
     Timeout {
         /// The target peer.
         peer: Option<PeerId>,
@@ -53,7 +50,6 @@ pub enum RemoteError {
         block: Option<String>,
     },
     /// The call was cancelled by its caller.
-    #[error("call cancelled{}", Context(block, peer.as_ref()))]
     Cancelled {
         /// The target peer.
         peer: Option<PeerId>,
@@ -61,7 +57,6 @@ pub enum RemoteError {
         block: Option<String>,
     },
     /// The callee has no block with this id or name: it was built from other code.
-    #[error("unknown block `{block}`{}", Context(&None, peer.as_ref()))]
     UnknownBlock {
         /// The target peer.
         peer: Option<PeerId>,
@@ -69,7 +64,6 @@ pub enum RemoteError {
         block: String,
     },
     /// The callee knows a block of this name but with another id: the two builds differ.
-    #[error("block `{block}` differs between caller and callee builds{}", Context(&None, peer.as_ref()))]
     VersionMismatch {
         /// The target peer.
         peer: Option<PeerId>,
@@ -77,7 +71,6 @@ pub enum RemoteError {
         block: String,
     },
     /// The link has no authenticated principal, and the callee requires one.
-    #[error("unauthenticated{}", Context(block, peer.as_ref()))]
     Unauthenticated {
         /// The target peer.
         peer: Option<PeerId>,
@@ -85,7 +78,6 @@ pub enum RemoteError {
         block: Option<String>,
     },
     /// The link's principal may not run this block.
-    #[error("`{subject}` may not run block `{block}`{}", Context(&None, peer.as_ref()))]
     Forbidden {
         /// The block that was refused.
         block: String,
@@ -95,7 +87,6 @@ pub enum RemoteError {
         peer: Option<PeerId>,
     },
     /// The block panicked; the message is the panic's.
-    #[error("block panicked: {message}{}", Context(block, peer.as_ref()))]
     Panicked {
         /// The peer the block ran on.
         peer: Option<PeerId>,
@@ -105,7 +96,6 @@ pub enum RemoteError {
         message: String,
     },
     /// A frame broke the protocol.
-    #[error("bad frame: {reason}{}", Context(&None, peer.as_ref()))]
     BadFrame {
         /// The peer that sent it.
         peer: Option<PeerId>,
@@ -113,7 +103,6 @@ pub enum RemoteError {
         reason: String,
     },
     /// The captures or the result exceed the message size limit.
-    #[error("message of {size} bytes exceeds the limit of {limit} bytes{}", Context(block, peer.as_ref()))]
     TooLarge {
         /// The peer involved.
         peer: Option<PeerId>,
@@ -125,7 +114,6 @@ pub enum RemoteError {
         limit: u64,
     },
     /// Captures or a result could not be encoded or decoded.
-    #[error("cannot decode: {reason}{}", Context(block, peer.as_ref()))]
     Decode {
         /// The peer involved.
         peer: Option<PeerId>,
@@ -135,7 +123,6 @@ pub enum RemoteError {
         reason: String,
     },
     /// The callee has too many calls in flight and queued; the block did not run.
-    #[error("peer overloaded, block not run{}", Context(block, peer.as_ref()))]
     Overloaded {
         /// The peer that refused.
         peer: Option<PeerId>,
@@ -143,7 +130,6 @@ pub enum RemoteError {
         block: Option<String>,
     },
     /// The peer is shutting down.
-    #[error("peer shutting down{}", Context(block, peer.as_ref()))]
     ShuttingDown {
         /// The peer that is stopping.
         peer: Option<PeerId>,
@@ -151,10 +137,6 @@ pub enum RemoteError {
         block: Option<String>,
     },
     /// A call was made outside any peer: run it through `PeerHandle::run` or from a block.
-    #[error(
-        "no current peer: run the call inside `PeerHandle::run` or a block{}",
-        Context(block, None)
-    )]
     NoCurrentPeer {
         /// The block that was called.
         block: Option<String>,
@@ -168,7 +150,6 @@ pub enum RemoteError {
     /// through [`RemoteError::chain`] and [`RemoteError::root_cause`]; the message ends with
     /// it. Errors the runtime produces around a body (captures that do not decode, the
     /// deadline, a panic) are never wrapped.
-    #[error("{}: {source}", Failure(block, peer.as_ref()))]
     Failed {
         /// The peer the block ran on.
         peer: Option<PeerId>,
@@ -180,7 +161,6 @@ pub enum RemoteError {
     /// A message to a peer actor got no answer: actix's `MailboxError` (see
     /// `impl From<actix::MailboxError>`), because the actor stopped or the send's own timeout
     /// passed. The block may or may not have run.
-    #[error("peer actor did not answer: {reason}{}", Context(block, peer.as_ref()))]
     Mailbox {
         /// The peer involved.
         peer: Option<PeerId>,
@@ -190,7 +170,6 @@ pub enum RemoteError {
         reason: String,
     },
     /// An error this build does not know, sent by a newer peer.
-    #[error("remote error {code}: {message}{}", Context(block, peer.as_ref()))]
     Other {
         /// The stable kind code.
         code: u16,
@@ -201,6 +180,147 @@ pub enum RemoteError {
         /// The block that was called.
         block: Option<String>,
     },
+}
+
+/// The messages: lowercase, short, with the block and peer where known. Written by hand
+/// rather than derived so that [`RemoteError::Failed`]'s source is the inner
+/// [`RemoteError`] itself (a derive would hand out its `Box`, which does not downcast).
+impl fmt::Display for RemoteError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotConnected { peer, block } => {
+                write!(f, "peer {peer} is not connected{}", Context(block, None))
+            }
+            Self::ConnectionLost { peer, block } => write!(
+                f,
+                "connection lost, outcome unknown{}",
+                Context(block, Some(peer))
+            ),
+            Self::Timeout { peer, block } => {
+                write!(f, "deadline exceeded{}", Context(block, peer.as_ref()))
+            }
+            Self::Cancelled { peer, block } => {
+                write!(f, "call cancelled{}", Context(block, peer.as_ref()))
+            }
+            Self::UnknownBlock { peer, block } => {
+                write!(
+                    f,
+                    "unknown block `{block}`{}",
+                    Context(&None, peer.as_ref())
+                )
+            }
+            Self::VersionMismatch { peer, block } => write!(
+                f,
+                "block `{block}` differs between caller and callee builds{}",
+                Context(&None, peer.as_ref())
+            ),
+            Self::Unauthenticated { peer, block } => {
+                write!(f, "unauthenticated{}", Context(block, peer.as_ref()))
+            }
+            Self::Forbidden {
+                block,
+                subject,
+                peer,
+            } => write!(
+                f,
+                "`{subject}` may not run block `{block}`{}",
+                Context(&None, peer.as_ref())
+            ),
+            Self::Panicked {
+                peer,
+                block,
+                message,
+            } => write!(
+                f,
+                "block panicked: {message}{}",
+                Context(block, peer.as_ref())
+            ),
+            Self::BadFrame { peer, reason } => {
+                write!(f, "bad frame: {reason}{}", Context(&None, peer.as_ref()))
+            }
+            Self::TooLarge {
+                peer,
+                block,
+                size,
+                limit,
+            } => write!(
+                f,
+                "message of {size} bytes exceeds the limit of {limit} bytes{}",
+                Context(block, peer.as_ref())
+            ),
+            Self::Decode {
+                peer,
+                block,
+                reason,
+            } => write!(
+                f,
+                "cannot decode: {reason}{}",
+                Context(block, peer.as_ref())
+            ),
+            Self::Overloaded { peer, block } => write!(
+                f,
+                "peer overloaded, block not run{}",
+                Context(block, peer.as_ref())
+            ),
+            Self::ShuttingDown { peer, block } => {
+                write!(f, "peer shutting down{}", Context(block, peer.as_ref()))
+            }
+            Self::NoCurrentPeer { block } => write!(
+                f,
+                "no current peer: run the call inside `PeerHandle::run` or a block{}",
+                Context(block, None)
+            ),
+            Self::Failed {
+                peer,
+                block,
+                source,
+            } => write!(f, "{}: {source}", Failure(block, peer.as_ref())),
+            Self::Mailbox {
+                peer,
+                block,
+                reason,
+            } => write!(
+                f,
+                "peer actor did not answer: {reason}{}",
+                Context(block, peer.as_ref())
+            ),
+            Self::Other {
+                code,
+                message,
+                peer,
+                block,
+            } => write!(
+                f,
+                "remote error {code}: {message}{}",
+                Context(block, peer.as_ref())
+            ),
+        }
+    }
+}
+
+impl std::error::Error for RemoteError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Failed { source, .. } => Some(&**source),
+            Self::NotConnected { .. }
+            | Self::ConnectionLost { .. }
+            | Self::Timeout { .. }
+            | Self::Cancelled { .. }
+            | Self::UnknownBlock { .. }
+            | Self::VersionMismatch { .. }
+            | Self::Unauthenticated { .. }
+            | Self::Forbidden { .. }
+            | Self::Panicked { .. }
+            | Self::BadFrame { .. }
+            | Self::TooLarge { .. }
+            | Self::Decode { .. }
+            | Self::Overloaded { .. }
+            | Self::ShuttingDown { .. }
+            | Self::NoCurrentPeer { .. }
+            | Self::Mailbox { .. }
+            | Self::Other { .. } => None,
+        }
+    }
 }
 
 /// Formats `" (block `x`, peer y)"` for whatever is known.
@@ -957,7 +1077,10 @@ mod tests {
                 Some("app::outer#2")
             ]
         );
-        let source = std::error::Error::source(&error).expect("a source");
+        let source = std::error::Error::source(&error)
+            .and_then(|source| source.downcast_ref::<RemoteError>())
+            .expect("the inner error is the source");
+        assert_eq!(Some(source), error.chain().nth(1));
         assert_eq!(
             source.to_string(),
             error.chain().nth(1).unwrap().to_string()
