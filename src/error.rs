@@ -566,7 +566,8 @@ impl From<actix::MailboxError> for RemoteError {
 /// The errors behind a [`RemoteError::Failed`] travel in the same record, as fields
 /// `source.<depth>.<name>` (`source.1.code`, `source.1.message`, `source.1.block`, ...),
 /// outermost first, for at most [`MAX_SOURCES`] levels, their texts cut at [`MAX_TEXT`]
-/// bytes: peers that predate them ignore the extra fields.
+/// bytes: peers that predate them ignore the extra fields. Messages are cut at [`MAX_TEXT`]
+/// too (a long chain prints long), so that an error reply always fits a frame.
 #[derive(Serialize, Deserialize)]
 struct WireError {
     code: u16,
@@ -577,7 +578,7 @@ struct WireError {
 /// How many errors behind a [`RemoteError::Failed`] travel with it.
 const MAX_SOURCES: usize = 8;
 
-/// The longest message or field of an error behind a [`RemoteError::Failed`], in bytes.
+/// The longest message, or field of an error behind a [`RemoteError::Failed`], in bytes.
 const MAX_TEXT: usize = 1024;
 
 /// The fields of one error besides its code and message, named as on the wire.
@@ -662,7 +663,7 @@ impl From<RemoteError> for WireError {
         }
         Self {
             code: error.code(),
-            message: error.wire_message(),
+            message: truncated(error.wire_message(), MAX_TEXT),
             fields,
         }
     }
