@@ -114,11 +114,12 @@ impl Payload for String {
     }
 }
 
-/// 1, 2, 3, 4, 5, 8, 9, 16, 17, ... (every power of two and the size after it) below
-/// `largest`, then `largest` itself.
-pub fn sizes(largest: usize) -> Vec<usize> {
+/// 1, 2, 3, 4, 5, 8, 9, 16, 17, ... (every power of two, and the size after it up to
+/// `dense`) below `largest`, then `largest` itself.
+pub fn sizes(largest: usize, dense: usize) -> Vec<usize> {
     let mut sizes: Vec<usize> = (0..usize::BITS - 1)
         .flat_map(|k| [1 << k, (1 << k) + 1])
+        .filter(|&n: &usize| n.is_power_of_two() || n <= dense)
         .take_while(|&n| n < largest)
         .collect();
     sizes.dedup();
