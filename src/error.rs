@@ -300,26 +300,8 @@ impl fmt::Display for RemoteError {
 
 impl std::error::Error for RemoteError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            Self::Failed { source, .. } => Some(&**source),
-            Self::NotConnected { .. }
-            | Self::ConnectionLost { .. }
-            | Self::Timeout { .. }
-            | Self::Cancelled { .. }
-            | Self::UnknownBlock { .. }
-            | Self::VersionMismatch { .. }
-            | Self::Unauthenticated { .. }
-            | Self::Forbidden { .. }
-            | Self::Panicked { .. }
-            | Self::BadFrame { .. }
-            | Self::TooLarge { .. }
-            | Self::Decode { .. }
-            | Self::Overloaded { .. }
-            | Self::ShuttingDown { .. }
-            | Self::NoCurrentPeer { .. }
-            | Self::Mailbox { .. }
-            | Self::Other { .. } => None,
-        }
+        self.inner()
+            .map(|inner| inner as &(dyn std::error::Error + 'static))
     }
 }
 
@@ -424,15 +406,36 @@ impl RemoteError {
     /// A -> B -> C where C's body returned `e` and B's passed it on, A gets B's
     /// [`RemoteError::Failed`], then C's, then `e`.
     pub fn chain(&self) -> impl Iterator<Item = &RemoteError> {
-        std::iter::successors(Some(self), |error| match error {
-            Self::Failed { source, .. } => Some(&**source),
-            _ => None,
-        })
+        std::iter::successors(Some(self), |error| error.inner())
     }
 
     /// The innermost error of [`RemoteError::chain`]: what went wrong first.
     pub fn root_cause(&self) -> &RemoteError {
         self.chain().last().unwrap_or(self)
+    }
+
+    /// The error behind this one: the error the body of a [`RemoteError::Failed`] returned.
+    fn inner(&self) -> Option<&RemoteError> {
+        match self {
+            Self::Failed { source, .. } => Some(source),
+            Self::NotConnected { .. }
+            | Self::ConnectionLost { .. }
+            | Self::Timeout { .. }
+            | Self::Cancelled { .. }
+            | Self::UnknownBlock { .. }
+            | Self::VersionMismatch { .. }
+            | Self::Unauthenticated { .. }
+            | Self::Forbidden { .. }
+            | Self::Panicked { .. }
+            | Self::BadFrame { .. }
+            | Self::TooLarge { .. }
+            | Self::Decode { .. }
+            | Self::Overloaded { .. }
+            | Self::ShuttingDown { .. }
+            | Self::NoCurrentPeer { .. }
+            | Self::Mailbox { .. }
+            | Self::Other { .. } => None,
+        }
     }
 
     /// The name of the block involved, where known.
