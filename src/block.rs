@@ -164,8 +164,24 @@ fn invoke<B: Block>(
 ) -> LocalBoxFuture<'static, Result<Payload, RemoteError>> {
     Box::pin(async move {
         let captures: B::Captures = wire::decode_shared(&captures, max)?;
-        let output = B::run(captures).await?;
+        let output = run::<B>(captures).await?;
         Payload::encode_within(&output, wire::REPLY_ROOM, max_result)
+    })
+}
+
+/// Runs the body of `B` on the current peer: the one place where an `Err` of a body (its own,
+/// or a nested call's passed on with `?`) leaves it, as [`RemoteError::Failed`] naming the
+/// block and this peer. The block ran, whatever the inner error says about its own call: a
+/// nested `NotConnected` must not tell the caller that this block did not run and may be
+/// retried. Errors the runtime produces around a body (captures that do not decode, the
+/// deadline, a panic) are not the body's and are not wrapped.
+///
+/// Every path into a body comes through here: calls from other peers and `serialize_local`
+/// calls through [`invoke`], local calls from `RemoteCall`.
+pub(crate) async fn run<B: Block>(captures: B::Captures) -> Result<B::Output, RemoteError> {
+    B::run(captures).await.map_err(|error| {
+        let peer = crate::Scope::try_current().map(|scope| scope.peer_id());
+        RemoteError::failed(B::INFO.name(), peer, error)
     })
 }
 

@@ -146,7 +146,7 @@ async fn execute<B: Block>(
         scope
             .local_child(deadline)
             .with_trace(trace)
-            .guard(B::run(block.into_captures()))
+            .guard(crate::block::run::<B>(block.into_captures()))
             .instrument(span.clone())
             .await
     } else {

@@ -199,7 +199,9 @@
 //! handles the call.
 //!
 //! A block whose result type is spelled `Result<T, RemoteError>` is flattened: the call
-//! yields `Result<T, RemoteError>`, and an `Err` the body returns reaches the caller as is.
+//! yields `Result<T, RemoteError>`, so `?` works inside bodies. An `Err` the body returns
+//! reaches the caller as [`RemoteError::Failed`], which says the block ran
+//! ([`Outcome::Ran`], not retryable) and keeps the body's error as its source.
 
 #[allow(
     unused_extern_crates,

@@ -1,10 +1,13 @@
 //! The wire protocol: frames, the handshake, and the one size-limited decode helper.
 //!
 //! Every byte that arrives from the network is decoded through [`decode`], which checks the
-//! length against the configured maximum first, bounds what bincode may claim with a
-//! compile-time limit, and rejects trailing bytes. See `docs/protocol.md`.
+//! length against the configured maximum first, keeps every allocation backed by input, and
+//! rejects trailing bytes. See `docs/protocol.md`.
+
+mod bounded;
 
 use std::borrow::Cow;
+use std::marker::PhantomData;
 
 use bincode::config::{Config, standard};
 use serde::de::Deserialize;
@@ -18,42 +21,41 @@ pub(crate) const MAGIC: [u8; 4] = *b"DSCP";
 /// The protocol version this build speaks; checked right after [`MAGIC`].
 pub(crate) const PROTOCOL_VERSION: u16 = 1;
 
-/// The largest `max_message_size` a peer accepts: bincode's compile-time ceiling.
+/// The largest `max_message_size` a peer accepts: 1 GiB.
 pub const MAX_MESSAGE_SIZE_CEILING: usize = 1 << 30;
 
 /// The default `max_message_size`: 16 MiB.
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 16 << 20;
 
-/// How many bytes bincode may claim while decoding `len` bytes of input.
+/// The most bincode may *claim* while decoding, however long the input: 16 claimed bytes per
+/// input byte, times [`MAX_MESSAGE_SIZE_CEILING`].
 ///
-/// bincode's limit is a const generic; it bounds the memory a length prefix may make the
-/// decoder reserve. Byte strings and strings, the only containers bincode pre-allocates
-/// through serde, can never legitimately claim more than the input holds, so the smallest
-/// tier above the input's length is always enough, and a forged 12-byte frame claiming a
-/// terabyte is refused after reserving nothing.
-macro_rules! with_tier {
-    ($len:expr, |$config:ident| $body:expr) => {{
-        let len: usize = $len;
-        if len <= 64 << 10 {
-            let $config = standard().with_limit::<{ 64 << 10 }>();
-            $body
-        } else if len <= 1 << 20 {
-            let $config = standard().with_limit::<{ 1 << 20 }>();
-            $body
-        } else if len <= 16 << 20 {
-            let $config = standard().with_limit::<{ 16 << 20 }>();
-            $body
-        } else {
-            let $config = standard().with_limit::<MAX_MESSAGE_SIZE_CEILING>();
-            $body
-        }
-    }};
-}
+/// bincode 2.0.1's limit is a const generic bounding the sum of its claims, and on the serde
+/// path a claim is `size_of` of a value, not the bytes it took: a `u32` claims 4 bytes and a
+/// `u64` or a length prefix 8, for a varint of one byte; a `u128` claims 16. Claims are never
+/// given back (only bincode's own `Decode` impls for containers do that). A limit derived
+/// from the input's length therefore refuses valid data (a 20 KB `Vec<u32>` claims 80 KB), so
+/// the limit sits where valid input can never reach it, and allocation is bounded by
+/// [`bounded::Bounded`] instead (see [`decode`]). On 32-bit targets (the browser) the limit
+/// saturates at `usize::MAX`, which only worst-case input (all one-byte `u128`s) reaches,
+/// past 256 MiB.
+const CLAIM_LIMIT: usize = MAX_MESSAGE_SIZE_CEILING.saturating_mul(16);
+
+const _: () = assert!(CLAIM_LIMIT / 16 == MAX_MESSAGE_SIZE_CEILING || usize::BITS < 64);
 
 /// Decodes network bytes: THE one entry point for untrusted input.
 ///
 /// Fails with [`RemoteError::TooLarge`] if `bytes` is longer than `max`, and with
 /// [`RemoteError::Decode`] for malformed input, hostile length prefixes and trailing bytes.
+///
+/// What keeps a hostile length prefix (12 bytes claiming a terabyte) from becoming an
+/// allocation: bincode's serde deserializer allocates before it reads in one place only, the
+/// owned `String` and byte buffer paths (`vec![0; len]`, then the read that finds the input
+/// short). [`bounded::Bounded`] reads those through the borrowing paths instead, which check
+/// `len` against the remaining input before anything is copied, and caps the size hint serde
+/// preallocates sequences and maps from at the input's length. So every allocation a length
+/// prefix asks for is backed by input, and any valid encoding up to `max` decodes, whatever
+/// its element types.
 pub(crate) fn decode<'a, T: Deserialize<'a>>(
     bytes: &'a [u8],
     max: usize,
@@ -66,9 +68,10 @@ pub(crate) fn decode<'a, T: Deserialize<'a>>(
             limit: max.min(MAX_MESSAGE_SIZE_CEILING) as u64,
         });
     }
-    let (value, used) = with_tier!(bytes.len(), |config| {
-        bincode::serde::borrow_decode_from_slice(bytes, config).map_err(RemoteError::decode)?
-    });
+    let seed = bounded::Bounded::new(PhantomData::<T>, bytes.len());
+    let config = standard().with_limit::<CLAIM_LIMIT>();
+    let (value, used) =
+        bincode::serde::seed_decode_from_slice(seed, bytes, config).map_err(RemoteError::decode)?;
     if used != bytes.len() {
         return Err(RemoteError::decode(format_args!(
             "{} trailing bytes",
@@ -547,20 +550,177 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn hostile_length_prefix_is_an_error_not_an_allocation() {
-        // A varint length prefix claiming u64::MAX bytes, then nothing.
+    /// 12 bytes of input: a varint length prefix claiming `len` (253, then a `u64`), then 3
+    /// bytes.
+    fn claiming(len: u64) -> Vec<u8> {
         let mut bytes = vec![253u8];
-        bytes.extend_from_slice(&u64::MAX.to_le_bytes());
-        assert!(matches!(
-            decode::<Vec<u8>>(&bytes, 1 << 20),
-            Err(RemoteError::Decode { .. })
-        ));
-        // A terabyte-long string inside a call frame.
-        let mut call = vec![0u8, 1, 2, 253];
-        call.extend_from_slice(&(1u64 << 40).to_le_bytes());
-        assert!(decode::<Frame<'_>>(&call, 1 << 20).is_err());
-        assert!(decode::<(String, String)>(&call, 1 << 20).is_err());
+        bytes.extend_from_slice(&len.to_le_bytes());
+        bytes.extend_from_slice(&[1, 2, 3]);
+        bytes
+    }
+
+    /// Whether `decode` failed, and the most bytes this thread held allocated at once while it
+    /// ran (the test binary counts allocations per thread).
+    fn peak(decode: impl FnOnce() -> bool) -> (bool, u64) {
+        let mut failed = false;
+        let info = allocation_counter::measure(|| failed = decode());
+        (failed, info.bytes_max)
+    }
+
+    fn fails<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> bool {
+        decode::<T>(bytes, 1 << 20).is_err()
+    }
+
+    /// A type's name, and a decode of it that says whether it failed.
+    type Case = (&'static str, fn(&[u8]) -> bool);
+
+    /// What a hostile length prefix may cost: the error's message, nothing like the claim.
+    const HOSTILE_PEAK: u64 = 1024;
+
+    #[test]
+    fn hostile_length_prefixes_are_errors_not_allocations() {
+        use std::collections::HashMap;
+        for claimed in [1 << 20, 1 << 30, 1 << 40, u64::MAX] {
+            let bytes = claiming(claimed);
+            let cases: [Case; 9] = [
+                ("Vec<u8>", fails::<Vec<u8>>),
+                ("String", fails::<String>),
+                ("ByteBuf", fails::<serde_bytes::ByteBuf>),
+                ("Bytes", fails::<crate::Bytes>),
+                ("Vec<u64>", fails::<Vec<u64>>),
+                ("Vec<String>", fails::<Vec<String>>),
+                ("Vec<PeerId>", fails::<Vec<PeerId>>),
+                ("HashMap<u64, String>", fails::<HashMap<u64, String>>),
+                ("(String, String)", fails::<(String, String)>),
+            ];
+            for (name, decode) in cases {
+                let (failed, held) = peak(|| decode(&bytes));
+                assert!(failed, "{name} claiming {claimed} decoded");
+                assert!(
+                    held < HOSTILE_PEAK,
+                    "{name} claiming {claimed} held {held} bytes"
+                );
+            }
+        }
+        // The same claims inside frames: a block name, a metadata list, an error message.
+        let terabyte = claiming(1 << 40);
+        let mut call = vec![0u8, 1, 2];
+        call.extend_from_slice(&terabyte);
+        let mut metadata = vec![0u8, 1, 2, 1, b'n', 9];
+        metadata.extend_from_slice(&terabyte);
+        let mut reply = vec![1u8, 7, 1, 12];
+        reply.extend_from_slice(&terabyte);
+        for frame in [call, metadata, reply] {
+            let (failed, held) = peak(|| decode::<Frame<'_>>(&frame, 1 << 20).is_err());
+            assert!(
+                failed && held < HOSTILE_PEAK,
+                "{frame:?}: held {held} bytes"
+            );
+        }
+    }
+
+    /// 1, 2, 3, 4, 5, 8, 9, 16, 17, ... up to `max`: every power of two and the size after it.
+    fn sizes(max: usize) -> Vec<usize> {
+        let mut sizes: Vec<usize> = (0..usize::BITS - 1)
+            .flat_map(|k| [1 << k, (1 << k) + 1])
+            .take_while(|&n| n <= max)
+            .collect();
+        sizes.dedup();
+        sizes
+    }
+
+    /// Encodes `make(n)` for every size `n` of [`sizes`] whose encoding fits `max`, and the
+    /// largest `n` that fits, and checks that each decodes back with `max` as the limit;
+    /// returns the largest encoding tried.
+    fn sweep<T>(max: usize, make: impl Fn(usize) -> T) -> usize
+    where
+        T: Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
+    {
+        let size = |n: usize| encode(&make(n)).unwrap().len();
+        let all = sizes(max);
+        let mut tried: Vec<usize> = all
+            .iter()
+            .copied()
+            .take_while(|&n| size(n) <= max)
+            .collect();
+        // The largest fitting size lies between the last fitting size and the next one: found
+        // by interpolation, since the encoding grows about linearly with the size.
+        let mut low = *tried.last().expect("one element fits");
+        let mut high = all.get(tried.len()).copied().unwrap_or(max + 1);
+        let (mut low_size, mut high_size) = (size(low), size(high));
+        while high - low > 1 {
+            let step = (max - low_size) * (high - low) / (high_size - low_size).max(1);
+            let probe = (low + step).clamp(low + 1, high - 1);
+            let probe_size = size(probe);
+            if probe_size <= max {
+                (low, low_size) = (probe, probe_size);
+            } else {
+                (high, high_size) = (probe, probe_size);
+            }
+        }
+        tried.push(low);
+        let mut largest = 0;
+        for n in tried {
+            let value = make(n);
+            let bytes = encode(&value).unwrap();
+            match decode::<T>(&bytes, max) {
+                Ok(back) => assert!(back == value, "size {n} came back different"),
+                Err(error) => panic!("size {n} ({} bytes): {error}", bytes.len()),
+            }
+            largest = largest.max(bytes.len());
+        }
+        largest
+    }
+
+    #[derive(Debug, PartialEq, Serialize, serde::Deserialize)]
+    struct Record {
+        id: u64,
+        name: String,
+        tags: Vec<u16>,
+        owner: Option<PeerId>,
+    }
+
+    /// Every size of ordinary types up to 256 KiB decodes with a 256 KiB limit, including the
+    /// element types whose claims outgrow their bytes the most (a one-byte `u128` claims 16).
+    /// `tests/sizes.rs` sweeps up to the default 16 MiB over sockets.
+    #[test]
+    fn every_size_of_ordinary_types_decodes_within_the_limit() {
+        const MAX: usize = 256 << 10;
+        let near = |largest: usize| assert!(largest > MAX - 32, "largest {largest}");
+        near(sweep(MAX, |n| (0..n as u32).collect::<Vec<u32>>()));
+        near(sweep(MAX, |n| {
+            (0..n as u32)
+                .map(|i| i.wrapping_mul(2_654_435_761))
+                .collect::<Vec<u32>>()
+        }));
+        near(sweep(MAX, |n| vec![7u64; n]));
+        near(sweep(MAX, |n| vec![0u128; n]));
+        near(sweep(MAX, |n| vec![-1i64; n]));
+        near(sweep(MAX, |n| {
+            (0..n)
+                .map(|i| PeerId::from_uuid(uuid::Uuid::from_u128(i as u128)))
+                .collect::<Vec<PeerId>>()
+        }));
+        near(sweep(MAX, |n| "é".repeat(n / 2) + &"x".repeat(n % 2)));
+        near(sweep(MAX, |n| vec![0xa5u8; n]));
+        near(sweep(MAX, |n| serde_bytes::ByteBuf::from(vec![1u8; n])));
+        near(sweep(MAX, |n| vec![Some(1u8); n]));
+        near(sweep(MAX, |n| vec![vec![3u32; 3]; n]));
+        near(sweep(MAX, |n| {
+            (0..n as u64)
+                .map(|id| Record {
+                    id,
+                    name: "r".into(),
+                    tags: vec![1, 2],
+                    owner: None,
+                })
+                .collect::<Vec<Record>>()
+        }));
+        near(sweep(MAX, |n| {
+            (0..n as u32)
+                .map(|i| (i, i.to_string()))
+                .collect::<std::collections::BTreeMap<u32, String>>()
+        }));
     }
 
     #[test]

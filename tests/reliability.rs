@@ -67,17 +67,22 @@ fn nested_hop_inherits_the_remaining_deadline_and_fails_first() {
         let started = Instant::now();
         (a.run(nested_deadline(idb, idc)).await, started.elapsed())
     });
-    match result {
-        // The inner hop failed first, and its error is what came back.
-        Err(RemoteError::Timeout { block, .. }) => {
+    // The inner hop failed first, and its error is what the outer block returned: the outer
+    // block ran (and failed), with the inner Timeout as its source.
+    let error = result.expect_err("the inner hop times out");
+    match (&error, error.root_cause()) {
+        (RemoteError::Failed { block, peer, .. }, RemoteError::Timeout { block: inner, .. }) => {
+            assert_eq!(block.as_deref(), Some("reliability::nested_deadline#0"));
+            assert_eq!(*peer, Some(idb));
             assert_eq!(
-                block.as_deref(),
+                inner.as_deref(),
                 Some("reliability::nested_deadline#1"),
                 "after {elapsed:?}"
             );
         }
-        other => panic!("expected the inner Timeout, got {other:?}"),
+        _ => panic!("expected the outer block failing with the inner Timeout, got {error:?}"),
     }
+    assert_eq!(error.outcome(), distributed_scope::Outcome::Ran);
     assert!(elapsed < Duration::from_secs(4), "{elapsed:?}");
 }
 

@@ -19,6 +19,8 @@ use distributed_scope::auth::JwtAuth;
 use distributed_scope::testing::PeerThread;
 use distributed_scope::{Backoff, Peer, PeerBuilder, PeerHandle, PeerId};
 
+pub mod payloads;
+
 /// The bound on every await in the tests.
 pub const LIMIT: Duration = Duration::from_secs(20);
 

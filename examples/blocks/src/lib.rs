@@ -254,7 +254,8 @@ pub async fn nap(target: PeerId, millis: u64) -> Result<u64, RemoteError> {
 }
 
 /// Has `server` call a block that only native builds contain on `target` (a browser peer in
-/// the browser tests): the target answers `UnknownBlock`, which reaches the first caller.
+/// the browser tests): the target answers `UnknownBlock`, which reaches the first caller as
+/// the source of the server block's `Failed`.
 pub async fn native_only_hop(server: PeerId, target: PeerId) -> Result<u32, RemoteError> {
     remote!(server, [target: PeerId] -> Result<u32, RemoteError> {
         crate::native_only(target).await
