@@ -43,7 +43,8 @@ use crate::link::{
     Authorize, Backoff, Budgets, Counters, DEFAULT_DEADLINE, Engine, Identity, Limits, Metrics,
     Role,
 };
-use crate::scope::{Request, Runtime, Scope};
+use crate::runtime::{Request, Runtime};
+use crate::scope::Scope;
 use crate::{Error, PeerId, RemoteError, wire};
 
 /// A peer running in a browser tab (wasm32), linked to native peers over WebSockets.

@@ -11,7 +11,9 @@ use tracing::Instrument;
 use tracing::field::{Empty, display};
 
 use crate::block::Block;
-use crate::scope::{Hex, Request, Scope, Trace, record_outcome};
+use crate::runtime::Request;
+use crate::scope::Scope;
+use crate::trace::{Hex, Trace, record_outcome};
 use crate::{PeerId, RemoteError, wire};
 
 type Start<T> =

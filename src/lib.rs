@@ -217,7 +217,9 @@ mod call;
 mod error;
 mod id;
 mod link;
+mod runtime;
 mod scope;
+mod trace;
 mod wire;
 
 #[cfg(not(target_arch = "wasm32"))]

@@ -23,7 +23,9 @@ use web_time::Instant;
 use super::{Inner, timer};
 use crate::error::HandshakeError;
 use crate::link::{Engine, Event, Run, Transmit, close};
-use crate::scope::{Request, Runtime, Scope, Trace, record_outcome};
+use crate::runtime::{Request, Runtime};
+use crate::scope::Scope;
+use crate::trace::{Trace, record_outcome};
 use crate::{Error, PeerId, RemoteError};
 
 /// The subprotocol offered beside a token; the native peer selects it.

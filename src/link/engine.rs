@@ -28,7 +28,8 @@ use super::metrics::Counters;
 use super::{Expect, Reply, check_hello};
 use crate::block::{self, BlockEntry};
 use crate::error::HandshakeError;
-use crate::scope::{Request, Trace};
+use crate::runtime::Request;
+use crate::trace::Trace;
 use crate::wire::{self, Frame, Hello, Payload, ReplyBody};
 use crate::{PeerId, RemoteError};
 

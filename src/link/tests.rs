@@ -53,7 +53,7 @@ use web_time::Instant;
 
 use crate::block::Block;
 use crate::link::engine::MAX_PINGS_PER_INTERVAL;
-use crate::scope::Request;
+use crate::runtime::Request;
 use crate::wire::{CALL_ROOM, Frame, Metadata, Payload};
 
 /// The one block these tests call.

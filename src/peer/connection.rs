@@ -19,7 +19,8 @@ use super::events::PeerEvent;
 use super::shared::{CancelCall, Control, Direction, Link, OutboundCall, Shared};
 use crate::error::{Error, HandshakeError};
 use crate::link::{Engine, Event, Identity, Role, Run, Transmit, close};
-use crate::scope::{Hex, Scope, Trace, record_outcome};
+use crate::scope::Scope;
+use crate::trace::{Hex, Trace, record_outcome};
 use crate::transport::{self, Flow, Inbound, Outgoing, Sender, Socket};
 use crate::{PeerId, RemoteError};
 

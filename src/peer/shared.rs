@@ -16,7 +16,7 @@ use super::admission::Admission;
 use super::config::Config;
 use super::events::PeerEvent;
 use crate::link::{Budgets, Counters};
-use crate::scope::{Request, Runtime};
+use crate::runtime::{Request, Runtime};
 use crate::{PeerId, RemoteError};
 
 #[cfg(feature = "auth")]

@@ -1,0 +1,54 @@
+//! What a peer's runtime (native actix, or the browser's event loop) offers the portable
+//! core: [`Runtime`], and the [`Request`] it carries.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::future::LocalBoxFuture;
+use web_time::Instant;
+
+use crate::trace::Trace;
+use crate::{PeerId, RemoteError};
+
+#[cfg(feature = "auth")]
+use crate::auth::Principal;
+
+/// What a peer's runtime offers the portable core: time, and sending calls.
+pub(crate) trait Runtime: 'static {
+    /// This peer's id.
+    fn local_id(&self) -> PeerId;
+    /// The current time (`web-time`, so that wasm32 works).
+    fn now(&self) -> Instant;
+    /// Completes at `deadline`.
+    fn sleep_until(&self, deadline: Instant) -> LocalBoxFuture<'static, ()>;
+    /// Sends a call and waits for its raw reply; dropping the future cancels the call.
+    fn call(
+        self: Arc<Self>,
+        target: PeerId,
+        request: Request,
+    ) -> LocalBoxFuture<'static, Result<Bytes, RemoteError>>;
+    /// The deadline of a call that sets none.
+    fn default_deadline(&self) -> Duration;
+    /// The largest reply this peer decodes.
+    fn max_message_size(&self) -> usize;
+    /// Whether calls to this peer itself still go through serialization.
+    fn serialize_local(&self) -> bool;
+    /// Counts the outcome of a call made from this peer.
+    fn record(&self, outcome: Result<(), &RemoteError>) {
+        let _ = outcome;
+    }
+}
+
+/// An outgoing call as the core hands it to the runtime.
+#[derive(Debug)]
+pub(crate) struct Request {
+    pub(crate) block: u64,
+    pub(crate) name: &'static str,
+    pub(crate) deadline: Instant,
+    pub(crate) captures: crate::wire::Payload,
+    #[cfg(feature = "auth")]
+    pub(crate) principal: Option<Arc<Principal>>,
+    /// The call's trace context, sent as `traceparent` in the call's metadata.
+    pub(crate) trace: Option<Trace>,
+}
