@@ -330,6 +330,7 @@ impl Connection {
                 }),
             );
         }
+        let name = block::resolve(block_id, name).map_or(name, |entry| entry.info.name());
         // Authorize by name first, so that nothing about the block, not even whether it
         // exists, is revealed to a caller that may not run it; the captures stay opaque.
         #[cfg(feature = "auth")]
