@@ -313,7 +313,6 @@ pub use rustls;
 /// which names it differently, still calls it. Its `module@line:col` name is for logs and
 /// policies: the peer that runs the block authorizes the name it gives the block itself
 /// (see [`BlockInfo::name`]). Named blocks must match by name and id.
-
 #[macro_export]
 macro_rules! remote {
     ($($input:tt)*) => {

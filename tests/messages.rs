@@ -1,5 +1,5 @@
 //! `#[remote_block]` messages over a real socket: a renamed unit message, built as a value
-//! or with `new()`, sent as an actor message or awaited with `on`.
+//! with `{}` or with `new()`, sent as an actor message or awaited with `on`.
 
 mod support;
 
@@ -20,7 +20,7 @@ fn a_renamed_unit_message_runs_its_block_on_another_peer() {
             .send(On::new(server_id, FetchJobConfig::new()))
             .await
             .expect("the peer actor answers");
-        let built = client.run(FetchJobConfig::default().on(server_id)).await;
+        let built = client.run(FetchJobConfig {}.on(server_id)).await;
         let name = distributed_scope::blocks()
             .into_iter()
             .find(|block| block.output() == "JobConfig")

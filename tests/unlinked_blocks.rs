@@ -50,7 +50,7 @@ fn a_peer_of_a_binary_without_blocks_warns_at_start() {
                 .start()
                 .await
                 .expect("peer starts");
-            peer.stop().await;
+            peer.stop().await.expect("the peer stops");
         });
     });
     let logs = String::from_utf8_lossy(&logs.0.lock().unwrap_or_else(PoisonError::into_inner))

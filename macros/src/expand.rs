@@ -397,7 +397,7 @@ pub(crate) fn remote_block(
     let name_text = format!("::{fn_name}");
     let block = Block {
         hash: Block::hash(&captures, &output, quote!(#item)),
-        krate: krate.clone(),
+        krate,
         ident,
         captures,
         output,
@@ -600,8 +600,8 @@ mod tests {
         assert_ne!(a, c);
     }
 
-    fn expand_block(args: BlockArgs, item: ItemFn) -> syn::Result<String> {
-        remote_block(args, &item, 1).map(|tokens| tokens.to_string())
+    fn expand_block(args: BlockArgs, item: &ItemFn) -> syn::Result<String> {
+        remote_block(args, item, 1).map(|tokens| tokens.to_string())
     }
 
     fn args(message: Option<&str>) -> BlockArgs {
@@ -618,13 +618,13 @@ mod tests {
                 x + y
             }
         );
-        let tokens = expand_block(args(None), item.clone()).unwrap();
+        let tokens = expand_block(args(None), &item).unwrap();
         assert!(tokens.contains("pub struct Add {"), "{tokens}");
         assert!(
             tokens.contains("pub const fn new (x : u32 , y : u32) -> Self"),
             "{tokens}"
         );
-        let tokens = expand_block(args(Some("Sum")), item).unwrap();
+        let tokens = expand_block(args(Some("Sum")), &item).unwrap();
         assert!(tokens.contains("pub struct Sum {"), "{tokens}");
         assert!(!tokens.contains("struct Add"), "{tokens}");
     }
@@ -636,7 +636,7 @@ mod tests {
                 7
             }
         );
-        let tokens = expand_block(args(None), item).unwrap();
+        let tokens = expand_block(args(None), &item).unwrap();
         assert!(tokens.contains("pub struct WorkerStats ;"), "{tokens}");
         assert!(
             tokens.contains("pub const fn new () -> Self { Self }"),
@@ -651,12 +651,12 @@ mod tests {
                 todo()
             }
         );
-        let error = expand_block(args(None), item.clone()).unwrap_err();
+        let error = expand_block(args(None), &item).unwrap_err();
         assert!(
             error.to_string().contains("message = \"GetJobConfig\""),
             "{error}"
         );
-        let tokens = expand_block(args(Some("FetchJobConfig")), item).unwrap();
+        let tokens = expand_block(args(Some("FetchJobConfig")), &item).unwrap();
         assert!(tokens.contains("pub struct FetchJobConfig ;"), "{tokens}");
     }
 

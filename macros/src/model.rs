@@ -274,8 +274,8 @@ pub(crate) fn nested<T: quote::ToTokens>(items: &[T]) -> TokenStream {
 mod tests {
     use super::*;
 
-    fn body_errors(body: TokenStream) -> Vec<String> {
-        match check_body(&body) {
+    fn body_errors(body: &TokenStream) -> Vec<String> {
+        match check_body(body) {
             Ok(()) => Vec::new(),
             Err(error) => error.into_iter().map(|error| error.to_string()).collect(),
         }
@@ -283,7 +283,7 @@ mod tests {
 
     #[test]
     fn self_and_self_type_in_a_body_are_errors() {
-        let errors = body_errors(quote! {
+        let errors = body_errors(&quote! {
             let total = self.count + 1;
             println!("{}", self.name);
             Self::new(total)
@@ -295,7 +295,7 @@ mod tests {
 
     #[test]
     fn nested_items_module_paths_and_macro_data_may_say_self() {
-        let errors = body_errors(quote! {
+        let errors = body_errors(&quote! {
             struct Wrapper(u32);
             impl Wrapper {
                 fn get(&self) -> Self { Self(self.0) }
@@ -309,7 +309,7 @@ mod tests {
 
     #[test]
     fn self_inside_a_closure_of_the_body_is_an_error() {
-        let errors = body_errors(quote! { let f = || self.count; f() });
+        let errors = body_errors(&quote! { let f = || self.count; f() });
         assert_eq!(errors.len(), 1, "{errors:?}");
     }
 

@@ -128,7 +128,7 @@ fn remote_block_messages_are_built_by_new_or_as_unit_values() {
     drop(WorkerStats::new().on(server));
     drop(WorkerStats {}.on(server));
     drop(<WorkerStats as Default>::default().on(server));
-    assert_eq!(format!("{:?}", WorkerStats), "WorkerStats");
+    assert_eq!(format!("{WorkerStats:?}"), "WorkerStats");
     let add = Add::new(1, 2);
     assert_eq!((add.x, add.y), (1, 2));
     let scaled = Scaled::new(JobConfig { workers: 2 }, 3);
