@@ -139,8 +139,9 @@ pub fn remote_block(args: TokenStream, item: TokenStream) -> TokenStream {
 /// - a capture or result type that names a type parameter of the function is an error.
 ///
 /// Each `remote!` then expands as documented there. Ids do not depend on the names: a block
-/// keeps its id when it moves into or out of a `#[distributed]` function, but a peer whose
-/// build names it differently answers `VersionMismatch` only by name.
+/// keeps its id when it moves into or out of a `#[distributed]` function. But a named block
+/// is found only under its name, so a peer whose build names it differently (anonymous in
+/// one build, `module::fn#i` in the other, or another index `i`) does not run it.
 ///
 /// `#[distributed(crate = path)]` names the runtime crate when `proc-macro-crate` cannot
 /// find it.
