@@ -10,8 +10,11 @@
 //! Options: `--id NAME` (the peer id is `PeerId::from_name(NAME)`; default a random id),
 //! `--listen ADDR`, `--connect URL` (repeatable), `--list-blocks` (print the blocks compiled
 //! into this binary and exit), `--liveness-ms N` (drop links silent for N ms; pings every
-//! N/5 ms). Prints `listening on ws://HOST:PORT/` once ready, and
+//! N/5 ms), `--help`. Prints `listening on ws://HOST:PORT/` once ready, and
 //! `connected to ID` for each link it opens, then runs until killed.
+//!
+//! The binary names no item of the `blocks` crate, so without `use blocks as _;` the linker
+//! would leave the crate out, and its blocks with it.
 
 use std::io::Write;
 use std::time::Duration;
@@ -20,12 +23,32 @@ use anyhow::{Context, bail};
 use distributed_scope::actix::System;
 use distributed_scope::{Peer, PeerId};
 
+// Links the shared blocks into this binary: a peer runs the blocks its binary contains.
+use blocks as _;
+
+const USAGE: &str = "\
+usage: peer [--id NAME] [--listen ADDR] [--connect URL]... [--liveness-ms N]
+       peer --list-blocks
+       peer --help
+
+A standalone distributed-scope peer that runs the blocks of the `blocks` crate.
+
+options:
+  --id NAME         the peer id is PeerId::from_name(NAME) (default: a random id)
+  --listen ADDR     accept links on ADDR, e.g. 127.0.0.1:7000
+  --connect URL     open a link to URL, e.g. ws://127.0.0.1:7000/ (repeatable)
+  --liveness-ms N   drop links silent for N ms, probing every N/5 ms
+  --list-blocks     print the blocks compiled into this binary and exit
+  --help, -h        print this help and exit
+";
+
 struct Options {
     id: Option<String>,
     liveness: Option<Duration>,
     listen: Option<String>,
     connect: Vec<String>,
     list_blocks: bool,
+    help: bool,
 }
 
 fn options() -> anyhow::Result<Options> {
@@ -35,6 +58,7 @@ fn options() -> anyhow::Result<Options> {
         listen: None,
         connect: Vec::new(),
         list_blocks: false,
+        help: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -45,6 +69,7 @@ fn options() -> anyhow::Result<Options> {
                 .connect
                 .push(args.next().context("--connect needs a url")?),
             "--list-blocks" => options.list_blocks = true,
+            "--help" | "-h" => options.help = true,
             "--liveness-ms" => {
                 let millis: u64 = args
                     .next()
@@ -52,9 +77,7 @@ fn options() -> anyhow::Result<Options> {
                     .parse()?;
                 options.liveness = Some(Duration::from_millis(millis));
             }
-            other => bail!(
-                "unknown argument `{other}`; usage: peer [--id NAME] [--listen ADDR] [--connect URL]... [--liveness-ms N] [--list-blocks]"
-            ),
+            other => bail!("unknown argument `{other}`\n\n{USAGE}"),
         }
     }
     Ok(options)
@@ -62,8 +85,10 @@ fn options() -> anyhow::Result<Options> {
 
 fn main() -> anyhow::Result<()> {
     let options = options()?;
-    // Make sure the shared blocks are linked into this binary.
-    blocks::link();
+    if options.help {
+        print!("{USAGE}");
+        return Ok(());
+    }
     if options.list_blocks {
         for block in distributed_scope::blocks() {
             println!(

@@ -1,10 +1,10 @@
 //! Blocks: the trait generated types implement, and the link-time registry.
 
-use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::future::Future;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock, PoisonError};
 
 use bytes::Bytes;
 use futures_util::future::LocalBoxFuture;
@@ -71,7 +71,14 @@ impl BlockInfo {
         self.id
     }
 
-    /// The block's human name: `module::fn#i`, `module::fn` or `module@line:col`.
+    /// The block's name: `module::fn#i` in a `#[distributed]` function, `module::fn` for a
+    /// `#[remote_block]`, `module@line:col` for any other `remote!`, in logs and errors and
+    /// what policies match.
+    ///
+    /// The first two are the block's identity, with its id. An anonymous block's
+    /// `module@line:col` only describes it: the block is found by id, its content, so that
+    /// a line added above it does not change which peers can run it; a callee authorizes
+    /// its own name for that id.
     pub const fn name(&self) -> &'static str {
         self.name
     }
@@ -185,57 +192,205 @@ pub(crate) async fn run<B: Block>(captures: B::Captures) -> Result<B::Output, Re
     })
 }
 
+/// Every block of the binary, found at most once per id and once per name: the first
+/// registration wins (the iteration order of `inventory`).
 struct Registry {
     by_id: HashMap<u64, &'static BlockEntry>,
-    by_name: HashMap<&'static str, u64>,
+    by_name: HashMap<&'static str, &'static BlockEntry>,
+    /// The anonymous blocks (`module@line:col`) by id: these are found by content.
+    anonymous: HashMap<u64, &'static BlockEntry>,
+    /// The crates whose blocks are linked in: the first segment of each block's module.
+    crates: BTreeSet<&'static str>,
 }
 
 fn registry() -> &'static Registry {
     static REGISTRY: OnceLock<Registry> = OnceLock::new();
-    REGISTRY.get_or_init(|| {
-        let mut registry = Registry {
+    REGISTRY.get_or_init(|| Registry::new(inventory::iter::<BlockEntry>))
+}
+
+impl Registry {
+    fn new(entries: impl IntoIterator<Item = &'static BlockEntry>) -> Self {
+        let mut registry = Self {
             by_id: HashMap::new(),
             by_name: HashMap::new(),
+            anonymous: HashMap::new(),
+            crates: BTreeSet::new(),
         };
-        for entry in inventory::iter::<BlockEntry> {
-            match registry.by_id.entry(entry.info.id) {
+        for entry in entries {
+            let info = &entry.info;
+            registry.crates.insert(crate_of(info.name));
+            registry.by_name.entry(info.name).or_insert(entry);
+            if anonymous_module(info.name).is_some() {
+                registry.anonymous.entry(info.id).or_insert(entry);
+            }
+            match registry.by_id.entry(info.id) {
                 Entry::Vacant(slot) => {
                     slot.insert(entry);
-                    registry.by_name.insert(entry.info.name, entry.info.id);
                 }
                 Entry::Occupied(first) => {
-                    // Same id, same tokens and types: either copy runs the same code, so the
-                    // duplicate's name answers too.
-                    registry.by_name.insert(entry.info.name, entry.info.id);
+                    // Same id, same tokens and types: either copy runs the same code.
                     tracing::warn!(
-                        id = format_args!("{:016x}", entry.info.id),
+                        id = format_args!("{:016x}", info.id),
                         kept = first.get().info.name,
-                        duplicate = entry.info.name,
+                        duplicate = info.name,
                         "two blocks share an id; the first registration wins"
                     );
                 }
             }
         }
         registry
-    })
+    }
+
+    /// See [`resolve`].
+    fn resolve(&self, id: u64, claimed: &str) -> Result<&'static BlockEntry, RemoteError> {
+        if let Some(entry) = self.by_name.get(claimed)
+            && entry.info.id == id
+        {
+            return Ok(entry);
+        }
+        if let Some(module) = anonymous_module(claimed)
+            && let Some(entry) = self.anonymous.get(&id)
+            && anonymous_module(entry.info.name) == Some(module)
+        {
+            return Ok(entry);
+        }
+        Err(self.refusal(claimed))
+    }
+
+    /// See [`lookup`].
+    fn lookup(&self, id: u64, name: &str) -> Result<&'static BlockEntry, RemoteError> {
+        match self.resolve(id, name) {
+            Ok(entry) if entry.info.name == name => Ok(entry),
+            Ok(_) => Err(self.refusal(name)),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Why no block answers to `claimed`: its name is known with another id, or not at all.
+    fn refusal(&self, claimed: &str) -> RemoteError {
+        if self.by_name.contains_key(claimed) {
+            RemoteError::VersionMismatch {
+                peer: None,
+                block: claimed.to_owned(),
+            }
+        } else {
+            RemoteError::UnknownBlock {
+                peer: None,
+                block: claimed.to_owned(),
+            }
+        }
+    }
 }
 
-/// Finds the block a call asks for, never running other code: the id and the name must
-/// belong together (authorization is decided on the name). A known name with another id is a
-/// [`RemoteError::VersionMismatch`]; anything else unknown is [`RemoteError::UnknownBlock`].
+/// `module` of an anonymous block's name `module@line:col` (module paths have no `@`; the
+/// names of `#[remote_block]` and `#[distributed]` blocks have none either).
+fn anonymous_module(name: &str) -> Option<&str> {
+    name.split_once('@').map(|(module, _)| module)
+}
+
+/// The crate of a block name: its first path segment.
+fn crate_of(name: &str) -> &str {
+    let end = name.find([':', '@']).unwrap_or(name.len());
+    &name[..end]
+}
+
+/// Finds the block a call asks for by its id and the name the caller gave (`claimed`), never
+/// running other code than the caller compiled. The name of the entry returned,
+/// `entry.info.name()`, is the one to authorize: it may differ from `claimed`.
+///
+/// # Which name is authorized
+///
+/// - A `#[remote_block]` (`module::fn`) or `#[distributed]` block (`module::fn#i`) is
+///   found only if its name and id agree. The name is its identity for policies, so a
+///   caller cannot name an allowed block and send the id of another.
+/// - An anonymous `remote!` block (`module@line:col`) is found by id, its content: a hash of
+///   its tokens, spelled types and module path. Its name changes whenever a line is added
+///   above it, so two builds of the same code may name it differently, and the caller's name
+///   proves nothing. The callee therefore authorizes the name *it* gives the block it will
+///   run, its own `module@line:col` for that id, never the caller's: a policy decides on
+///   what actually runs. The caller's name must still be anonymous and of the same module
+///   (which its id hashes anyway).
+///
+/// A callee that authorizes before looking up therefore resolves first and authorizes
+/// `entry.info.name()`. Such a caller can learn whether the callee has a block with a given
+/// id (refused as forbidden, or unknown): it needs that block's tokens to compute the id.
+///
+/// # Errors
+///
+/// [`RemoteError::VersionMismatch`] if no block answers and the claimed name is known with
+/// another id (the block's text or types changed), [`RemoteError::UnknownBlock`] otherwise.
+pub(crate) fn resolve(id: u64, claimed: &str) -> Result<&'static BlockEntry, RemoteError> {
+    let registry = registry();
+    let found = registry.resolve(id, claimed);
+    if let Err(RemoteError::UnknownBlock { .. }) = &found {
+        hint_unlinked_crate(registry, claimed);
+    }
+    found
+}
+
+/// Finds the block of exactly the name `name` with the id `id`, for callers that authorized
+/// `name` before looking it up: [`resolve`], refusing an entry of another name.
+///
+/// # Errors
+///
+/// As [`resolve`].
 pub(crate) fn lookup(id: u64, name: &str) -> Result<&'static BlockEntry, RemoteError> {
     let registry = registry();
-    match (registry.by_id.get(&id), registry.by_name.get(name)) {
-        (Some(entry), Some(named)) if *named == id => Ok(entry),
-        (_, Some(_)) => Err(RemoteError::VersionMismatch {
-            peer: None,
-            block: name.to_owned(),
-        }),
-        (_, None) => Err(RemoteError::UnknownBlock {
-            peer: None,
-            block: name.to_owned(),
-        }),
+    let found = registry.lookup(id, name);
+    if let Err(RemoteError::UnknownBlock { .. }) = &found {
+        hint_unlinked_crate(registry, name);
     }
+    found
+}
+
+/// A binary that names no item of a crate does not link it, and the blocks that crate
+/// registers vanish with it. Says so at WARN, once per crate and for a few crates at most
+/// (the names come from callers).
+fn hint_unlinked_crate(registry: &Registry, claimed: &str) {
+    const MAX_HINTS: usize = 8;
+    static HINTED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let krate = crate_of(claimed);
+    let plausible = (1..=64).contains(&krate.len())
+        && krate.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !plausible || registry.crates.contains(krate) {
+        return;
+    }
+    let mut hinted = HINTED.lock().unwrap_or_else(PoisonError::into_inner);
+    if hinted.len() >= MAX_HINTS || hinted.iter().any(|known| known == krate) {
+        return;
+    }
+    hinted.push(krate.to_owned());
+    tracing::warn!(
+        block = claimed,
+        "a peer called a block of crate `{krate}`, but this binary has no block of that crate: \
+         if it depends on `{krate}`, link it with `use {krate} as _;`"
+    );
+}
+
+/// Logs what a starting peer can run: a WARN if this binary has no block at all (a blocks
+/// crate that no item names is not linked, and its blocks with it), once per process.
+pub(crate) fn check_registry() {
+    static CHECKED: OnceLock<()> = OnceLock::new();
+    CHECKED.get_or_init(|| {
+        let registry = registry();
+        if let Some(warning) = empty_registry_warning(registry) {
+            tracing::warn!("{warning}");
+        } else {
+            let crates: Vec<&str> = registry.crates.iter().copied().collect();
+            tracing::debug!(
+                blocks = registry.by_id.len(),
+                crates = ?crates,
+                "blocks linked into this binary"
+            );
+        }
+    });
+}
+
+fn empty_registry_warning(registry: &Registry) -> Option<&'static str> {
+    registry.by_id.is_empty().then_some(
+        "this binary contains no blocks, so other peers cannot run anything here: \
+         if its blocks live in a library crate, link that crate with `use my_blocks as _;`",
+    )
 }
 
 /// Every block compiled into this binary, sorted by name.
@@ -272,5 +427,153 @@ mod tests {
             lookup(1, "no::such@1:1"),
             Err(RemoteError::UnknownBlock { .. })
         ));
+        assert!(matches!(
+            resolve(1, "no::such@1:1"),
+            Err(RemoteError::UnknownBlock { .. })
+        ));
+    }
+
+    fn never_run(_: Bytes, _: usize) -> LocalBoxFuture<'static, Result<Payload, RemoteError>> {
+        Box::pin(std::future::pending())
+    }
+
+    /// A registry entry with the given id and name, for the lookup rules.
+    fn entry(id: u64, name: &'static str) -> &'static BlockEntry {
+        let info = BlockInfo {
+            id,
+            name,
+            captures: "",
+            output: "()",
+            file: "src/app.rs",
+            line: 1,
+        };
+        Box::leak(Box::new(BlockEntry {
+            info,
+            invoke: never_run,
+        }))
+    }
+
+    fn registry_of(entries: &[&'static BlockEntry]) -> Registry {
+        Registry::new(entries.iter().copied())
+    }
+
+    fn name_of(found: Result<&'static BlockEntry, RemoteError>) -> Result<&'static str, String> {
+        found
+            .map(|entry| entry.info.name)
+            .map_err(|error| match error {
+                RemoteError::UnknownBlock { block, .. } => format!("unknown {block}"),
+                RemoteError::VersionMismatch { block, .. } => format!("mismatch {block}"),
+                other => format!("{other:?}"),
+            })
+    }
+
+    #[test]
+    fn named_blocks_need_their_name_and_id_to_agree() {
+        let registry = registry_of(&[entry(1, "app::add"), entry(2, "app::demo#0")]);
+        assert_eq!(name_of(registry.resolve(1, "app::add")), Ok("app::add"));
+        assert_eq!(
+            name_of(registry.resolve(2, "app::demo#0")),
+            Ok("app::demo#0")
+        );
+        assert_eq!(
+            name_of(registry.resolve(3, "app::add")),
+            Err("mismatch app::add".into())
+        );
+        // An allowed name cannot carry the id of another block.
+        assert_eq!(
+            name_of(registry.resolve(2, "app::add")),
+            Err("mismatch app::add".into())
+        );
+        assert_eq!(
+            name_of(registry.resolve(1, "app::sub")),
+            Err("unknown app::sub".into())
+        );
+    }
+
+    #[test]
+    fn anonymous_blocks_are_found_by_content_under_the_callee_name() {
+        let registry = registry_of(&[entry(7, "app::jobs@10:5"), entry(8, "app::jobs@20:9")]);
+        // The caller's build has a line more above the block: same id, another name.
+        assert_eq!(
+            name_of(registry.resolve(7, "app::jobs@11:5")),
+            Ok("app::jobs@10:5")
+        );
+        // The name of the block at the caller's position does not matter.
+        assert_eq!(
+            name_of(registry.resolve(7, "app::jobs@20:9")),
+            Ok("app::jobs@10:5")
+        );
+        assert_eq!(
+            name_of(registry.resolve(7, "app::jobs@10:5")),
+            Ok("app::jobs@10:5")
+        );
+    }
+
+    #[test]
+    fn anonymous_blocks_answer_only_anonymous_claims_of_their_module() {
+        let registry = registry_of(&[entry(7, "app::jobs@10:5"), entry(9, "app::admin")]);
+        assert_eq!(
+            name_of(registry.resolve(7, "app::other@10:5")),
+            Err("unknown app::other@10:5".into())
+        );
+        assert_eq!(
+            name_of(registry.resolve(7, "app::jobs::run#0")),
+            Err("unknown app::jobs::run#0".into())
+        );
+        // Nor does an anonymous claim reach a named block by its id.
+        assert_eq!(
+            name_of(registry.resolve(9, "app@1:1")),
+            Err("unknown app@1:1".into())
+        );
+    }
+
+    #[test]
+    fn an_anonymous_name_known_with_another_id_is_a_version_mismatch() {
+        let registry = registry_of(&[entry(7, "app@10:5")]);
+        assert_eq!(
+            name_of(registry.resolve(8, "app@10:5")),
+            Err("mismatch app@10:5".into())
+        );
+        assert_eq!(
+            name_of(registry.resolve(8, "app@11:5")),
+            Err("unknown app@11:5".into())
+        );
+    }
+
+    #[test]
+    fn lookup_returns_only_the_entry_of_the_very_name() {
+        let registry = registry_of(&[entry(7, "app@10:5")]);
+        assert_eq!(name_of(registry.lookup(7, "app@10:5")), Ok("app@10:5"));
+        assert_eq!(
+            name_of(registry.lookup(7, "app@11:5")),
+            Err("unknown app@11:5".into())
+        );
+    }
+
+    #[test]
+    fn the_first_registration_of_an_id_or_a_name_wins() {
+        let registry = registry_of(&[entry(7, "app@10:5"), entry(7, "app@30:5")]);
+        assert_eq!(name_of(registry.resolve(7, "app@30:5")), Ok("app@30:5"));
+        assert_eq!(name_of(registry.resolve(7, "app@40:5")), Ok("app@10:5"));
+        assert_eq!(registry.by_id.len(), 1);
+    }
+
+    #[test]
+    fn names_split_into_crate_and_module() {
+        assert_eq!(crate_of("blocks::add"), "blocks");
+        assert_eq!(crate_of("blocks@3:9"), "blocks");
+        assert_eq!(crate_of("blocks::jobs::run#1"), "blocks");
+        assert_eq!(anonymous_module("blocks::jobs@3:9"), Some("blocks::jobs"));
+        assert_eq!(anonymous_module("blocks::jobs::run#1"), None);
+    }
+
+    #[test]
+    fn an_empty_registry_is_worth_a_warning() {
+        let empty = registry_of(&[]);
+        assert!(empty_registry_warning(&empty).is_some_and(|warning| warning.contains("as _;")));
+        assert_eq!(
+            empty_registry_warning(&registry_of(&[entry(1, "a::b")])),
+            None
+        );
     }
 }

@@ -95,6 +95,12 @@
 //! address, principal and application version; [`PeerHandle::metrics`] reads the counters.
 //! [`blocks()`] lists the blocks compiled into the binary (`peer --list-blocks` prints them).
 //!
+//! A peer runs the blocks compiled into its binary. When they live in a library crate that
+//! the binary never names (a server that only serves them), the linker leaves that crate
+//! out, and its blocks with it; `use my_blocks as _;` keeps it in. A peer whose binary has no
+//! block at all says so at start, as a WARN with that line, and a call for a block of a crate
+//! the binary has no block of logs the same hint.
+//!
 //! ```no_run
 //! use std::time::Duration;
 //!
@@ -189,9 +195,12 @@
 //! The body of a block compiles as a nested `async fn` whose parameters are the captures.
 //! It sees the items of its module, but no local variable of the code around it: using one
 //! without capturing it is rustc's error E0434 ("can't capture dynamic environment in a fn
-//! item") at that variable; add it to the capture list. For the same reason a body has no
-//! `self` (write `let this = self.clone();` and capture `this`) and no outer generic
-//! parameters. `?` and `return` apply to the block. Captures and results are owned,
+//! item") at that variable. The fix is to add it to the capture list (`[x: u32]`), not the
+//! closure form that rustc's help suggests. A macro cannot tell an outer local from a module
+//! item, so only [`#[distributed]`](distributed), which sees the whole function, reports the
+//! variable with its own message. For the same reason a body has no `self` and no `Self`:
+//! [`remote!`] reports either at the token (write `let this = self.clone();` before the
+//! block, capture `this: Type` and use `this`), and no outer generic parameters. `?` and `return` apply to the block. Captures and results are owned,
 //! concrete `Serialize + DeserializeOwned + Send + 'static` types; serde features that need a
 //! self-describing format (`serde_json::Value`, untagged, flattened or internally tagged
 //! enums, `skip_serializing_if`) are not supported by the wire format and fail as
@@ -287,8 +296,11 @@ pub use rustls;
 ///   at most, at the macro call).
 ///
 /// A mistake the macro detects (a capture without a type, a duplicate capture, a reference,
-/// `impl Trait`, `_` or `Self` as a type) is reported at the offending tokens, and the macro
-/// still evaluates to a `RemoteCall<T>` so that no second error follows.
+/// `impl Trait`, `_` or `Self` as a type, `self` or `Self` in the body) is reported at the
+/// offending tokens, and the macro still evaluates to a `RemoteCall<T>` so that no second
+/// error follows. An outer local variable used in the body without being captured is rustc's
+/// E0434 at the variable: capture it (`[x: u32]`) rather than follow rustc's help about
+/// closures.
 ///
 /// # Names and ids
 ///
@@ -296,9 +308,14 @@ pub use rustls;
 /// [`#[distributed]`](distributed) function). Its id is a 64-bit
 /// FNV-1a hash over a canonical walk of the block's tokens (identifiers, punctuation,
 /// literals, delimiters: not the compiler's spacing), its capture and result types as spelled,
-/// combined with `module_path!()`. Reformatting a block or moving it keeps its id; changing
-/// its text or types changes it, and a peer built from other code answers
+/// combined with `module_path!()`. Reformatting a block or moving it within its module keeps
+/// its id; changing its text or types changes it, and a peer built from other code answers
 /// [`RemoteError::VersionMismatch`] or [`RemoteError::UnknownBlock`] rather than running it.
+///
+/// A peer finds an anonymous block by its id, so a build with lines added above the block,
+/// which names it differently, still calls it. Its `module@line:col` name is for logs and
+/// policies: the peer that runs the block authorizes the name it gives the block itself
+/// (see [`BlockInfo::name`]). Named blocks must match by name and id.
 #[macro_export]
 macro_rules! remote {
     ($($input:tt)*) => {

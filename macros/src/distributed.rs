@@ -16,6 +16,12 @@ use crate::parse::{BlockArgs, RemoteInput};
 
 /// Expands `#[distributed]`.
 pub(crate) fn distributed(args: BlockArgs, mut item: ItemFn) -> syn::Result<TokenStream> {
+    if let Some(message) = &args.message {
+        return Err(syn::Error::new_spanned(
+            message,
+            "`#[distributed]` has no message type to name: `message` belongs to `#[remote_block]`",
+        ));
+    }
     let krate = match args.krate {
         Some(path) => quote!(#path),
         None => runtime_path()?,
@@ -520,6 +526,7 @@ mod tests {
     fn expand(item: ItemFn) -> String {
         let args = BlockArgs {
             krate: Some(syn::parse_quote!(krate)),
+            message: None,
         };
         distributed(args, item).unwrap().to_string()
     }

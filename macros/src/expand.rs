@@ -255,6 +255,7 @@ fn remote_items(input: RemoteInput, (line, column): (usize, usize)) -> syn::Resu
     if let Some(ty) = &output {
         errors.check(model::check_type(ty, "result types"));
     }
+    errors.check(model::check_body(&body));
     errors.finish()?;
     let output = Output::new(output);
     let braced_body = {
@@ -392,15 +393,11 @@ pub(crate) fn remote_block(
     };
     let output = Output::new(output);
     let fn_name = &item.sig.ident;
-    let ident = format_ident!(
-        "{}",
-        camel_case(&fn_name.to_string()),
-        span = fn_name.span()
-    );
+    let ident = message_ident(args.message, item)?;
     let name_text = format!("::{fn_name}");
     let block = Block {
         hash: Block::hash(&captures, &output, quote!(#item)),
-        krate: krate.clone(),
+        krate,
         ident,
         captures,
         output,
@@ -408,7 +405,6 @@ pub(crate) fn remote_block(
         line,
     };
     let names = block.capture_names();
-    let types = block.capture_types();
     let run = block.run_body(&quote!(#fn_name));
     let into_captures = model::nested(
         &names
@@ -416,19 +412,81 @@ pub(crate) fn remote_block(
             .map(|name| quote!(self.#name))
             .collect::<Vec<_>>(),
     );
+    let message = message_struct(&block, fn_name);
     let block_impl = block.block_impl(&run, &into_captures);
     let checks = block.checks();
     let message_impl = block.message_impl();
     let registration = block.registration();
-    let parts = block.parts();
-    let ident = &block.ident;
-    let value_ty = block.output.value();
-    let doc = format!("Runs [`{fn_name}`] on a peer: send it with `On` or call [`{ident}::on`].");
-    let field_docs = names.iter().map(|name| format!("The `{name}` argument."));
-    let ident_text = ident.to_string();
+    let methods = message_methods(&block);
     Ok(quote! {
         #item
+        #message
+        #checks
+        #block_impl
+        #message_impl
+        #registration
+        #methods
+    })
+}
 
+/// The message type's name: `message = "Name"`, or the CamelCase of the function's name.
+/// Either must differ from every type the signature names by a single identifier, which
+/// would be the same name in the same module.
+fn message_ident(message: Option<Ident>, item: &ItemFn) -> syn::Result<Ident> {
+    let fn_name = &item.sig.ident;
+    let given = message.is_some();
+    let ident = message.unwrap_or_else(|| {
+        format_ident!(
+            "{}",
+            camel_case(&fn_name.to_string()),
+            span = fn_name.span()
+        )
+    });
+    let Some(clash) = model::type_named(&item.sig, &ident) else {
+        return Ok(ident);
+    };
+    Err(if given {
+        syn::Error::new_spanned(
+            &ident,
+            format!(
+                "`#[remote_block]` message `{ident}` is already the name of a type in the \
+                 signature of `{fn_name}`: choose another name"
+            ),
+        )
+    } else {
+        syn::Error::new_spanned(
+            clash,
+            format!(
+                "`#[remote_block]` would name the message of `{fn_name}` `{ident}`, which is \
+                 already this type: rename it with `#[remote_block(message = \"Get{ident}\")]`"
+            ),
+        )
+    })
+}
+
+/// `pub struct Add { pub x: u32, pub y: u32 }`, or `pub struct Stats;` without parameters,
+/// with its `Debug` impl.
+fn message_struct(block: &Block, fn_name: &Ident) -> TokenStream {
+    let ident = &block.ident;
+    let names = block.capture_names();
+    let types = block.capture_types();
+    let doc = format!("Runs [`{fn_name}`] on a peer: send it with `On` or call [`{ident}::on`].");
+    let ident_text = ident.to_string();
+    if names.is_empty() {
+        return quote! {
+            #[doc = #doc]
+            #[derive(::core::clone::Clone, ::core::marker::Copy, ::core::default::Default)]
+            pub struct #ident;
+
+            impl ::core::fmt::Debug for #ident {
+                fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                    f.write_str(#ident_text)
+                }
+            }
+        };
+    }
+    let field_docs = names.iter().map(|name| format!("The `{name}` argument."));
+    quote! {
         #[doc = #doc]
         pub struct #ident {
             #(#[doc = #field_docs] pub #names: #types,)*
@@ -439,19 +497,35 @@ pub(crate) fn remote_block(
                 f.debug_struct(#ident_text).finish_non_exhaustive()
             }
         }
+    }
+}
 
-        #checks
-        #block_impl
-        #message_impl
-        #registration
-
+/// `Add::new(x, y)` and `Add::on(self, peer)`.
+fn message_methods(block: &Block) -> TokenStream {
+    let Block { krate, ident, .. } = block;
+    let names = block.capture_names();
+    let types = block.capture_types();
+    let parts = block.parts();
+    let value_ty = block.output.value();
+    let value = if names.is_empty() {
+        quote!(Self)
+    } else {
+        quote!(Self { #(#names),* })
+    };
+    quote! {
         impl #ident {
+            /// The message, with one argument per parameter of the function.
+            #[allow(clippy::too_many_arguments, reason = "one per parameter of the function")]
+            pub const fn new(#(#names: #types),*) -> Self {
+                #value
+            }
+
             /// Runs this block on `peer`.
             pub fn on(self, peer: #krate::PeerId) -> #krate::RemoteCall<#value_ty> {
                 (#parts::PARTS.1)(peer, self)
             }
         }
-    })
+    }
 }
 
 /// `add_numbers` -> `AddNumbers`.
@@ -524,6 +598,83 @@ mod tests {
         assert!(a.ends_with("u64"), "{a}");
         assert_eq!(a, b);
         assert_ne!(a, c);
+    }
+
+    fn expand_block(args: BlockArgs, item: &ItemFn) -> syn::Result<String> {
+        remote_block(args, item, 1).map(|tokens| tokens.to_string())
+    }
+
+    fn args(message: Option<&str>) -> BlockArgs {
+        BlockArgs {
+            krate: Some(syn::parse_quote!(krate)),
+            message: message.map(|name| Ident::new(name, Span::call_site())),
+        }
+    }
+
+    #[test]
+    fn remote_block_messages_are_named_after_the_function_or_the_argument() {
+        let item: ItemFn = syn::parse_quote!(
+            async fn add(x: u32, y: u32) -> u32 {
+                x + y
+            }
+        );
+        let tokens = expand_block(args(None), &item).unwrap();
+        assert!(tokens.contains("pub struct Add {"), "{tokens}");
+        assert!(
+            tokens.contains("pub const fn new (x : u32 , y : u32) -> Self"),
+            "{tokens}"
+        );
+        let tokens = expand_block(args(Some("Sum")), &item).unwrap();
+        assert!(tokens.contains("pub struct Sum {"), "{tokens}");
+        assert!(!tokens.contains("struct Add"), "{tokens}");
+    }
+
+    #[test]
+    fn remote_blocks_without_parameters_get_a_unit_message() {
+        let item: ItemFn = syn::parse_quote!(
+            async fn worker_stats() -> u64 {
+                7
+            }
+        );
+        let tokens = expand_block(args(None), &item).unwrap();
+        assert!(tokens.contains("pub struct WorkerStats ;"), "{tokens}");
+        assert!(
+            tokens.contains("pub const fn new () -> Self { Self }"),
+            "{tokens}"
+        );
+    }
+
+    #[test]
+    fn a_message_named_like_a_type_of_the_signature_is_an_error() {
+        let item: ItemFn = syn::parse_quote!(
+            async fn job_config() -> JobConfig {
+                todo()
+            }
+        );
+        let error = expand_block(args(None), &item).unwrap_err();
+        assert!(
+            error.to_string().contains("message = \"GetJobConfig\""),
+            "{error}"
+        );
+        let tokens = expand_block(args(Some("FetchJobConfig")), &item).unwrap();
+        assert!(tokens.contains("pub struct FetchJobConfig ;"), "{tokens}");
+    }
+
+    #[test]
+    fn block_arguments_parse_in_any_order() {
+        let args: BlockArgs = syn::parse_quote!(message = "Sum", crate = ::scope);
+        assert_eq!(args.message.unwrap(), "Sum");
+        assert!(args.krate.is_some());
+        assert!(syn::parse_str::<BlockArgs>("message = \"two words\"").is_err());
+        assert!(syn::parse_str::<BlockArgs>("message = \"r#type\"").is_ok());
+        assert!(syn::parse_str::<BlockArgs>("crate = a, crate = b").is_err());
+    }
+
+    #[test]
+    fn self_in_a_plain_remote_body_is_an_error() {
+        let input: RemoteInput = syn::parse_quote!(krate; server, [] -> u32 { self.count });
+        let error = remote_items(input, (1, 1)).err().unwrap();
+        assert!(error.to_string().contains("cannot use `self`"), "{error}");
     }
 
     #[test]

@@ -31,32 +31,61 @@ pub fn remote_impl(input: TokenStream) -> TokenStream {
 ///
 /// async fn caller(server: PeerId) -> Result<u32, RemoteError> {
 ///     // Or send it to a peer's actor: `handle.addr().send(On::new(server, Add { x: 1, y: 2 }))`.
-///     Add { x: 1, y: 2 }.on(server).await
+///     Add::new(1, 2).on(server).await
 /// }
 /// ```
 ///
 /// # What it expands to
 ///
 /// - the function itself, unchanged (it stays callable locally);
-/// - `pub struct Add { pub x: u32, pub y: u32 }`: the CamelCase of the function's name, one
-///   public field per parameter, with a `Debug` impl;
+/// - `pub struct Add { pub x: u32, pub y: u32 }`, the message: one public field per
+///   parameter, with a `Debug` impl. A function without parameters gets a unit struct
+///   (`pub struct Stats;`, also `Clone`, `Copy` and `Default`), so `Stats.on(peer)` works;
 /// - `impl Block for Add` (id, name, run: calls `add(x, y)`), with the bound that every
 ///   parameter type and the result type is `Serialize + DeserializeOwned + Send + 'static`,
 ///   checked at each type (`const _: () = check::<T>();`);
 /// - natively, `impl actix::Message for Add` with `Result = Result<u32, RemoteError>` (a result
 ///   spelled `Result<T, RemoteError>` is flattened to `Result<T, RemoteError>`);
 /// - an `inventory::submit!` of the block's registry entry;
-/// - `impl Add { pub fn on(self, peer: PeerId) -> RemoteCall<u32> }`.
+/// - `impl Add { pub const fn new(x: u32, y: u32) -> Self; pub fn on(self, peer: PeerId) -> RemoteCall<u32> }`.
+///
+/// # Arguments
+///
+/// - `message = "Name"` names the message type; by default it is the CamelCase of the
+///   function's name (`add` -> `Add`, `worker_stats` -> `WorkerStats`). A message named like
+///   a type of the signature (`async fn job_config() -> JobConfig`) would clash with it, and
+///   is an error asking for another name:
+///
+///   ```no_run
+///   # use distributed_scope::{PeerId, RemoteError, remote_block};
+///   #[derive(serde::Serialize, serde::Deserialize)]
+///   pub struct JobConfig {
+///       pub workers: u32,
+///   }
+///
+///   #[remote_block(message = "FetchJobConfig")]
+///   async fn job_config() -> JobConfig {
+///       JobConfig { workers: 4 }
+///   }
+///
+///   # async fn caller(server: PeerId) -> Result<JobConfig, RemoteError> {
+///   let config: JobConfig = FetchJobConfig.on(server).await?;
+///   # Ok(config) }
+///   ```
+/// - `crate = path` names the runtime crate when `proc-macro-crate` cannot find it (for
+///   example when it is re-exported by another crate).
+///
+/// Both may be given, separated by a comma: `#[remote_block(message = "Sum", crate = ::scope)]`.
 ///
 /// # Names and ids
 ///
 /// The block's name is `module::path::add` (`module_path!()` and the function's name), stable
 /// across builds, for policies and logs. Its id hashes the function's tokens (not their
-/// spacing), its parameter and result types as spelled, and the module path.
+/// spacing), its parameter and result types as spelled, and the module path. The message
+/// type's name is part of neither: renaming it keeps the block callable by older peers.
 ///
 /// The function must be `async`, not generic, without `self`, with plain identifier
-/// parameters. `#[remote_block(crate = path)]` names the runtime crate when
-/// `proc-macro-crate` cannot find it.
+/// parameters.
 #[proc_macro_attribute]
 pub fn remote_block(args: TokenStream, item: TokenStream) -> TokenStream {
     let line = item
@@ -110,8 +139,9 @@ pub fn remote_block(args: TokenStream, item: TokenStream) -> TokenStream {
 /// - a capture or result type that names a type parameter of the function is an error.
 ///
 /// Each `remote!` then expands as documented there. Ids do not depend on the names: a block
-/// keeps its id when it moves into or out of a `#[distributed]` function, but a peer whose
-/// build names it differently answers `VersionMismatch` only by name.
+/// keeps its id when it moves into or out of a `#[distributed]` function. But a named block
+/// is found only under its name, so a peer whose build names it differently (anonymous in
+/// one build, `module::fn#i` in the other, or another index `i`) does not run it.
 ///
 /// `#[distributed(crate = path)]` names the runtime crate when `proc-macro-crate` cannot
 /// find it.

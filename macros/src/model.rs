@@ -111,6 +111,33 @@ pub(crate) fn check_type(ty: &Type, what: &str) -> syn::Result<()> {
     finder.error.map_or(Ok(()), Err)
 }
 
+/// The first type in `sig` (a parameter or the result, at any depth) spelled as the single
+/// identifier `name`.
+pub(crate) fn type_named<'a>(sig: &'a syn::Signature, name: &Ident) -> Option<&'a syn::TypePath> {
+    struct Finder<'a, 'b> {
+        name: &'b Ident,
+        found: Option<&'a syn::TypePath>,
+    }
+    impl<'a> Visit<'a> for Finder<'a, '_> {
+        fn visit_type_path(&mut self, path: &'a syn::TypePath) {
+            if self.found.is_none() && path.qself.is_none() && path.path.is_ident(self.name) {
+                self.found = Some(path);
+            }
+            syn::visit::visit_type_path(self, path);
+        }
+    }
+    let mut finder = Finder { name, found: None };
+    for input in &sig.inputs {
+        if let syn::FnArg::Typed(typed) = input {
+            finder.visit_type(&typed.ty);
+        }
+    }
+    if let syn::ReturnType::Type(_, ty) = &sig.output {
+        finder.visit_type(ty);
+    }
+    finder.found
+}
+
 /// Checks the captures together: names, duplicates, types.
 pub(crate) fn validate_captures(captures: &[Capture]) -> syn::Result<()> {
     let mut errors: Option<syn::Error> = None;
@@ -146,10 +173,152 @@ pub(crate) fn validate_captures(captures: &[Capture]) -> syn::Result<()> {
     errors.map_or(Ok(()), Err)
 }
 
+/// Checks a block body for `self` and `Self`, which a body cannot have: it compiles as a
+/// nested `async fn`, so rustc would call them unknown, or advise a closure.
+///
+/// Nested items (a `fn`, an `impl`) bring their own `self` and `Self` and are skipped, and
+/// so are macro calls, except the standard ones whose arguments are expressions (`format!`,
+/// `assert!`, ...): the tokens of other macros may be data, as in `stringify!(self)`. A body
+/// that does not parse is left to rustc.
+pub(crate) fn check_body(body: &TokenStream) -> syn::Result<()> {
+    struct Finder {
+        errors: Option<syn::Error>,
+    }
+    impl Finder {
+        fn push(&mut self, error: syn::Error) {
+            match &mut self.errors {
+                Some(first) => first.combine(error),
+                None => self.errors = Some(error),
+            }
+        }
+    }
+    impl<'ast> Visit<'ast> for Finder {
+        fn visit_item(&mut self, _item: &'ast syn::Item) {}
+
+        fn visit_expr_path(&mut self, path: &'ast syn::ExprPath) {
+            if path.qself.is_none() && path.path.is_ident("self") {
+                self.push(syn::Error::new_spanned(
+                    path,
+                    "`remote!` bodies cannot use `self`: write `let this = self.clone();` before \
+                     the block, capture `this: Type` and use `this` inside",
+                ));
+            }
+            syn::visit::visit_expr_path(self, path);
+        }
+
+        fn visit_path(&mut self, path: &'ast syn::Path) {
+            if path.leading_colon.is_none()
+                && let Some(first) = path.segments.first()
+                && first.ident == "Self"
+            {
+                self.push(syn::Error::new_spanned(
+                    &first.ident,
+                    "`remote!` bodies have no `Self`: name the type",
+                ));
+            }
+            syn::visit::visit_path(self, path);
+        }
+
+        fn visit_macro(&mut self, mac: &'ast syn::Macro) {
+            const EXPRESSION_MACROS: &[&str] = &[
+                "assert",
+                "assert_eq",
+                "assert_ne",
+                "dbg",
+                "debug_assert",
+                "debug_assert_eq",
+                "debug_assert_ne",
+                "eprint",
+                "eprintln",
+                "format",
+                "panic",
+                "print",
+                "println",
+                "todo",
+                "unimplemented",
+                "unreachable",
+                "write",
+                "writeln",
+            ];
+            let known =
+                mac.path.segments.last().is_some_and(|segment| {
+                    EXPRESSION_MACROS.iter().any(|name| segment.ident == name)
+                });
+            let parser = syn::punctuated::Punctuated::<syn::Expr, syn::Token![,]>::parse_terminated;
+            if known && let Ok(args) = syn::parse::Parser::parse2(parser, mac.tokens.clone()) {
+                for arg in &args {
+                    self.visit_expr(arg);
+                }
+            }
+        }
+    }
+    let Ok(stmts) = syn::parse::Parser::parse2(syn::Block::parse_within, body.clone()) else {
+        return Ok(());
+    };
+    let mut finder = Finder { errors: None };
+    for stmt in &stmts {
+        finder.visit_stmt(stmt);
+    }
+    finder.errors.map_or(Ok(()), Err)
+}
+
 /// The right-nested tuple type, pattern and value of the captures: `(a, (b, ()))`.
 pub(crate) fn nested<T: quote::ToTokens>(items: &[T]) -> TokenStream {
     items
         .iter()
         .rev()
         .fold(quote!(()), |inner, item| quote!((#item, #inner)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body_errors(body: &TokenStream) -> Vec<String> {
+        match check_body(body) {
+            Ok(()) => Vec::new(),
+            Err(error) => error.into_iter().map(|error| error.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn self_and_self_type_in_a_body_are_errors() {
+        let errors = body_errors(&quote! {
+            let total = self.count + 1;
+            println!("{}", self.name);
+            Self::new(total)
+        });
+        assert_eq!(errors.len(), 3, "{errors:?}");
+        assert!(errors[0].contains("let this = self.clone();"), "{errors:?}");
+        assert!(errors[2].contains("no `Self`"), "{errors:?}");
+    }
+
+    #[test]
+    fn nested_items_module_paths_and_macro_data_may_say_self() {
+        let errors = body_errors(&quote! {
+            struct Wrapper(u32);
+            impl Wrapper {
+                fn get(&self) -> Self { Self(self.0) }
+            }
+            let text = stringify!(self);
+            let closure = |x: u32| self::helper(x);
+            closure(Wrapper(1).get().0)
+        });
+        assert!(errors.is_empty(), "{errors:?}");
+    }
+
+    #[test]
+    fn self_inside_a_closure_of_the_body_is_an_error() {
+        let errors = body_errors(&quote! { let f = || self.count; f() });
+        assert_eq!(errors.len(), 1, "{errors:?}");
+    }
+
+    #[test]
+    fn finds_signature_types_named_like_the_message() {
+        let sig: syn::Signature = syn::parse_quote!(fn job_config(limit: Option<JobConfig>) -> u32);
+        let name: Ident = syn::parse_quote!(JobConfig);
+        assert!(type_named(&sig, &name).is_some());
+        let sig: syn::Signature = syn::parse_quote!(fn job_config() -> config::JobConfig);
+        assert!(type_named(&sig, &name).is_none());
+    }
 }

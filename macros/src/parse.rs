@@ -6,6 +6,7 @@ use syn::punctuated::Punctuated;
 use syn::{Expr, Ident, Path, Token, Type, braced, bracketed};
 
 mod kw {
+    syn::custom_keyword!(message);
     syn::custom_keyword!(name);
     syn::custom_keyword!(stub);
 }
@@ -156,23 +157,68 @@ impl RemoteInput {
     }
 }
 
-/// The arguments of `#[remote_block]`: empty or `crate = path`.
+/// The arguments of `#[remote_block]` and `#[distributed]`: `crate = path` and (for
+/// `#[remote_block]`) `message = "TypeName"`, in any order, separated by commas.
 #[derive(Default)]
 pub(crate) struct BlockArgs {
     pub(crate) krate: Option<Path>,
+    /// The message type's name, checked to be an identifier and spanned at the string.
+    pub(crate) message: Option<Ident>,
 }
 
 impl Parse for BlockArgs {
     fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
-        if input.is_empty() {
-            return Ok(Self::default());
+        let mut args = Self::default();
+        while !input.is_empty() {
+            let lookahead = input.lookahead1();
+            if lookahead.peek(Token![crate]) {
+                let key = input.parse::<Token![crate]>()?;
+                input.parse::<Token![=]>()?;
+                let path = input.parse()?;
+                if args.krate.replace(path).is_some() {
+                    return Err(syn::Error::new_spanned(key, "`crate` is given twice"));
+                }
+            } else if lookahead.peek(kw::message) {
+                let key = input.parse::<kw::message>()?;
+                input.parse::<Token![=]>()?;
+                let message = message_name(input)?;
+                if args.message.replace(message).is_some() {
+                    return Err(syn::Error::new_spanned(key, "`message` is given twice"));
+                }
+            } else {
+                return Err(lookahead.error());
+            }
+            if input.is_empty() {
+                break;
+            }
+            input.parse::<Token![,]>()?;
         }
-        input.parse::<Token![crate]>()?;
-        input.parse::<Token![=]>()?;
-        let krate = input.parse()?;
-        if !input.is_empty() {
-            return Err(input.error("expected only `crate = path`"));
-        }
-        Ok(Self { krate: Some(krate) })
+        Ok(args)
     }
+}
+
+/// `"FetchConfig"` after `message =`: a string holding a type name.
+fn message_name(input: ParseStream<'_>) -> syn::Result<Ident> {
+    let literal = match input.parse::<syn::Lit>() {
+        Ok(syn::Lit::Str(literal)) => literal,
+        Ok(other) => return Err(not_a_message_name(&other)),
+        Err(_) => return Err(input.error(
+                "`#[remote_block(message = ..)]` expects a type name in quotes, as in `message = \"FetchConfig\"`",
+            )),
+    };
+    let value = literal.value();
+    match syn::parse_str::<Ident>(&value) {
+        Ok(mut ident) => {
+            ident.set_span(literal.span());
+            Ok(ident)
+        }
+        Err(_) => Err(not_a_message_name(&literal)),
+    }
+}
+
+fn not_a_message_name(tokens: &impl quote::ToTokens) -> syn::Error {
+    syn::Error::new_spanned(
+        tokens,
+        "`#[remote_block(message = ..)]` must name the message type with one identifier, as in `message = \"FetchConfig\"`",
+    )
 }

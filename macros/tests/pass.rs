@@ -72,6 +72,78 @@ async fn add(x: u32, y: u32) -> u32 {
     x + y
 }
 
+/// A result type whose name the default message name would take.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobConfig {
+    workers: u32,
+}
+
+#[remote_block(message = "FetchJobConfig")]
+async fn job_config() -> JobConfig {
+    JobConfig { workers: 4 }
+}
+
+#[remote_block(crate = ::distributed_scope, message = "Scaled")]
+async fn scale(config: JobConfig, factor: u32) -> JobConfig {
+    JobConfig {
+        workers: config.workers * factor,
+    }
+}
+
+#[remote_block]
+async fn worker_stats() -> u64 {
+    7
+}
+
+/// `self` paths, nested items with their own `self` and `Self`, and `self` as data in a macro
+/// are all fine in a `remote!` body.
+async fn self_in_nested_items(server: PeerId) -> Result<u32, RemoteError> {
+    remote!(server, [] -> u32 {
+        struct Wrapper(u32);
+        impl Wrapper {
+            fn new(value: u32) -> Self {
+                Self(value)
+            }
+            fn get(&self) -> u32 {
+                self.0
+            }
+        }
+        let text = stringify!(self.count);
+        let closure = |wrapper: Wrapper| wrapper.get();
+        closure(Wrapper::new(self::helper())) + text.len() as u32
+    })
+    .await
+}
+
+fn helper() -> u32 {
+    1
+}
+
+#[test]
+fn remote_block_messages_are_built_by_new_or_as_unit_values() {
+    let server = PeerId::from_name("server");
+    drop(FetchJobConfig.on(server));
+    drop(FetchJobConfig::new().on(server));
+    drop(WorkerStats.on(server));
+    drop(WorkerStats::new().on(server));
+    drop(WorkerStats {}.on(server));
+    drop(<WorkerStats as Default>::default().on(server));
+    assert_eq!(format!("{WorkerStats:?}"), "WorkerStats");
+    let add = Add::new(1, 2);
+    assert_eq!((add.x, add.y), (1, 2));
+    let scaled = Scaled::new(JobConfig { workers: 2 }, 3);
+    assert_eq!(scaled.factor, 3);
+    drop(scaled.on(server));
+    let _ = self_in_nested_items;
+    let names: Vec<&str> = distributed_scope::blocks()
+        .iter()
+        .map(|b| b.name())
+        .collect();
+    for name in ["pass::job_config", "pass::scale", "pass::worker_stats"] {
+        assert!(names.contains(&name), "{name} not in {names:?}");
+    }
+}
+
 #[test]
 fn blocks_are_registered_with_their_names() {
     let _ = (nested_three_deep, owned_captures, elided);

@@ -799,13 +799,17 @@ impl Engine {
                 },
             );
         }
-        // Authorize by name first, so that nothing about the block, not even whether it
-        // exists, is revealed to a caller that may not run it; the captures stay opaque.
-        if let Err(error) = (self.authorize)(remote, name) {
+        // The block this call would run: a named block by its name and id, an anonymous one
+        // by its content id (its line-based name differs between builds). What is authorized
+        // is this callee's own name for the block it would run, never the caller's claim;
+        // and it is authorized before anything else, so that a refused caller learns nothing
+        // more, and the captures stay opaque.
+        let resolved = block::resolve(call.block, name);
+        let authorized = resolved.as_ref().map_or(name, |entry| entry.info.name());
+        if let Err(error) = (self.authorize)(remote, authorized) {
             return self.reply_error(id, remote_max, truncate_error(error));
         }
-        // The id must belong to the very name that was authorized.
-        let entry = match block::lookup(call.block, name) {
+        let entry = match resolved {
             Ok(entry) => entry,
             Err(error) => return self.reply_error(id, remote_max, truncate_error(error)),
         };

@@ -235,6 +235,7 @@ impl PeerBuilder {
                 tracing::warn!(peer = %id, "listening without auth: any client may run any block");
             }
         }
+        crate::block::check_registry();
         if config.max_message_size > wire::MAX_MESSAGE_SIZE_CEILING {
             return Err(Error::Config("max_message_size is above 1 GiB"));
         }

@@ -2,7 +2,8 @@
 //!
 //! A block's id includes its module path, so a block must be compiled into every binary
 //! that runs it: blocks used across processes live in this library crate, which each of
-//! those binaries links.
+//! those binaries links. A binary that names none of its items links it with
+//! `use blocks as _;` (see `examples/peer.rs`): otherwise the linker leaves it out.
 
 use std::collections::BTreeMap;
 
@@ -209,10 +210,6 @@ pub async fn add(x: u32, y: u32) -> u32 {
     x + y
 }
 
-/// Referencing this function from a binary guarantees the crate, and so its block
-/// registrations, are linked in even when the binary calls no block itself.
-pub fn link() {}
-
 /// The named search block of the auth example: `blocks::search_items`.
 #[remote_block]
 pub async fn search_items(query: String) -> Vec<Item> {
@@ -320,4 +317,23 @@ pub async fn sleep_for(millis: u64) -> u64 {
 #[remote_block]
 pub async fn echo(data: Vec<u8>) -> Vec<u8> {
     data
+}
+
+/// A job's configuration: named like the block that fetches it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobConfig {
+    /// Worker threads.
+    pub workers: u32,
+    /// The queue the jobs come from.
+    pub queue: String,
+}
+
+/// `blocks::job_config`, a block without parameters whose default message name would be
+/// its result type's: its unit message is `FetchJobConfig`.
+#[remote_block(message = "FetchJobConfig")]
+pub async fn job_config() -> JobConfig {
+    JobConfig {
+        workers: 4,
+        queue: "default".to_owned(),
+    }
 }

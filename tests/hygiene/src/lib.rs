@@ -50,3 +50,16 @@ pub async fn add(x: u32, y: u32) -> u32 {
 pub async fn add_on(server: PeerId) -> ::std::result::Result<u32, RemoteError> {
     Add { x: 1, y: 2 }.on(server).await
 }
+
+/// `#[remote_block]` without parameters, with a message name: generates the unit `Stats`.
+#[remote_block(message = "Stats")]
+pub async fn worker_stats() -> u64 {
+    7
+}
+
+/// Awaits the unit message on `server`, built both ways.
+pub async fn stats_on(server: PeerId) -> ::std::result::Result<u64, RemoteError> {
+    let first = Stats.on(server).await?;
+    let second = Stats::new().on(server).await?;
+    ::std::result::Result::Ok(first + second)
+}

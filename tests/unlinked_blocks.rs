@@ -1,0 +1,61 @@
+//! A binary that depends on a blocks crate but names none of its items does not link it: the
+//! crate's blocks are missing from the registry, and a starting peer says so at WARN.
+//!
+//! This test binary may use the `blocks` dev-dependency but names nothing of it, and has no
+//! block of its own. `tests/linked_blocks.rs` is the same binary with `use blocks as _;`.
+
+mod support;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use distributed_scope::{Peer, PeerId};
+use support::block_on;
+
+/// Collects what the `fmt` subscriber writes.
+#[derive(Clone, Default)]
+struct Logs(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Logs {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_peer_of_a_binary_without_blocks_warns_at_start() {
+    assert!(
+        distributed_scope::blocks().is_empty(),
+        "the `blocks` crate is not linked: {:?}",
+        distributed_scope::blocks()
+    );
+    let logs = Logs::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::WARN)
+        .finish();
+    tracing::subscriber::with_default(subscriber, || {
+        block_on(async {
+            let peer = Peer::builder(PeerId::from_name("empty"))
+                .start()
+                .await
+                .expect("peer starts");
+            peer.stop().await.expect("the peer stops");
+        });
+    });
+    let logs = String::from_utf8_lossy(&logs.0.lock().unwrap_or_else(PoisonError::into_inner))
+        .into_owned();
+    assert!(logs.contains("WARN"), "{logs}");
+    assert!(logs.contains("this binary contains no blocks"), "{logs}");
+    assert!(logs.contains("use my_blocks as _;"), "{logs}");
+}
