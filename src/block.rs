@@ -433,7 +433,11 @@ mod tests {
         ));
     }
 
-    fn never_run(_: Bytes, _: usize) -> LocalBoxFuture<'static, Result<Payload, RemoteError>> {
+    fn never_run(
+        _: Bytes,
+        _: usize,
+        _: usize,
+    ) -> LocalBoxFuture<'static, Result<Payload, RemoteError>> {
         Box::pin(std::future::pending())
     }
 

@@ -4,6 +4,7 @@
 //! whether the server still holds a connection, and a well-behaved client that keeps calling
 //! while an attack runs.
 
+use blocks as _;
 use std::fmt::Write as _;
 use std::future::Future;
 use std::io;
@@ -715,7 +716,6 @@ pub struct BlockRef {
 
 /// The block named `name`.
 pub fn block(name: &str) -> BlockRef {
-    blocks::link();
     let info = distributed_scope::blocks()
         .into_iter()
         .find(|info| info.name() == name)
