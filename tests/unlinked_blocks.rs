@@ -4,13 +4,20 @@
 //! This test binary may use the `blocks` dev-dependency but names nothing of it, and has no
 //! block of its own. `tests/linked_blocks.rs` is the same binary with `use blocks as _;`.
 
-mod support;
-
 use std::io::Write;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use distributed_scope::{Peer, PeerId};
-use support::block_on;
+
+/// Runs `future` in a fresh actix system, bounded by a time limit. (Not the shared test
+/// harness: it names items of the `blocks` crate, which would link it into this binary.)
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    distributed_scope::actix::System::new().block_on(async move {
+        tokio::time::timeout(std::time::Duration::from_secs(20), future)
+            .await
+            .expect("the test did not finish within its time limit")
+    })
+}
 
 /// Collects what the `fmt` subscriber writes.
 #[derive(Clone, Default)]

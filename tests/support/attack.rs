@@ -4,7 +4,6 @@
 //! whether the server still holds a connection, and a well-behaved client that keeps calling
 //! while an attack runs.
 
-use blocks as _;
 use std::fmt::Write as _;
 use std::future::Future;
 use std::io;
