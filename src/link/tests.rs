@@ -621,3 +621,228 @@ fn late_replies_text_and_unknown_frames() {
         }]
     ));
 }
+
+// --- Every input in every state -------------------------------------------------------------
+
+/// What the remote can deliver to an engine.
+#[derive(Debug, Clone, Copy)]
+enum Input {
+    Hello,
+    Call,
+    Reply,
+    Cancel,
+    AppPing,
+    AppPong,
+    Garbage,
+    Text,
+    WsPing,
+    WsPong,
+    Fragment,
+    Close,
+}
+
+const INPUTS: [Input; 12] = [
+    Input::Hello,
+    Input::Call,
+    Input::Reply,
+    Input::Cancel,
+    Input::AppPing,
+    Input::AppPong,
+    Input::Garbage,
+    Input::Text,
+    Input::WsPing,
+    Input::WsPong,
+    Input::Fragment,
+    Input::Close,
+];
+
+fn feed(engine: &mut Engine, input: Input, now: Instant) {
+    let frame = |frame: &Frame<'_>| Bytes::from(crate::wire::encode(frame).unwrap());
+    let captures = crate::wire::encode(&(1u32, ())).unwrap();
+    match input {
+        Input::Hello => engine.on_message(
+            &Bytes::from(
+                Hello {
+                    peer: PeerId::from_name("remote"),
+                    max_message_size: 1 << 20,
+                    app_version: None,
+                }
+                .to_bytes()
+                .unwrap(),
+            ),
+            now,
+        ),
+        Input::Call => engine.on_message(
+            &frame(&Frame::Call {
+                id: 1,
+                block: <Echo as Block>::INFO.id(),
+                name: <Echo as Block>::INFO.name().into(),
+                deadline_ms: 1000,
+                metadata: Metadata::default(),
+                captures: &captures,
+            }),
+            now,
+        ),
+        Input::Reply => engine.on_message(
+            &frame(&Frame::Reply {
+                id: 77,
+                result: crate::wire::ReplyBody::Ok(b"x"),
+            }),
+            now,
+        ),
+        Input::Cancel => engine.on_message(&frame(&Frame::Cancel { id: 77 }), now),
+        Input::AppPing => engine.on_message(&frame(&Frame::Ping { nonce: 1 }), now),
+        Input::AppPong => engine.on_message(&frame(&Frame::Pong { nonce: 1 }), now),
+        Input::Garbage => engine.on_message(&Bytes::from_static(&[0xff; 9]), now),
+        Input::Text => engine.on_text(),
+        Input::WsPing => engine.on_ping(Bytes::new(), now),
+        Input::WsPong => engine.on_pong(now),
+        Input::Fragment => engine.on_fragment(100, now),
+        Input::Close => engine.on_close(Some("bye".to_owned())),
+    }
+}
+
+/// What an engine did with one input: what it sent, and what it told the adapter.
+#[derive(Debug, PartialEq, Eq)]
+enum Outcome {
+    /// Nothing sent, nothing told, still open.
+    Nothing,
+    /// The hello passed: the adapter decides.
+    Admit,
+    /// A block runs.
+    Runs,
+    /// An answer frame was sent (pong), the link stays.
+    Answered,
+    /// A WebSocket pong was sent.
+    WsPong,
+    /// The link closed with this code (0: the remote closed, answered with 1000).
+    Closed(u16),
+}
+
+fn outcome(engine: &mut Engine) -> Outcome {
+    let sent = transmits(engine);
+    let told = events(engine);
+    let close = sent.iter().find_map(|transmit| match transmit {
+        Transmit::Close { code, .. } => Some(*code),
+        _ => None,
+    });
+    if let Some(code) = close {
+        assert!(
+            told.iter()
+                .any(|event| matches!(event, Event::Closed { .. })),
+            "a close frame goes with a Closed event: {told:?}"
+        );
+        return Outcome::Closed(code);
+    }
+    if told.iter().any(|event| matches!(event, Event::Run(_))) {
+        return Outcome::Runs;
+    }
+    if told
+        .iter()
+        .any(|event| matches!(event, Event::Hello { .. }))
+    {
+        return Outcome::Admit;
+    }
+    match sent.as_slice() {
+        [] => Outcome::Nothing,
+        [Transmit::Pong(_)] => Outcome::WsPong,
+        [Transmit::Binary(_)] => Outcome::Answered,
+        other => panic!("unexpected transmits {other:?}"),
+    }
+}
+
+/// An accepting engine in each state: waiting for the hello, admitting, live, closed.
+fn in_state(state: &str) -> Engine {
+    let budgets = Budgets::new(1 << 30, 1 << 20);
+    let now = Instant::now();
+    let mut engine = engine("b", Role::Accepting, Limits::default(), &budgets);
+    if state == "handshaking" {
+        return engine;
+    }
+    feed(&mut engine, Input::Hello, now);
+    let _ = (transmits(&mut engine), events(&mut engine));
+    if state == "admitting" {
+        return engine;
+    }
+    engine.accept(now);
+    let _ = (transmits(&mut engine), events(&mut engine));
+    if state == "live" {
+        return engine;
+    }
+    engine.close(close::NORMAL, "done");
+    let _ = (transmits(&mut engine), events(&mut engine));
+    engine
+}
+
+#[test]
+fn every_input_in_every_state() {
+    use Outcome as O;
+    let expected: [(&str, [Outcome; 12]); 4] = [
+        (
+            "handshaking",
+            // Anything but a hello where the hello belongs closes with 1002; text with 1003;
+            // pings are not answered before the hello; the remote may close.
+            [
+                O::Admit,
+                O::Closed(close::PROTOCOL),
+                O::Closed(close::PROTOCOL),
+                O::Closed(close::PROTOCOL),
+                O::Closed(close::PROTOCOL),
+                O::Closed(close::PROTOCOL),
+                O::Closed(close::PROTOCOL),
+                O::Closed(close::UNSUPPORTED),
+                O::Nothing,
+                O::Nothing,
+                O::Nothing,
+                O::Closed(close::NORMAL),
+            ],
+        ),
+        (
+            "admitting",
+            // Nothing may come between the remote's hello and this side's decision.
+            [
+                O::Closed(close::PROTOCOL),
+                O::Closed(close::PROTOCOL),
+                O::Closed(close::PROTOCOL),
+                O::Closed(close::PROTOCOL),
+                O::Closed(close::PROTOCOL),
+                O::Closed(close::PROTOCOL),
+                O::Closed(close::PROTOCOL),
+                O::Closed(close::UNSUPPORTED),
+                O::Nothing,
+                O::Nothing,
+                O::Nothing,
+                O::Closed(close::NORMAL),
+            ],
+        ),
+        (
+            "live",
+            // A second hello does not decode as a frame; a late reply and a cancel for
+            // nothing are dropped; pings are answered once.
+            [
+                O::Closed(close::PROTOCOL),
+                O::Runs,
+                O::Nothing,
+                O::Nothing,
+                O::Answered,
+                O::Nothing,
+                O::Closed(close::PROTOCOL),
+                O::Closed(close::UNSUPPORTED),
+                O::WsPong,
+                O::Nothing,
+                O::Nothing,
+                O::Closed(close::NORMAL),
+            ],
+        ),
+        ("closed", [const { O::Nothing }; 12]),
+    ];
+    let now = Instant::now();
+    for (state, outcomes) in expected {
+        for (input, want) in INPUTS.into_iter().zip(outcomes) {
+            let mut engine = in_state(state);
+            feed(&mut engine, input, now);
+            let got = outcome(&mut engine);
+            assert_eq!(got, want, "{input:?} while {state}");
+        }
+    }
+}
