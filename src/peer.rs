@@ -5,6 +5,7 @@ mod admission;
 mod builder;
 pub(crate) mod config;
 pub(crate) mod connection;
+mod data;
 pub(crate) mod events;
 #[cfg(feature = "auth")]
 pub(crate) mod guard;

@@ -8,6 +8,7 @@ use actix::prelude::*;
 use actix_web::{App, HttpServer, web};
 
 use super::config::Config;
+use super::data::AppData;
 #[cfg(feature = "auth")]
 use super::guard;
 use super::shared::Shared;
@@ -25,6 +26,7 @@ pub struct PeerBuilder {
     server_tls: Option<rustls::ServerConfig>,
     client_tls: ClientTls,
     config: Config,
+    data: AppData,
     #[cfg(feature = "auth")]
     guard: guard::Guard,
 }
@@ -108,6 +110,35 @@ impl PeerBuilder {
     #[cfg(feature = "auth")]
     pub fn allow_origin(mut self, origin: impl Into<String>) -> Self {
         self.guard.allow_origin(origin.into());
+        self
+    }
+
+    /// Registers `value` for the blocks this peer runs: [`Scope::data`](crate::Scope::data)
+    /// returns it (as an `Arc<T>`) inside any block running here, like actix-web's
+    /// `App::app_data`. Register any number of values of different types; a second value of
+    /// the same type replaces the first.
+    ///
+    /// ```no_run
+    /// use distributed_scope::actix::{Actor, Addr, Context};
+    /// use distributed_scope::{Peer, PeerId};
+    ///
+    /// struct Inventory;
+    /// impl Actor for Inventory {
+    ///     type Context = Context<Self>;
+    /// }
+    ///
+    /// # async fn example() -> Result<(), distributed_scope::Error> {
+    /// let inventory: Addr<Inventory> = Inventory.start();
+    /// let peer = Peer::builder(PeerId::from_name("store"))
+    ///     .data(inventory)                   // Scope::current().data::<Addr<Inventory>>()
+    ///     .data(String::from("eu-west"))     // Scope::current().data::<String>()
+    ///     .listen("127.0.0.1:0")
+    ///     .start()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn data<T: Send + Sync + 'static>(mut self, value: T) -> Self {
+        self.data.insert(value);
         self
     }
 
@@ -225,6 +256,7 @@ impl PeerBuilder {
             server_tls,
             client_tls,
             config,
+            data,
             #[cfg(feature = "auth")]
             guard,
         } = self;
@@ -250,6 +282,7 @@ impl PeerBuilder {
         let shared = Arc::new(Shared::new(
             id,
             config,
+            data,
             #[cfg(feature = "auth")]
             guard,
         ));
@@ -304,6 +337,7 @@ impl Peer {
             server_tls: None,
             client_tls: ClientTls::Default,
             config: Config::default(),
+            data: AppData::default(),
             #[cfg(feature = "auth")]
             guard: guard::Guard::default(),
         }

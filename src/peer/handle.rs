@@ -9,7 +9,7 @@ use actix::prelude::*;
 use actix_web::web;
 
 use super::Peer;
-use super::actor::{Connect, Disconnect, Stop, TokenSource};
+use super::actor::{Connect, Disconnect, On, Stop, TokenSource};
 use super::events::Events;
 use super::shared::{Direction, Shared};
 use super::upgrade;
@@ -164,9 +164,38 @@ impl PeerHandle {
     /// Polls `future` in place with this peer as the current peer, and returns its output.
     ///
     /// Blocks called inside it run with this peer as their caller. The future need not be
-    /// `Send`.
-    pub async fn run<F: Future>(&self, future: F) -> F::Output {
-        self.scope().enter(future).await
+    /// `Send`. The returned future does not borrow the handle: when `future` is `'static`, so
+    /// is it, so an actor can return it from a handler without cloning the handle into an
+    /// `async move` block:
+    ///
+    /// ```no_run
+    /// use distributed_scope::actix::prelude::*;
+    /// use distributed_scope::{PeerHandle, PeerId, RemoteError, remote};
+    ///
+    /// struct Pricing {
+    ///     peer: PeerHandle,
+    ///     server: PeerId,
+    /// }
+    /// impl Actor for Pricing {
+    ///     type Context = Context<Self>;
+    /// }
+    ///
+    /// struct Quote(u64);
+    /// impl Message for Quote {
+    ///     type Result = Result<u64, RemoteError>;
+    /// }
+    ///
+    /// impl Handler<Quote> for Pricing {
+    ///     type Result = ResponseActFuture<Self, Result<u64, RemoteError>>;
+    ///
+    ///     fn handle(&mut self, Quote(cents): Quote, _ctx: &mut Context<Self>) -> Self::Result {
+    ///         let call = remote!(self.server, [cents: u64] -> u64 { cents * 2 });
+    ///         Box::pin(self.peer.run(call).into_actor(self))
+    ///     }
+    /// }
+    /// ```
+    pub fn run<F: Future>(&self, future: F) -> impl Future<Output = F::Output> + use<F> {
+        self.scope().enter(future)
     }
 
     /// Spawns `future` on the current thread's actix runtime with this peer current.
@@ -178,7 +207,51 @@ impl PeerHandle {
         actix_rt::spawn(self.scope().enter(future))
     }
 
-    fn scope(&self) -> Scope {
+    /// Sends a [`#[remote_block]`](crate::remote_block) message to run on `target`, through
+    /// the peer actor (as `handle.addr().send(On::new(target, message))` does), with the
+    /// mailbox error and the call's error flattened into one [`RemoteError`].
+    ///
+    /// The returned future is `'static` and `Send`: await it anywhere, or wrap it with
+    /// `into_actor` in an actor's handler.
+    ///
+    /// ```no_run
+    /// # use distributed_scope::{remote_block, PeerHandle, PeerId, RemoteError};
+    /// #[remote_block]
+    /// async fn add(x: u32, y: u32) -> u32 {
+    ///     x + y
+    /// }
+    ///
+    /// # async fn example(handle: PeerHandle, server: PeerId) -> Result<(), RemoteError> {
+    /// let sum: u32 = handle.send(server, Add { x: 1, y: 2 }).await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// What the call fails with, or [`RemoteError::ShuttingDown`] if the peer actor has
+    /// stopped.
+    pub fn send<M, T>(
+        &self,
+        target: PeerId,
+        message: M,
+    ) -> impl Future<Output = Result<T, RemoteError>> + Send + use<M, T>
+    where
+        M: Message<Result = Result<T, RemoteError>> + Send + 'static,
+        On<M>: Message<Result = Result<T, RemoteError>>,
+        Peer: Handler<On<M>>,
+        T: Send + 'static,
+    {
+        let request = self.addr.send(On::new(target, message));
+        let peer = self.shared.id;
+        async move {
+            match request.await {
+                Ok(result) => result,
+                Err(mailbox) => Err(from_mailbox(mailbox, peer)),
+            }
+        }
+    }
+
+    pub(crate) fn scope(&self) -> Scope {
         Scope::new(
             self.shared.clone(),
             self.shared.id,
@@ -236,5 +309,20 @@ impl PeerHandle {
             .await
             .map_err(|_mailbox| Error::Stopped)?;
         Ok(())
+    }
+}
+
+/// What a message to the peer actor fails with when the actor cannot take it: a closed mailbox
+/// means the peer stopped. (`From<MailboxError> for RemoteError` is to replace this helper.)
+fn from_mailbox(error: MailboxError, peer: PeerId) -> RemoteError {
+    match error {
+        MailboxError::Closed => RemoteError::ShuttingDown {
+            peer: Some(peer),
+            block: None,
+        },
+        MailboxError::Timeout => RemoteError::Timeout {
+            peer: None,
+            block: None,
+        },
     }
 }

@@ -1,5 +1,6 @@
 //! State shared by a peer's actor, its connections and the calls made from any thread.
 
+use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -14,6 +15,7 @@ use web_time::Instant;
 
 use super::admission::Admission;
 use super::config::Config;
+use super::data::AppData;
 use super::events::PeerEvent;
 use crate::link::{Budget, Counters};
 use crate::scope::{Request, Runtime};
@@ -104,6 +106,8 @@ pub(crate) struct Shared {
     pub(crate) budget: Arc<Budget>,
     /// Links, handshakes and links per address (`max_links`, ...).
     pub(crate) admission: Arc<Admission>,
+    /// What blocks reach through `Scope::data`.
+    data: AppData,
     stopping: AtomicBool,
     links: RwLock<HashMap<PeerId, Arc<Link>>>,
     links_changed: tokio::sync::Notify,
@@ -114,6 +118,7 @@ impl Shared {
     pub(crate) fn new(
         id: PeerId,
         config: Config,
+        data: AppData,
         #[cfg(feature = "auth")] guard: super::guard::Guard,
     ) -> Self {
         let budget = Arc::new(Budget::new(config.max_buffered_bytes));
@@ -131,6 +136,7 @@ impl Shared {
             events: broadcast::channel(256).0,
             budget,
             admission,
+            data,
             stopping: AtomicBool::new(false),
             links: RwLock::new(HashMap::new()),
             links_changed: tokio::sync::Notify::new(),
@@ -359,5 +365,9 @@ impl Runtime for Shared {
         if let Err(error) = outcome {
             self.counters.error(error.code());
         }
+    }
+
+    fn data(&self, type_id: TypeId) -> Option<Arc<dyn Any + Send + Sync>> {
+        self.data.get(type_id)
     }
 }

@@ -1,0 +1,199 @@
+//! At home in an actix service: blocks reach the peer's application data, actors call blocks
+//! from their handlers, actix-web handlers await blocks, and peers are watched and supervised.
+//! Every test runs peers in separate actix systems over real loopback WebSockets.
+
+mod support;
+
+use actix::prelude::*;
+use distributed_scope::testing::PeerThread;
+use distributed_scope::{Peer, PeerHandle, PeerId, RemoteError, Scope, remote, remote_block};
+use support::{LIMIT, block_on, server, url};
+
+/// An actor that keeps a running total: the application state a block reaches.
+#[derive(Default)]
+struct Ledger {
+    total: u64,
+}
+
+impl Actor for Ledger {
+    type Context = Context<Self>;
+}
+
+struct Record(u64);
+
+impl Message for Record {
+    type Result = u64;
+}
+
+impl Handler<Record> for Ledger {
+    type Result = u64;
+
+    fn handle(&mut self, Record(amount): Record, _ctx: &mut Context<Self>) -> u64 {
+        self.total += amount;
+        self.total
+    }
+}
+
+/// The region a peer serves, registered as application data.
+struct Region(&'static str);
+
+/// Records `amount` in the ledger of the peer `target`, and says which region it is.
+async fn record_on(target: PeerId, amount: u64) -> Result<(String, u64), RemoteError> {
+    remote!(target, [amount: u64] -> Result<(String, u64), RemoteError> {
+        let scope = Scope::current();
+        let region = scope.data::<Region>().map_or("none", |region| region.0).to_owned();
+        let Some(ledger) = scope.data::<Addr<Ledger>>() else {
+            return Ok((region, 0));
+        };
+        let total = ledger.send(Record(amount)).await.unwrap_or_default();
+        Ok((region, total))
+    })
+    .await
+}
+
+#[test]
+fn a_block_reaches_the_actor_registered_as_data_on_its_peer() {
+    let system = System::new();
+    let ledger = system.block_on(async { Ledger::default().start() });
+    let server = PeerThread::start(
+        Peer::builder(PeerId::from_name("data-server"))
+            .listen("127.0.0.1:0")
+            .data(ledger.clone())
+            .data(Region("eu-west")),
+    )
+    .unwrap();
+    let (server_id, url) = (server.handle().id(), url(server.handle()));
+    let (remote, local, total) = system.block_on(async move {
+        tokio::time::timeout(LIMIT, async move {
+            // The client registers another region and no ledger: each block sees the data
+            // of the peer it runs on.
+            let client = Peer::builder(PeerId::from_name("data-client"))
+                .data(Region("us-east"))
+                .start()
+                .await
+                .unwrap();
+            client.connect(&url).await.unwrap();
+            let first = client.run(record_on(server_id, 5)).await.unwrap();
+            let remote = client.run(record_on(server_id, 7)).await.unwrap();
+            assert_eq!(first, ("eu-west".to_owned(), 5));
+            let local = client.run(record_on(client.id(), 100)).await.unwrap();
+            let total = ledger.send(Record(0)).await.unwrap();
+            (remote, local, total)
+        })
+        .await
+        .expect("the test did not finish within its time limit")
+    });
+    assert_eq!(remote, ("eu-west".to_owned(), 12));
+    assert_eq!(local, ("us-east".to_owned(), 0));
+    assert_eq!(total, 12);
+    drop(server);
+}
+
+#[test]
+fn data_of_a_type_never_registered_is_none() {
+    let found = block_on(async {
+        let peer = Peer::builder(PeerId::random()).start().await.unwrap();
+        peer.run(async { Scope::current().data::<Region>().is_some() })
+            .await
+    });
+    assert!(!found);
+}
+
+/// `x * 2` on `target`.
+async fn double(target: PeerId, x: u64) -> Result<u64, RemoteError> {
+    remote!(target, [x: u64] -> u64 { x * 2 }).await
+}
+
+/// A named block, sent as a message.
+#[remote_block]
+async fn triple(x: u64) -> u64 {
+    x * 3
+}
+
+/// A user's actor that prices through blocks on another peer from its handlers.
+struct Pricing {
+    peer: PeerHandle,
+    server: PeerId,
+    quotes: u32,
+}
+
+impl Actor for Pricing {
+    type Context = Context<Self>;
+}
+
+struct Quote(u64);
+
+impl Message for Quote {
+    type Result = Result<(u64, u32), RemoteError>;
+}
+
+impl Handler<Quote> for Pricing {
+    type Result = ResponseActFuture<Self, Result<(u64, u32), RemoteError>>;
+
+    fn handle(&mut self, Quote(cents): Quote, _ctx: &mut Context<Self>) -> Self::Result {
+        // No clone-and-move: `run` returns a `'static` future.
+        Box::pin(
+            self.peer
+                .run(double(self.server, cents))
+                .into_actor(self)
+                .map(|doubled, this, _ctx| {
+                    this.quotes += 1;
+                    Ok((doubled?, this.quotes))
+                }),
+        )
+    }
+}
+
+struct BulkQuote(u64);
+
+impl Message for BulkQuote {
+    type Result = Result<u64, RemoteError>;
+}
+
+impl Handler<BulkQuote> for Pricing {
+    type Result = ResponseActFuture<Self, Result<u64, RemoteError>>;
+
+    fn handle(&mut self, BulkQuote(cents): BulkQuote, _ctx: &mut Context<Self>) -> Self::Result {
+        Box::pin(
+            self.peer
+                .send(self.server, Triple { x: cents })
+                .into_actor(self),
+        )
+    }
+}
+
+#[test]
+fn an_actor_handler_calls_blocks_through_run_and_send_into_actor() {
+    let server = server("pricing-server");
+    let (server_id, url) = (server.handle().id(), url(server.handle()));
+    let (first, second, bulk) = block_on(async move {
+        let peer = support::connected(PeerId::from_name("pricing-client"), &url).await;
+        let pricing = Pricing {
+            peer,
+            server: server_id,
+            quotes: 0,
+        }
+        .start();
+        let first = pricing.send(Quote(21)).await.unwrap();
+        let second = pricing.send(Quote(50)).await.unwrap();
+        let bulk = pricing.send(BulkQuote(5)).await.unwrap();
+        (first, second, bulk)
+    });
+    assert_eq!(first, Ok((42, 1)));
+    assert_eq!(second, Ok((100, 2)));
+    assert_eq!(bulk, Ok(15));
+}
+
+#[test]
+fn send_flattens_the_error_of_a_stopped_peer() {
+    let outcome = block_on(async {
+        let peer = Peer::builder(PeerId::random()).start().await.unwrap();
+        let target = PeerId::random();
+        peer.stop().await.unwrap();
+        peer.send(target, Triple { x: 1 }).await
+    });
+    assert!(
+        matches!(outcome, Err(RemoteError::ShuttingDown { .. })),
+        "{outcome:?}"
+    );
+}
