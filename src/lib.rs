@@ -175,6 +175,7 @@
 //! | `connect_timeout` | 10 s | time opening a connection may take |
 //! | `drain_timeout` | 5 s | time `stop()` lets in-flight calls finish |
 //! | `reconnect` | 0.5 s, x1.6, cap 30 s, +-20 % | backoff of outbound links that went down |
+//! | `wait_for_ready` | false | calls to a peer known down wait until their deadline instead of failing at once |
 //! | `app_version` | none | application version announced in the handshake |
 //! | `refuse_app_version_mismatch` | false | refuse links with another `app_version` |
 //! | `workers` | 1 | HTTP worker threads of a listening peer |

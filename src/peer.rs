@@ -10,6 +10,7 @@ pub(crate) mod events;
 #[cfg(feature = "auth")]
 pub(crate) mod guard;
 mod handle;
+mod known_down;
 pub(crate) mod shared;
 mod upgrade;
 

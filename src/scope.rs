@@ -85,6 +85,8 @@ pub(crate) struct Request {
     pub(crate) principal: Option<Arc<Principal>>,
     /// The call's trace context, sent as `traceparent` in the call's metadata.
     pub(crate) trace: Option<Trace>,
+    /// Wait for the target's link until the deadline even while it is known down.
+    pub(crate) wait_for_ready: bool,
 }
 
 /// The peer a block is running on, who called it, and with which principal.

@@ -4,10 +4,44 @@
 
 mod support;
 
+use std::time::{Duration, Instant};
+
 use actix::prelude::*;
 use distributed_scope::testing::PeerThread;
-use distributed_scope::{Peer, PeerHandle, PeerId, RemoteError, Scope, remote, remote_block};
-use support::{LIMIT, block_on, server, url};
+use distributed_scope::{
+    Error, Peer, PeerEvent, PeerHandle, PeerId, RemoteError, Scope, remote, remote_block,
+};
+use futures_util::StreamExt;
+use support::{LIMIT, block_on, quick_reconnect, server, url};
+
+/// Runs `work` on a thread of its own, so that the actix system of the caller keeps running
+/// (a peer thread stopping drains links this system holds).
+async fn off_thread<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+    let (done, result) = futures_channel::oneshot::channel();
+    std::thread::spawn(move || {
+        let _gone = done.send(work());
+    });
+    result.await.expect("the work finished")
+}
+
+/// Waits for the first event `matches` accepts.
+async fn next_event(
+    events: &mut distributed_scope::Events,
+    matches: impl Fn(&PeerEvent) -> bool,
+) -> PeerEvent {
+    loop {
+        let event = events.next().await.expect("the peer runs");
+        if matches(&event) {
+            return event;
+        }
+    }
+}
+
+/// A port nothing listens on now.
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
 
 /// An actor that keeps a running total: the application state a block reaches.
 #[derive(Default)]
@@ -196,4 +230,106 @@ fn send_flattens_the_error_of_a_stopped_peer() {
         matches!(outcome, Err(RemoteError::ShuttingDown { .. })),
         "{outcome:?}"
     );
+}
+
+#[test]
+fn a_call_to_a_peer_known_down_fails_at_once_unless_it_waits_for_ready() {
+    let server_id = PeerId::from_name("ready-server");
+    let first = PeerThread::start(Peer::builder(server_id).listen("127.0.0.1:0")).unwrap();
+    let addr = first.handle().local_addr().unwrap();
+    let url = url(first.handle());
+    block_on(async move {
+        let plain = quick_reconnect(Peer::builder(PeerId::from_name("ready-plain")))
+            .start()
+            .await
+            .unwrap();
+        let patient = quick_reconnect(Peer::builder(PeerId::from_name("ready-patient")))
+            .wait_for_ready(true)
+            .start()
+            .await
+            .unwrap();
+        let (mut plain_events, mut patient_events) = (plain.events(), patient.events());
+        plain.connect(&url).await.unwrap();
+        patient.connect(&url).await.unwrap();
+
+        off_thread(move || drop(first)).await;
+        let lost = |event: &PeerEvent| matches!(event, PeerEvent::Lost { .. });
+        next_event(&mut plain_events, lost).await;
+        next_event(&mut patient_events, lost).await;
+
+        // Known down: the call fails at once, long before its deadline.
+        let started = Instant::now();
+        let refused = plain
+            .run(remote!(server_id, [] -> u64 { 1 }).timeout(Duration::from_secs(15)))
+            .await;
+        assert!(
+            matches!(refused, Err(RemoteError::NotConnected { peer, .. }) if peer == server_id),
+            "{refused:?}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+
+        // Calls that wait for ready (per call, or by the peer's default) wait for its return.
+        let waiting = plain.spawn(async move {
+            remote!(server_id, [] -> u64 { 2 })
+                .wait_for_ready()
+                .timeout(Duration::from_secs(15))
+                .await
+        });
+        let by_default = patient.spawn(async move {
+            remote!(server_id, [] -> u64 { 3 })
+                .timeout(Duration::from_secs(15))
+                .await
+        });
+        let second = off_thread(move || {
+            PeerThread::start(Peer::builder(server_id).listen(addr.to_string())).unwrap()
+        })
+        .await;
+        assert_eq!(waiting.await.unwrap(), Ok(2));
+        assert_eq!(by_default.await.unwrap(), Ok(3));
+        // Back up: no longer known down.
+        let direct = plain.run(remote!(server_id, [] -> u64 { 4 })).await;
+        assert_eq!(direct, Ok(4));
+        off_thread(move || drop(second)).await;
+    });
+}
+
+#[test]
+fn connect_lazy_links_once_the_server_starts() {
+    let server_id = PeerId::from_name("lazy-server");
+    let addr = format!("127.0.0.1:{}", free_port());
+    let url = format!("ws://{addr}/");
+    block_on(async move {
+        let client = quick_reconnect(Peer::builder(PeerId::from_name("lazy-client")))
+            .start()
+            .await
+            .unwrap();
+        assert!(matches!(
+            client.connect_lazy("http://not-a-peer/"),
+            Err(Error::InvalidUrl { .. })
+        ));
+        let mut events = client.events();
+        client.connect_lazy(&url).unwrap();
+        // The first dial fails (nothing listens yet) and is tried again.
+        next_event(&mut events, |event| {
+            matches!(event, PeerEvent::Reconnecting { attempt: 1, .. })
+        })
+        .await;
+        // A call made now waits for the peer, never seen so far.
+        let call = client.spawn(async move {
+            remote!(server_id, [] -> u64 { 5 })
+                .timeout(Duration::from_secs(15))
+                .await
+        });
+        let server =
+            off_thread(move || PeerThread::start(Peer::builder(server_id).listen(addr)).unwrap())
+                .await;
+        assert_eq!(call.await.unwrap(), Ok(5));
+        let links = client.connected_peers();
+        assert_eq!((links[0].peer, links[0].outbound), (server_id, true));
+        off_thread(move || drop(server)).await;
+    });
 }

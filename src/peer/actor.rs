@@ -12,6 +12,7 @@ use super::events::PeerEvent;
 use super::shared::{Control, Direction, Shared};
 use super::upgrade::dial;
 use crate::block::Block;
+use crate::error::HandshakeError;
 use crate::scope::Scope;
 use crate::{Error, PeerId, RemoteCall, RemoteError};
 
@@ -53,6 +54,19 @@ pub(super) struct Outbound {
     attempt: u32,
     /// False once `disconnect` was asked for.
     wanted: bool,
+    /// The peer this URL led to, once a dial succeeded: marked down when a dial fails.
+    peer: Option<PeerId>,
+}
+
+impl Outbound {
+    fn new(token: TokenSource) -> Self {
+        Self {
+            token,
+            attempt: 0,
+            wanted: true,
+            peer: None,
+        }
+    }
 }
 
 impl std::fmt::Debug for Peer {
@@ -95,32 +109,89 @@ impl Peer {
             if !outbound.wanted || this.shared.is_stopping() {
                 return;
             }
-            let token = outbound.token.token();
-            let attempt = dial(
-                this.shared.clone(),
-                url.clone(),
-                token,
-                this.tls.clone(),
-                ctx.address().recipient(),
-            );
-            ctx.spawn(
-                attempt
-                    .into_actor(this)
-                    .map(move |result, this, ctx| match result {
-                        Ok(peer) => {
-                            tracing::info!(url, %peer, "reconnected");
-                            if let Some(outbound) = this.outbound.get_mut(&url) {
-                                outbound.attempt = 0;
-                            }
-                        }
-                        Err(error) => {
-                            tracing::info!(url, %error, "reconnection failed");
-                            this.schedule_reconnect(url, ctx);
-                        }
-                    }),
-            );
+            let attempt = this.dial(url, Retry::Yes, ctx);
+            ctx.spawn(attempt.map(|_result, _this, _ctx| ()));
         });
     }
+
+    /// Dials `url` with the token it was registered with; what comes of it is recorded by
+    /// [`Peer::dialled`].
+    fn dial(
+        &mut self,
+        url: String,
+        retry: Retry,
+        ctx: &mut Context<Self>,
+    ) -> impl ActorFuture<Self, Output = Result<PeerId, Error>> + 'static {
+        let (token, known) = self.outbound.get(&url).map_or((None, None), |outbound| {
+            (outbound.token.token(), outbound.peer)
+        });
+        if let Some(peer) = known {
+            // Being dialled: calls wait for the outcome rather than fail at once.
+            self.shared.mark_dialling(peer);
+        }
+        dial(
+            self.shared.clone(),
+            url.clone(),
+            token,
+            self.tls.clone(),
+            ctx.address().recipient(),
+        )
+        .into_actor(self)
+        .map(move |result, this, ctx| {
+            this.dialled(&url, &result, retry, ctx);
+            result
+        })
+    }
+
+    /// Records the outcome of a dial: the peer the URL leads to, or that peer known down and,
+    /// for links kept up, the next attempt.
+    fn dialled(
+        &mut self,
+        url: &str,
+        result: &Result<PeerId, Error>,
+        retry: Retry,
+        ctx: &mut Context<Self>,
+    ) {
+        let Some(outbound) = self.outbound.get_mut(url) else {
+            return;
+        };
+        match result {
+            Ok(peer) => {
+                outbound.peer = Some(*peer);
+                if outbound.attempt > 0 {
+                    tracing::info!(url, peer = %peer, "reconnected");
+                }
+                outbound.attempt = 0;
+            }
+            Err(error) => {
+                let known = outbound.peer;
+                // Refused as a duplicate of a live link: that peer is up, not down.
+                let live = matches!(
+                    error,
+                    Error::Handshake { reason: HandshakeError::Duplicate(peer), .. }
+                        if self.shared.link(*peer).is_some()
+                );
+                if let Some(peer) = known
+                    && !live
+                {
+                    self.shared.mark_down(peer);
+                }
+                if retry == Retry::Yes {
+                    tracing::info!(url, %error, "dial failed");
+                    self.schedule_reconnect(url.to_owned(), ctx);
+                }
+            }
+        }
+    }
+}
+
+/// Whether a failed dial is tried again with the reconnect backoff.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Retry {
+    /// `connect`: the caller gets the error.
+    No,
+    /// Reconnections and `connect_lazy`.
+    Yes,
 }
 
 pub(super) struct Connect {
@@ -133,25 +204,52 @@ impl Message for Connect {
 }
 
 impl Handler<Connect> for Peer {
-    type Result = ResponseFuture<Result<PeerId, Error>>;
+    type Result = ResponseActFuture<Self, Result<PeerId, Error>>;
 
     fn handle(&mut self, connect: Connect, ctx: &mut Context<Self>) -> Self::Result {
-        let token = connect.token.token();
-        self.outbound.insert(
-            connect.url.clone(),
-            Outbound {
-                token: connect.token,
-                attempt: 0,
-                wanted: true,
-            },
-        );
-        Box::pin(dial(
-            self.shared.clone(),
-            connect.url,
-            token,
-            self.tls.clone(),
-            ctx.address().recipient(),
-        ))
+        self.register(connect.url.clone(), connect.token);
+        Box::pin(self.dial(connect.url, Retry::No, ctx))
+    }
+}
+
+impl Peer {
+    /// Keeps `url` as an outbound link to bring back, with how to get its token.
+    fn register(&mut self, url: String, token: TokenSource) {
+        let outbound = self
+            .outbound
+            .entry(url)
+            .or_insert_with(|| Outbound::new(token.clone()));
+        outbound.token = token;
+        outbound.wanted = true;
+        outbound.attempt = 0;
+    }
+}
+
+/// Dial `url` now and, whatever the outcome, keep dialling it with the reconnect backoff
+/// until its link is up.
+pub(super) struct ConnectLazy {
+    pub(super) url: String,
+    pub(super) token: TokenSource,
+}
+
+impl Message for ConnectLazy {
+    type Result = ();
+}
+
+impl Handler<ConnectLazy> for Peer {
+    type Result = ();
+
+    fn handle(&mut self, connect: ConnectLazy, ctx: &mut Context<Self>) {
+        let up = self.shared.links().into_iter().any(|(_, link)| {
+            link.calls.connected()
+                && matches!(&link.direction, Direction::Outbound { url } if *url == connect.url)
+        });
+        self.register(connect.url.clone(), connect.token);
+        if up || self.shared.is_stopping() {
+            return;
+        }
+        let attempt = self.dial(connect.url, Retry::Yes, ctx);
+        ctx.spawn(attempt.map(|_result, _this, _ctx| ()));
     }
 }
 

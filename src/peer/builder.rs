@@ -205,6 +205,18 @@ impl PeerBuilder {
         self
     }
 
+    /// Whether calls to a peer known down wait for it until their deadline (default false:
+    /// they fail at once with [`RemoteError::NotConnected`](crate::RemoteError::NotConnected)).
+    ///
+    /// A peer is known down from the moment its link is lost, or a dial to its URL fails,
+    /// until a link to it comes up again; while it is being dialled, calls wait for the
+    /// outcome. A peer never seen is always waited for. A single call can ask for the waiting
+    /// with [`RemoteCall::wait_for_ready`](crate::RemoteCall::wait_for_ready).
+    pub fn wait_for_ready(mut self, wait: bool) -> Self {
+        self.config.wait_for_ready = wait;
+        self
+    }
+
     /// How long a new link has to complete the handshake (default 10 s).
     pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
         self.config.handshake_timeout = timeout;

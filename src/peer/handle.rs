@@ -9,7 +9,7 @@ use actix::prelude::*;
 use actix_web::web;
 
 use super::Peer;
-use super::actor::{Connect, Disconnect, On, Stop, TokenSource};
+use super::actor::{Connect, ConnectLazy, Disconnect, On, Stop, TokenSource};
 use super::events::Events;
 use super::shared::{Direction, Shared};
 use super::upgrade;
@@ -139,6 +139,38 @@ impl PeerHandle {
     {
         self.open(url, TokenSource::Provider(Arc::new(provider)))
             .await
+    }
+
+    /// Starts linking to the peer listening at `url` and returns at once (after tonic's
+    /// `connect_lazy`): the peer dials now and, if that fails (the server is not up yet, a
+    /// network glitch), again with the reconnect backoff until the link is up; after that the
+    /// link is kept up as one opened by [`connect`](PeerHandle::connect). Calls to the peer
+    /// wait for it meanwhile (until their deadline). Each later attempt is announced as
+    /// [`PeerEvent::Reconnecting`](crate::PeerEvent::Reconnecting).
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # use distributed_scope::{PeerHandle, PeerId};
+    /// # async fn example(peer: PeerHandle, server: PeerId) -> Result<(), Box<dyn std::error::Error>> {
+    /// peer.connect_lazy("ws://server.internal:7000/")?;      // the server may start later
+    /// peer.wait_for(server, Duration::from_secs(30)).await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidUrl`] for anything but a `ws://` or `wss://` URL, [`Error::Stopped`]
+    /// if the peer has stopped. Dial failures are not errors here: they are retried.
+    pub fn connect_lazy(&self, url: &str) -> Result<(), Error> {
+        upgrade::check_url(url)?;
+        if !self.addr.connected() {
+            return Err(Error::Stopped);
+        }
+        self.addr.do_send(ConnectLazy {
+            url: url.to_owned(),
+            token: TokenSource::None,
+        });
+        Ok(())
     }
 
     async fn open(&self, url: &str, token: TokenSource) -> Result<PeerId, Error> {
@@ -279,7 +311,10 @@ impl PeerHandle {
     /// [`RemoteError::ShuttingDown`] if the peer stops.
     pub async fn wait_for(&self, peer: PeerId, timeout: Duration) -> Result<(), RemoteError> {
         let deadline = web_time::Instant::now() + timeout;
-        self.shared.wait_for_link(peer, deadline).await.map(|_| ())
+        self.shared
+            .wait_for_link(peer, deadline, true)
+            .await
+            .map(|_| ())
     }
 
     /// The peer's counters: calls, errors by kind, bytes, late replies, refused frames.

@@ -3,7 +3,7 @@
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use actix::{Message, Recipient};
@@ -17,6 +17,7 @@ use super::admission::Admission;
 use super::config::Config;
 use super::data::AppData;
 use super::events::PeerEvent;
+use super::known_down::KnownDown;
 use crate::link::{Budget, Counters};
 use crate::scope::{Request, Runtime};
 use crate::{PeerId, RemoteError};
@@ -111,6 +112,9 @@ pub(crate) struct Shared {
     stopping: AtomicBool,
     links: RwLock<HashMap<PeerId, Arc<Link>>>,
     links_changed: tokio::sync::Notify,
+    /// Peers whose link was lost or whose last dial failed: calls to them fail at once
+    /// unless they wait for ready.
+    known_down: Mutex<KnownDown>,
     serials: AtomicU64,
 }
 
@@ -140,6 +144,7 @@ impl Shared {
             stopping: AtomicBool::new(false),
             links: RwLock::new(HashMap::new()),
             links_changed: tokio::sync::Notify::new(),
+            known_down: Mutex::new(KnownDown::default()),
             serials: AtomicU64::new(1),
         }
     }
@@ -200,24 +205,57 @@ impl Shared {
             }
         };
         if inserted {
+            self.lock_known_down().remove(peer);
             self.links_changed.notify_waiters();
         }
         inserted
     }
 
-    /// Removes the link to `peer` if it is still the one with `serial`.
+    /// Removes the link to `peer` if it is still the one with `serial`: the peer is then
+    /// known down.
     pub(crate) fn remove_link(&self, peer: PeerId, serial: u64) {
-        let mut links = self.write_links();
-        if links.get(&peer).is_some_and(|link| link.serial == serial) {
-            links.remove(&peer);
+        let removed = {
+            let mut links = self.write_links();
+            let current = links.get(&peer).is_some_and(|link| link.serial == serial);
+            current && links.remove(&peer).is_some()
+        };
+        if removed {
+            self.mark_down(peer);
         }
     }
 
-    /// Waits until a link to `peer` exists, or fails with `NotConnected` at `deadline`.
+    fn lock_known_down(&self) -> std::sync::MutexGuard<'_, KnownDown> {
+        // Every update is one map operation: a panic elsewhere cannot leave it half-done.
+        self.known_down
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// `peer` is down (its link was lost, or a dial to it failed): calls that do not wait for
+    /// ready fail at once, also those waiting now.
+    pub(crate) fn mark_down(&self, peer: PeerId) {
+        self.lock_known_down().insert(peer);
+        tracing::debug!(peer = %peer, "peer known down");
+        self.links_changed.notify_waiters();
+    }
+
+    /// `peer` is being dialled: calls to it wait for the outcome again.
+    pub(crate) fn mark_dialling(&self, peer: PeerId) {
+        self.lock_known_down().remove(peer);
+    }
+
+    /// Whether calls to `peer` fail at once (see [`Shared::mark_down`]).
+    pub(crate) fn is_known_down(&self, peer: PeerId) -> bool {
+        self.lock_known_down().contains(peer)
+    }
+
+    /// Waits until a link to `peer` exists, or fails with `NotConnected` at `deadline`, or at
+    /// once while `peer` is known down unless `wait_for_ready`.
     pub(crate) async fn wait_for_link(
         &self,
         peer: PeerId,
         deadline: Instant,
+        wait_for_ready: bool,
     ) -> Result<Arc<Link>, RemoteError> {
         // The common case: the link is up; no waiter is registered.
         if !self.is_stopping()
@@ -238,6 +276,9 @@ impl Shared {
             if let Some(link) = self.link(peer).filter(|link| link.calls.connected()) {
                 return Ok(link);
             }
+            if !wait_for_ready && self.is_known_down(peer) {
+                return Err(RemoteError::NotConnected { peer, block: None });
+            }
             match select(changed, self.sleep_until(deadline)).await {
                 Either::Left(((), _)) => {}
                 Either::Right(((), _)) => {
@@ -252,7 +293,10 @@ impl Shared {
         target: PeerId,
         request: Request,
     ) -> Result<Bytes, RemoteError> {
-        let link = self.wait_for_link(target, request.deadline).await?;
+        let wait_for_ready = request.wait_for_ready || self.config.wait_for_ready;
+        let link = self
+            .wait_for_link(target, request.deadline, wait_for_ready)
+            .await?;
         let size = request.captures.len() + request.name.len() + 64;
         if size > link.remote_max {
             return Err(RemoteError::TooLarge {

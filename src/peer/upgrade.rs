@@ -73,6 +73,19 @@ pub(crate) async fn accept(
     Ok(response)
 }
 
+/// Checks that `url` is a `ws://` or `wss://` URL, for operations that dial later.
+pub(crate) fn check_url(url: &str) -> Result<(), Error> {
+    let reason = match url.parse::<actix_web::http::Uri>() {
+        Err(_not_a_uri) => "not a uri",
+        Ok(uri) if matches!(uri.scheme_str(), Some("ws" | "wss")) => return Ok(()),
+        Ok(_) => "the scheme must be ws:// or wss://",
+    };
+    Err(Error::InvalidUrl {
+        url: url.to_owned(),
+        reason,
+    })
+}
+
 /// Opens a link to `url` on the current thread and waits for its handshake.
 pub(crate) async fn dial(
     shared: Arc<Shared>,
