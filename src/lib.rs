@@ -244,6 +244,12 @@ pub use distributed_scope_macros::{distributed, remote_block};
 #[cfg(feature = "auth")]
 pub use distributed_scope_auth as auth;
 
+/// The actix-web side of a peer: middleware for the user's own `App`.
+#[cfg(not(target_arch = "wasm32"))]
+pub mod web {
+    pub use crate::peer::{PeerMiddleware, PeerMiddlewareService};
+}
+
 /// The actix version this crate is built on, for users' own actors.
 #[cfg(not(target_arch = "wasm32"))]
 pub use actix;

@@ -11,6 +11,7 @@ pub(crate) mod events;
 pub(crate) mod guard;
 mod handle;
 mod known_down;
+mod middleware;
 pub(crate) mod shared;
 mod upgrade;
 
@@ -20,3 +21,4 @@ pub use self::builder::PeerBuilder;
 pub use self::config::Config;
 pub use self::events::{Events, PeerEvent};
 pub use self::handle::{LinkInfo, PeerHandle};
+pub use self::middleware::{PeerMiddleware, PeerMiddlewareService};

@@ -333,3 +333,74 @@ fn connect_lazy_links_once_the_server_starts() {
         off_thread(move || drop(server)).await;
     });
 }
+
+/// `GET .../double/{x}`: awaits a block on `web-server` directly in the handler.
+async fn double_route(x: actix_web::web::Path<u64>) -> actix_web::Result<String> {
+    let server = PeerId::from_name("web-server");
+    let x = x.into_inner();
+    let doubled = remote!(server, [x: u64] -> u64 { x * 2 })
+        .await
+        .map_err(actix_web::error::ErrorBadGateway)?;
+    Ok(format!("{doubled} via {}", Scope::current().peer_id()))
+}
+
+/// Starts an `HttpServer` with this app factory on `127.0.0.1:0` in the current system, one
+/// worker; evaluates to its address and handle.
+macro_rules! http_server {
+    ($factory:expr) => {{
+        let server = actix_web::HttpServer::new($factory)
+            .workers(1)
+            .disable_signals()
+            .shutdown_timeout(1)
+            .bind("127.0.0.1:0")
+            .unwrap();
+        let addr = server.addrs()[0];
+        let server = server.run();
+        let handle = server.handle();
+        actix_web::rt::spawn(server);
+        (addr, handle)
+    }};
+}
+
+#[test]
+fn an_actix_web_handler_awaits_a_block_under_the_peer_middleware() {
+    use actix_web::{App, web};
+    let server = server("web-server");
+    let url = url(server.handle());
+    block_on(async move {
+        let peer = support::connected(PeerId::from_name("web-frontend"), &url).await;
+        let frontend = peer.clone();
+        let (addr, http) = http_server!(move || {
+            App::new()
+                .service(web::scope("/plain").route("/double/{x}", web::get().to(double_route)))
+                .service(
+                    web::scope("/scoped")
+                        .wrap(frontend.middleware())
+                        .route("/double/{x}", web::get().to(double_route)),
+                )
+        });
+        let client = awc::Client::new();
+        let mut scoped = client
+            .get(format!("http://{addr}/scoped/double/21"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(scoped.status().as_u16(), 200);
+        let body = scoped.body().await.unwrap();
+        assert_eq!(body, format!("42 via {}", peer.id()).as_bytes());
+
+        // The same handler outside the middleware has no current peer.
+        let mut plain = client
+            .get(format!("http://{addr}/plain/double/21"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(plain.status().as_u16(), 502);
+        let body = plain.body().await.unwrap();
+        assert!(
+            String::from_utf8_lossy(&body).contains("no current peer"),
+            "{body:?}"
+        );
+        http.stop(true).await;
+    });
+}

@@ -11,6 +11,7 @@ use actix_web::web;
 use super::Peer;
 use super::actor::{Connect, ConnectLazy, Disconnect, On, Stop, TokenSource};
 use super::events::Events;
+use super::middleware::PeerMiddleware;
 use super::shared::{Direction, Shared};
 use super::upgrade;
 use crate::link::Metrics;
@@ -329,6 +330,13 @@ impl PeerHandle {
         web::resource(path)
             .app_data(web::Data::new(self.shared.clone()))
             .route(web::get().to(upgrade::accept))
+    }
+
+    /// An actix-web middleware under which request handlers run with this peer current, so
+    /// they await `remote!` blocks and `#[remote_block]` calls directly:
+    /// `App::new().wrap(handle.middleware())`. See [`PeerMiddleware`].
+    pub fn middleware(&self) -> PeerMiddleware {
+        PeerMiddleware::new(self.shared.clone())
     }
 
     /// Stops the peer, draining: new calls are refused with [`RemoteError::ShuttingDown`],
