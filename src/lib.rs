@@ -244,9 +244,14 @@ pub use distributed_scope_macros::{distributed, remote_block};
 #[cfg(feature = "auth")]
 pub use distributed_scope_auth as auth;
 
-/// The actix-web side of a peer: middleware for the user's own `App`.
+/// The actix-web side of a peer, for the user's own `App`: [`PeerMiddleware`](web::PeerMiddleware)
+/// (handlers await blocks directly), and, with the `auth` feature,
+/// [`JwtMiddleware`](web::JwtMiddleware) (JWT on any route, 401 before the handler) with its
+/// [`Authenticated`](web::Authenticated) extractor.
 #[cfg(not(target_arch = "wasm32"))]
 pub mod web {
+    #[cfg(feature = "auth")]
+    pub use crate::peer::{Authenticated, JwtMiddleware, JwtMiddlewareService};
     pub use crate::peer::{PeerMiddleware, PeerMiddlewareService};
 }
 

@@ -10,6 +10,8 @@ pub(crate) mod events;
 #[cfg(feature = "auth")]
 pub(crate) mod guard;
 mod handle;
+#[cfg(feature = "auth")]
+mod jwt;
 mod known_down;
 mod middleware;
 pub(crate) mod shared;
@@ -21,4 +23,6 @@ pub use self::builder::PeerBuilder;
 pub use self::config::Config;
 pub use self::events::{Events, PeerEvent};
 pub use self::handle::{LinkInfo, PeerHandle};
+#[cfg(feature = "auth")]
+pub use self::jwt::{Authenticated, JwtMiddleware, JwtMiddlewareService};
 pub use self::middleware::{PeerMiddleware, PeerMiddlewareService};

@@ -37,6 +37,72 @@ async fn next_event(
     }
 }
 
+/// A user's `HttpServer` (one worker, `127.0.0.1:0`) and a peer in their own actix system on
+/// their own thread; the app's routes come from `configure`. Stopped and joined when dropped.
+struct WebThread {
+    peer: PeerHandle,
+    addr: std::net::SocketAddr,
+    stop: Option<futures_channel::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl WebThread {
+    fn start<C>(
+        builder: distributed_scope::PeerBuilder,
+        shutdown_timeout: u64,
+        configure: C,
+    ) -> Self
+    where
+        C: Fn(&PeerHandle, &mut actix_web::web::ServiceConfig) + Send + Clone + 'static,
+    {
+        let (started, ready) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            System::new().block_on(async move {
+                let peer = builder.start().await.expect("the peer starts");
+                let app_peer = peer.clone();
+                let server = actix_web::HttpServer::new(move || {
+                    let peer = app_peer.clone();
+                    let configure = configure.clone();
+                    actix_web::App::new().configure(move |config| configure(&peer, config))
+                })
+                .workers(1)
+                .disable_signals()
+                .shutdown_timeout(shutdown_timeout)
+                .bind("127.0.0.1:0")
+                .expect("binds 127.0.0.1:0");
+                let addr = server.addrs()[0];
+                let server = server.run();
+                let handle = server.handle();
+                actix_web::rt::spawn(server);
+                let (stop, stopped) = futures_channel::oneshot::channel();
+                if started.send((peer.clone(), addr, stop)).is_ok() {
+                    let _dropped = stopped.await;
+                }
+                handle.stop(false).await;
+                let _already = peer.stop().await;
+            });
+        });
+        let (peer, addr, stop) = ready.recv_timeout(LIMIT).expect("the app starts");
+        Self {
+            peer,
+            addr,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for WebThread {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _stopped = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _panicked = thread.join();
+        }
+    }
+}
+
 /// A port nothing listens on now.
 fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -403,4 +469,101 @@ fn an_actix_web_handler_awaits_a_block_under_the_peer_middleware() {
         );
         http.stop(true).await;
     });
+}
+
+/// `GET /me`: the verified principal, as JSON.
+async fn me(
+    distributed_scope::web::Authenticated(principal): distributed_scope::web::Authenticated,
+) -> actix_web::web::Json<serde_json::Value> {
+    actix_web::web::Json(serde_json::json!({
+        "subject": principal.subject(),
+        "roles": principal.roles(),
+    }))
+}
+
+#[test]
+fn the_jwt_middleware_guards_routes_and_the_endpoint_under_it() {
+    use distributed_scope::auth::{JwtAuth, Policy};
+    use distributed_scope::web::JwtMiddleware;
+
+    // The peer's own key differs from the middleware's: links through the endpoint work only
+    // because it takes the principal the middleware verified rather than verifying again.
+    let peer_auth = JwtAuth::hs256(b"another secret, also of 32 bytes or more");
+    let policy = Policy::deny_all().allow_role("viewer", "blocks::whoami");
+    let service_id = PeerId::from_name("jwt-service");
+    let app = WebThread::start(
+        Peer::builder(service_id).auth(peer_auth, policy),
+        1,
+        |peer, config| {
+            let jwt = JwtMiddleware::new(support::issuer()).expect("a valid configuration");
+            config.service(
+                actix_web::web::scope("")
+                    .wrap(jwt)
+                    .route("/me", actix_web::web::get().to(me))
+                    .service(peer.endpoint("/scope")),
+            );
+        },
+    );
+    assert!(matches!(
+        JwtMiddleware::new(JwtAuth::hs256(b"short")),
+        Err(distributed_scope::auth::AuthError::WeakSecret { .. })
+    ));
+    assert_eq!(app.peer.id(), service_id);
+    let addr = app.addr;
+    let reader = support::issuer()
+        .issue("reader", &["viewer"], support::HOUR)
+        .unwrap();
+    block_on(async move {
+        let http = awc::Client::new();
+        // No token, a bad token: 401 before the handler.
+        let anonymous = http.get(format!("http://{addr}/me")).send().await.unwrap();
+        assert_eq!(anonymous.status().as_u16(), 401);
+        assert!(anonymous.headers().contains_key("www-authenticate"));
+        let forged = http
+            .get(format!("http://{addr}/me"))
+            .insert_header(("Authorization", "Bearer not.a.token"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(forged.status().as_u16(), 401);
+        // A valid token: the handler gets the principal.
+        let mut json = http
+            .get(format!("http://{addr}/me"))
+            .insert_header(("Authorization", format!("Bearer {reader}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(json.status().as_u16(), 200);
+        let body: serde_json::Value = json.json().await.unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({ "subject": "reader", "roles": ["viewer"] })
+        );
+
+        // The endpoint under the middleware: no token is 401 at the upgrade ...
+        let url = format!("ws://{addr}/scope");
+        let stranger = Peer::builder(PeerId::random()).start().await.unwrap();
+        match stranger.connect(&url).await {
+            Err(Error::Connect { status, .. }) => assert_eq!(status, Some(401)),
+            other => panic!("expected 401, got {other:?}"),
+        }
+        // ... a token the middleware accepts links, with its principal; the peer's policy
+        // still decides per block.
+        let viewer = Peer::builder(PeerId::random()).start().await.unwrap();
+        assert_eq!(
+            viewer.connect_with_token(&url, &reader).await.unwrap(),
+            service_id
+        );
+        let whoami = viewer.run(blocks::Whoami {}.on(service_id)).await;
+        assert_eq!(
+            whoami,
+            Ok(Some(("reader".to_owned(), vec!["viewer".to_owned()])))
+        );
+        let reset = viewer.run(blocks::AdminReset {}.on(service_id)).await;
+        assert!(
+            matches!(&reset, Err(RemoteError::Forbidden { subject, .. }) if subject == "reader"),
+            "{reset:?}"
+        );
+    });
+    drop(app);
 }

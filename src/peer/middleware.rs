@@ -17,7 +17,9 @@ use crate::scope::Scope;
 /// [`PeerHandle::middleware`](crate::PeerHandle::middleware).
 ///
 /// Blocks called from a request run with this peer as their caller and no deadline other
-/// than their own.
+/// than their own. Under [`JwtMiddleware`](crate::web::JwtMiddleware) (wrapped outside this
+/// one: `.wrap(peer.middleware()).wrap(jwt)`), the principal the JWT middleware verified is the
+/// principal of the calls the handler makes to this peer itself.
 ///
 /// ```no_run
 /// use actix_web::{App, HttpServer, web};
@@ -110,11 +112,13 @@ where
     forward_ready!(service);
 
     fn call(&self, request: ServiceRequest) -> Self::Future {
+        #[cfg(feature = "auth")]
+        let principal = super::jwt::verified_principal(request.request());
         let scope = Scope::new(
             self.shared.clone(),
             self.shared.id,
             #[cfg(feature = "auth")]
-            None,
+            principal,
             None,
         );
         let service = self.service.clone();
