@@ -176,6 +176,7 @@
 //! | `drain_timeout` | 5 s | time `stop()` lets in-flight calls finish |
 //! | `reconnect` | 0.5 s, x1.6, cap 30 s, +-20 % | backoff of outbound links that went down |
 //! | `wait_for_ready` | false | calls to a peer known down wait until their deadline instead of failing at once |
+//! | `watch_grace` | 5 s | time a watched peer may be without a link before its watchers hear `PeerStatus::Lost` |
 //! | `app_version` | none | application version announced in the handshake |
 //! | `refuse_app_version_mismatch` | false | refuse links with another `app_version` |
 //! | `workers` | 1 | HTTP worker threads of a listening peer |
@@ -235,7 +236,9 @@ pub use crate::error::{Error, HandshakeError, Outcome, RemoteError};
 pub use crate::id::PeerId;
 pub use crate::link::{Backoff, Metrics};
 #[cfg(not(target_arch = "wasm32"))]
-pub use crate::peer::{Config, Events, LinkInfo, On, Peer, PeerBuilder, PeerEvent, PeerHandle};
+pub use crate::peer::{
+    Config, Events, LinkInfo, On, Peer, PeerBuilder, PeerEvent, PeerHandle, PeerStatus,
+};
 pub use crate::scope::Scope;
 pub use crate::wire::{DEFAULT_MAX_MESSAGE_SIZE, MAX_MESSAGE_SIZE_CEILING};
 pub use distributed_scope_macros::{distributed, remote_block};

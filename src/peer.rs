@@ -16,6 +16,7 @@ mod known_down;
 mod middleware;
 pub(crate) mod shared;
 mod upgrade;
+mod watch;
 
 pub(crate) use self::actor::LinkDown;
 pub use self::actor::{On, Peer};
@@ -26,3 +27,4 @@ pub use self::handle::{LinkInfo, PeerHandle};
 #[cfg(feature = "auth")]
 pub use self::jwt::{Authenticated, JwtMiddleware, JwtMiddlewareService};
 pub use self::middleware::{PeerMiddleware, PeerMiddlewareService};
+pub use self::watch::PeerStatus;

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use distributed_scope::testing::PeerThread;
 use distributed_scope::{
-    Error, Peer, PeerEvent, PeerHandle, PeerId, RemoteError, Scope, remote, remote_block,
+    Error, Peer, PeerEvent, PeerHandle, PeerId, PeerStatus, RemoteError, Scope, remote,
+    remote_block,
 };
 use futures_util::StreamExt;
 use support::{LIMIT, block_on, quick_reconnect, server, url};
@@ -566,4 +567,130 @@ fn the_jwt_middleware_guards_routes_and_the_endpoint_under_it() {
         );
     });
     drop(app);
+}
+
+/// An actor that forwards the statuses it is told to the test.
+struct Watcher {
+    seen: futures_channel::mpsc::UnboundedSender<PeerStatus>,
+}
+
+impl Actor for Watcher {
+    type Context = Context<Self>;
+}
+
+impl Handler<PeerStatus> for Watcher {
+    type Result = ();
+
+    fn handle(&mut self, status: PeerStatus, _ctx: &mut Context<Self>) {
+        let _test_gone = self.seen.unbounded_send(status);
+    }
+}
+
+fn watcher() -> (
+    Addr<Watcher>,
+    futures_channel::mpsc::UnboundedReceiver<PeerStatus>,
+) {
+    let (seen, statuses) = futures_channel::mpsc::unbounded();
+    (Watcher { seen }.start(), statuses)
+}
+
+#[test]
+fn a_watcher_hears_of_a_lost_peer_and_its_return_but_not_of_blips() {
+    let worker_id = PeerId::from_name("watched-worker");
+    let first = PeerThread::start(Peer::builder(worker_id).listen("127.0.0.1:0")).unwrap();
+    let addr = first.handle().local_addr().unwrap().to_string();
+    let url = url(first.handle());
+    let restart = move || {
+        let addr = addr.clone();
+        off_thread(move || PeerThread::start(Peer::builder(worker_id).listen(addr)).unwrap())
+    };
+    block_on(async move {
+        let grace = Duration::from_secs(2);
+        let client = quick_reconnect(Peer::builder(PeerId::from_name("watching-client")))
+            .watch_grace(grace)
+            .start()
+            .await
+            .unwrap();
+        client.connect(&url).await.unwrap();
+        let (watching, mut statuses) = watcher();
+        client.watch(worker_id, watching.recipient());
+
+        // A blip: the worker restarts on its port and the link is back within the grace.
+        let mut events = client.events();
+        off_thread(move || drop(first)).await;
+        let second = restart().await;
+        next_event(&mut events, |event| {
+            matches!(event, PeerEvent::Connected { .. })
+        })
+        .await;
+
+        // Lost for good: the worker stays away past the grace period. This is the first
+        // status the watcher hears: the blip told it nothing.
+        off_thread(move || drop(second)).await;
+        let gone = Instant::now();
+        let status = statuses.next().await;
+        assert_eq!(status, Some(PeerStatus::Lost { peer: worker_id }));
+        assert!(gone.elapsed() >= grace / 2, "{:?}", gone.elapsed());
+
+        // A new watcher of a peer already lost hears so at once.
+        let (late, mut late_statuses) = watcher();
+        client.watch(worker_id, late.recipient());
+        assert_eq!(
+            late_statuses.next().await,
+            Some(PeerStatus::Lost { peer: worker_id })
+        );
+
+        // It comes back: both watchers hear it.
+        let third = restart().await;
+        let returned = Some(PeerStatus::Returned { peer: worker_id });
+        assert_eq!(statuses.next().await, returned);
+        assert_eq!(late_statuses.next().await, returned);
+        off_thread(move || drop(third)).await;
+    });
+}
+
+#[test]
+fn a_supervised_peer_restarted_by_its_supervisor_relinks() {
+    let server = server("supervision-server");
+    let server_handle = server.handle().clone();
+    let (server_id, url) = (server_handle.id(), url(&server_handle));
+    block_on(async move {
+        let mut server_events = server_handle.events();
+        let peer = quick_reconnect(Peer::builder(PeerId::from_name("supervised")))
+            .data(Region("north"))
+            .start_supervised()
+            .await
+            .unwrap();
+        let id = peer.id();
+        let mut events = peer.events();
+        peer.connect(&url).await.unwrap();
+        let linked = move |event: &PeerEvent| matches!(event, PeerEvent::Connected { peer, .. } if *peer == id);
+        next_event(&mut server_events, linked).await;
+
+        // The peer actor stops as after a failure; its supervisor starts it again.
+        peer.restart();
+        next_event(&mut events, |event| matches!(event, PeerEvent::Restarted)).await;
+        next_event(
+            &mut server_events,
+            move |event| matches!(event, PeerEvent::Lost { peer, .. } if *peer == id),
+        )
+        .await;
+        next_event(&mut server_events, linked).await;
+
+        // Same id, same data, links both ways.
+        peer.wait_for(server_id, LIMIT).await.unwrap();
+        assert_eq!(peer.run(double(server_id, 4)).await, Ok(8));
+        let from_server = server_handle.run(record_on(id, 1)).await;
+        assert_eq!(from_server, Ok(("north".to_owned(), 0)));
+        assert_eq!(peer.connected_peers()[0].peer, server_id);
+
+        // Stopping still stops it for good.
+        peer.stop().await.unwrap();
+        let after = peer.run(double(server_id, 1)).await;
+        assert!(
+            matches!(after, Err(RemoteError::ShuttingDown { .. })),
+            "{after:?}"
+        );
+    });
+    drop(server);
 }

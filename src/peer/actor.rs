@@ -8,9 +8,10 @@ use actix::prelude::*;
 use actix_web::dev::ServerHandle;
 use futures_channel::oneshot;
 
-use super::events::PeerEvent;
+use super::events::{Events, PeerEvent};
 use super::shared::{Control, Direction, Shared};
 use super::upgrade::dial;
+use super::watch::Watches;
 use crate::block::Block;
 use crate::error::HandshakeError;
 use crate::scope::Scope;
@@ -21,6 +22,16 @@ use crate::{Error, PeerId, RemoteCall, RemoteError};
 /// Create one with [`Peer::builder`]; talk to it through the [`PeerHandle`] that
 /// [`PeerBuilder::start`] returns. The actor receives [`On`] messages, so a user's own actor
 /// can call blocks by sending to [`PeerHandle::addr`].
+///
+/// # Supervision
+///
+/// A peer is [`Supervised`]: started with
+/// [`PeerBuilder::start_supervised`](crate::PeerBuilder::start_supervised), it runs under an
+/// actix [`Supervisor`], which restarts it when it stops without being asked to
+/// ([`PeerHandle::restart`](crate::PeerHandle::restart) makes it do so). A stopping peer
+/// drops its links, as a process restart would; restarted, it keeps its id, options,
+/// application data, server and watches, and dials its outbound links again with the
+/// reconnect backoff.
 pub struct Peer {
     pub(super) shared: Arc<Shared>,
     pub(super) server: Option<ServerHandle>,
@@ -28,6 +39,12 @@ pub struct Peer {
     pub(super) outbound: HashMap<String, Outbound>,
     /// The TLS client configuration of `wss://` links.
     pub(super) tls: Arc<rustls::ClientConfig>,
+    /// Peers watched for other actors (`PeerHandle::watch`).
+    pub(super) watches: Watches,
+    /// Runs under an actix `Supervisor` (`start_supervised`).
+    pub(super) supervised: bool,
+    /// Restarted by its supervisor: dial the outbound links again once started.
+    pub(super) relink: bool,
 }
 
 /// Where an outbound link's token comes from.
@@ -80,7 +97,35 @@ impl std::fmt::Debug for Peer {
 impl Actor for Peer {
     type Context = Context<Self>;
 
-    fn started(&mut self, _ctx: &mut Context<Self>) {}
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.add_stream(Events::new(self.shared.events.subscribe()));
+        self.rearm_watches(ctx);
+        self.reconcile_watches(ctx);
+        if std::mem::take(&mut self.relink) && !self.shared.is_stopping() {
+            self.shared.emit(PeerEvent::Restarted);
+            tracing::info!(peer = %self.shared.id, "peer restarted");
+            self.dial_outbound(ctx);
+        }
+    }
+
+    fn stopped(&mut self, _ctx: &mut Context<Self>) {
+        // `stop()` closed the links already; any other stop is a failure, and a failed peer
+        // keeps no links (they come back if its supervisor restarts it).
+        if !self.shared.is_stopping() {
+            tracing::warn!(peer = %self.shared.id, "peer actor stopped: dropping its links");
+            for (_, link) in self.shared.links() {
+                link.control.do_send(Control::Shutdown);
+            }
+        }
+    }
+}
+
+impl Supervised for Peer {
+    fn restarting(&mut self, _ctx: &mut Context<Self>) {
+        // After `stop()` the supervisor restarts the actor too (its address is still held):
+        // it then stays idle, refusing everything, until the last address is dropped.
+        self.relink = true;
+    }
 }
 
 impl Peer {
@@ -181,6 +226,24 @@ impl Peer {
                     self.schedule_reconnect(url.to_owned(), ctx);
                 }
             }
+        }
+    }
+}
+
+impl Peer {
+    /// Dials every outbound link still wanted again, each after its backoff delay.
+    fn dial_outbound(&mut self, ctx: &mut Context<Self>) {
+        let wanted: Vec<String> = self
+            .outbound
+            .iter()
+            .filter(|(_, outbound)| outbound.wanted)
+            .map(|(url, _)| url.clone())
+            .collect();
+        for url in wanted {
+            if let Some(outbound) = self.outbound.get_mut(&url) {
+                outbound.attempt = 0;
+            }
+            self.schedule_reconnect(url, ctx);
         }
     }
 }
@@ -288,6 +351,34 @@ impl Handler<Disconnect> for Peer {
             }
             link.control.do_send(Control::Close);
         }
+    }
+}
+
+/// Stop as a failure would: a supervised peer is restarted, another drops its links in
+/// place and dials its outbound links again.
+pub(super) struct Restart;
+
+impl Message for Restart {
+    type Result = ();
+}
+
+impl Handler<Restart> for Peer {
+    type Result = ();
+
+    fn handle(&mut self, _restart: Restart, ctx: &mut Context<Self>) {
+        if self.shared.is_stopping() {
+            return;
+        }
+        if self.supervised {
+            ctx.stop();
+            return;
+        }
+        for (_, link) in self.shared.links() {
+            link.control.do_send(Control::Shutdown);
+        }
+        self.shared.emit(PeerEvent::Restarted);
+        tracing::info!(peer = %self.shared.id, "peer restarted in place");
+        self.dial_outbound(ctx);
     }
 }
 

@@ -217,6 +217,14 @@ impl PeerBuilder {
         self
     }
 
+    /// How long a watched peer may be without a link before its watchers are told it is
+    /// [`PeerStatus::Lost`](crate::PeerStatus::Lost) (default 5 s): a link that comes back
+    /// sooner (a reconnection) is a blip nobody is told about. See [`PeerHandle::watch`].
+    pub fn watch_grace(mut self, grace: Duration) -> Self {
+        self.config.watch_grace = grace;
+        self
+    }
+
     /// How long a new link has to complete the handshake (default 10 s).
     pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
         self.config.handshake_timeout = timeout;
@@ -262,6 +270,23 @@ impl PeerBuilder {
     ///
     /// [`Error::Config`] for an invalid option, [`Error::Bind`] if the address cannot be bound.
     pub async fn start(self) -> Result<PeerHandle, Error> {
+        self.launch(false).await
+    }
+
+    /// Starts the peer as [`start`](PeerBuilder::start) does, under an actix
+    /// [`Supervisor`](actix::Supervisor): if the peer actor stops without being asked to (a
+    /// failure, or [`PeerHandle::restart`]), the supervisor restarts it with the same id,
+    /// options, application data, server and watches, and it dials its outbound links
+    /// again. The [`PeerHandle`] stays valid across restarts.
+    ///
+    /// # Errors
+    ///
+    /// As [`start`](PeerBuilder::start).
+    pub async fn start_supervised(self) -> Result<PeerHandle, Error> {
+        self.launch(true).await
+    }
+
+    async fn launch(self, supervised: bool) -> Result<PeerHandle, Error> {
         let Self {
             id,
             listen,
@@ -324,13 +349,20 @@ impl PeerBuilder {
             actix_rt::spawn(server);
             tracing::info!(peer = %id, addr = ?local_addr, "listening");
         }
-        let addr = Peer {
+        let peer = Peer {
             shared: shared.clone(),
             server: server_handle,
             outbound: HashMap::new(),
             tls,
-        }
-        .start();
+            watches: HashMap::new(),
+            supervised,
+            relink: false,
+        };
+        let addr = if supervised {
+            Supervisor::start(move |_ctx| peer)
+        } else {
+            peer.start()
+        };
         Ok(PeerHandle {
             shared,
             addr,

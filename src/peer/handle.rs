@@ -9,11 +9,12 @@ use actix::prelude::*;
 use actix_web::web;
 
 use super::Peer;
-use super::actor::{Connect, ConnectLazy, Disconnect, On, Stop, TokenSource};
+use super::actor::{Connect, ConnectLazy, Disconnect, On, Restart, Stop, TokenSource};
 use super::events::Events;
 use super::middleware::PeerMiddleware;
 use super::shared::{Direction, Shared};
 use super::upgrade;
+use super::watch::{PeerStatus, Watch};
 use crate::link::Metrics;
 use crate::scope::Scope;
 use crate::{Error, PeerId, RemoteError};
@@ -297,6 +298,57 @@ impl PeerHandle {
     /// Closes the link to `peer`, if there is one, and stops reconnecting it.
     pub fn disconnect(&self, peer: PeerId) {
         self.addr.do_send(Disconnect(peer));
+    }
+
+    /// Tells `recipient` when `peer` is lost for good and when it returns, after Akka's
+    /// DeathWatch and Erlang's monitors: [`PeerStatus::Lost`] once no link to `peer` has
+    /// been up for the watch grace period ([`PeerBuilder::watch_grace`], 5 s by default; a
+    /// reconnection within it is a blip nobody is told about), [`PeerStatus::Returned`] when
+    /// a link comes up after that. A peer not linked when the watch starts has the grace
+    /// period to link; one already reported lost is reported to a new watcher at once.
+    /// Watching ends when the recipient's actor stops.
+    ///
+    /// ```no_run
+    /// use distributed_scope::actix::prelude::*;
+    /// use distributed_scope::{PeerHandle, PeerId, PeerStatus};
+    ///
+    /// struct Dispatcher;
+    /// impl Actor for Dispatcher {
+    ///     type Context = Context<Self>;
+    /// }
+    /// impl Handler<PeerStatus> for Dispatcher {
+    ///     type Result = ();
+    ///     fn handle(&mut self, status: PeerStatus, _ctx: &mut Context<Self>) {
+    ///         match status {
+    ///             PeerStatus::Lost { peer } => println!("{peer} lost: reassign its work"),
+    ///             PeerStatus::Returned { peer } => println!("{peer} is back"),
+    ///             _ => {}
+    ///         }
+    ///     }
+    /// }
+    ///
+    /// # fn example(peer: PeerHandle, worker: PeerId) {
+    /// let dispatcher = Dispatcher.start();
+    /// peer.watch(worker, dispatcher.recipient());
+    /// # }
+    /// ```
+    ///
+    /// [`PeerBuilder::watch_grace`]: crate::PeerBuilder::watch_grace
+    pub fn watch(&self, peer: PeerId, recipient: Recipient<PeerStatus>) {
+        self.addr.do_send(Watch { peer, recipient });
+    }
+
+    /// Restarts the peer actor as after a failure: its links are dropped (calls pending on
+    /// them fail) and its outbound links are dialled again with the reconnect backoff; its
+    /// id, options, application data, server and watches stay. A peer started with
+    /// [`PeerBuilder::start_supervised`] really stops, and its actix `Supervisor` restarts
+    /// it; another one restarts in place. Announced as [`PeerEvent::Restarted`]. Does nothing
+    /// once the peer is stopping.
+    ///
+    /// [`PeerEvent::Restarted`]: crate::PeerEvent::Restarted
+    /// [`PeerBuilder::start_supervised`]: crate::PeerBuilder::start_supervised
+    pub fn restart(&self) {
+        self.addr.do_send(Restart);
     }
 
     /// The link events from now on: connected, lost, reconnecting, refused.

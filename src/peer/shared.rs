@@ -171,6 +171,11 @@ impl Shared {
         self.read_links().get(&peer).cloned()
     }
 
+    /// Whether a live link to `peer` is up.
+    pub(crate) fn is_linked(&self, peer: PeerId) -> bool {
+        self.link(peer).is_some_and(|link| link.calls.connected())
+    }
+
     pub(crate) fn links(&self) -> Vec<(PeerId, Arc<Link>)> {
         self.read_links()
             .iter()
