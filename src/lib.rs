@@ -125,7 +125,10 @@
 //! with `error` and `error_code`) and `duration_ms`; a `call` also has `local` and, when made
 //! from another call, `parent_id`. The trace context travels in the call's metadata as a W3C
 //! `traceparent`: the callee's `serve` span has the caller's `call_id`, and the calls it makes
-//! name that id as `parent_id`, so one `trace_id` links A -> B -> C. Without a subscriber
+//! name that id as `parent_id`, so one `trace_id` links A -> B -> C. A call that fails is also
+//! logged by its caller at WARN (`call failed`), or at INFO for an expected refusal
+//! (`Forbidden`, `Unauthenticated`: `call refused`), with the block and the peer's
+//! [`label`](PeerId::label). Without a subscriber
 //! interested in these spans, no trace context is created and calls carry no metadata.
 //!
 //! ```

@@ -694,3 +694,81 @@ fn a_supervised_peer_restarted_by_its_supervisor_relinks() {
     });
     drop(server);
 }
+
+/// Everything a `fmt` subscriber writes, shared with the test.
+#[derive(Clone, Default)]
+struct Log(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Log {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn call_failures_log_at_warn_refusals_at_info_with_peer_names() {
+    use distributed_scope::auth::Policy;
+    let server = PeerThread::start(
+        Peer::builder(PeerId::from_name("log-server"))
+            .listen("127.0.0.1:0")
+            .auth(
+                support::issuer(),
+                Policy::deny_all().allow_role("viewer", "blocks::whoami"),
+            ),
+    )
+    .unwrap();
+    let (server_id, url) = (server.handle().id(), url(server.handle()));
+    let token = support::issuer()
+        .issue("reader", &["viewer"], support::HOUR)
+        .unwrap();
+    let log = Log::default();
+    let writer = log.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::INFO)
+        .with_writer(move || writer.clone())
+        .finish();
+    // The caller's side logs where the call is awaited: this thread.
+    tracing::subscriber::with_default(subscriber, || {
+        block_on(async move {
+            let client = Peer::builder(PeerId::from_name("log-client"))
+                .start()
+                .await
+                .unwrap();
+            client.connect_with_token(&url, &token).await.unwrap();
+            // Named ids read as names where this process knows them.
+            let links = format!("{:?}", client.connected_peers());
+            assert!(links.contains("log-server("), "{links}");
+            let refused = client.run(blocks::AdminReset {}.on(server_id)).await;
+            assert!(matches!(refused, Err(RemoteError::Forbidden { .. })));
+            let nobody = PeerId::from_name("log-nobody");
+            let failed = client
+                .run(remote!(nobody, [] -> u64 { 1 }).timeout(Duration::from_millis(50)))
+                .await;
+            assert!(failed.is_err());
+        });
+    });
+    let text = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+    let line = |needle: &str| {
+        text.lines()
+            .find(|line| line.contains(needle))
+            .unwrap_or_else(|| panic!("no line with {needle:?} in:\n{text}"))
+            .to_owned()
+    };
+    let refused = line("call refused");
+    assert!(refused.contains(" INFO "), "{refused}");
+    assert!(
+        refused.contains("block=\"blocks::admin_reset\""),
+        "{refused}"
+    );
+    let failed = line("call failed");
+    assert!(failed.contains(" WARN "), "{failed}");
+    let nobody = PeerId::from_name("log-nobody");
+    assert!(failed.contains(&format!("peer={nobody:#}")), "{failed}");
+    assert!(failed.contains("log-nobody("), "{failed}");
+    drop(server);
+}

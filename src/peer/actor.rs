@@ -103,7 +103,7 @@ impl Actor for Peer {
         self.reconcile_watches(ctx);
         if std::mem::take(&mut self.relink) && !self.shared.is_stopping() {
             self.shared.emit(PeerEvent::Restarted);
-            tracing::info!(peer = %self.shared.id, "peer restarted");
+            tracing::info!(peer = %self.shared.id.label(), "peer restarted");
             self.dial_outbound(ctx);
         }
     }
@@ -112,7 +112,7 @@ impl Actor for Peer {
         // `stop()` closed the links already; any other stop is a failure, and a failed peer
         // keeps no links (they come back if its supervisor restarts it).
         if !self.shared.is_stopping() {
-            tracing::warn!(peer = %self.shared.id, "peer actor stopped: dropping its links");
+            tracing::warn!(peer = %self.shared.id.label(), "peer actor stopped: dropping its links");
             for (_, link) in self.shared.links() {
                 link.control.do_send(Control::Shutdown);
             }
@@ -204,7 +204,7 @@ impl Peer {
             Ok(peer) => {
                 outbound.peer = Some(*peer);
                 if outbound.attempt > 0 {
-                    tracing::info!(url, peer = %peer, "reconnected");
+                    tracing::info!(url, peer = %peer.label(), "reconnected");
                 }
                 outbound.attempt = 0;
             }
@@ -377,7 +377,7 @@ impl Handler<Restart> for Peer {
             link.control.do_send(Control::Shutdown);
         }
         self.shared.emit(PeerEvent::Restarted);
-        tracing::info!(peer = %self.shared.id, "peer restarted in place");
+        tracing::info!(peer = %self.shared.id.label(), "peer restarted in place");
         self.dial_outbound(ctx);
     }
 }

@@ -301,7 +301,7 @@ impl PeerBuilder {
         {
             guard.check()?;
             if listen.is_some() && !guard.has_auth() {
-                tracing::warn!(peer = %id, "listening without auth: any client may run any block");
+                tracing::warn!(peer = %id.label(), "listening without auth: any client may run any block");
             }
         }
         if config.max_message_size > wire::MAX_MESSAGE_SIZE_CEILING {
@@ -347,7 +347,7 @@ impl PeerBuilder {
             let server = server.run();
             server_handle = Some(server.handle());
             actix_rt::spawn(server);
-            tracing::info!(peer = %id, addr = ?local_addr, "listening");
+            tracing::info!(peer = %id.label(), addr = ?local_addr, "listening");
         }
         let peer = Peer {
             shared: shared.clone(),

@@ -180,11 +180,11 @@ impl Guard {
         match &decision {
             Ok(()) => tracing::debug!(
                 target: "distributed_scope::auth",
-                decision = "allow", block, subject, peer = %remote
+                decision = "allow", block, subject, peer = %remote.label()
             ),
             Err(error) => tracing::info!(
                 target: "distributed_scope::auth",
-                decision = "deny", block, subject, peer = %remote, %error
+                decision = "deny", block, subject, peer = %remote.label(), %error
             ),
         }
         decision

@@ -240,7 +240,7 @@ impl Shared {
     /// ready fail at once, also those waiting now.
     pub(crate) fn mark_down(&self, peer: PeerId) {
         self.lock_known_down().insert(peer);
-        tracing::debug!(peer = %peer, "peer known down");
+        tracing::debug!(peer = %peer.label(), "peer known down");
         self.links_changed.notify_waiters();
     }
 
@@ -350,6 +350,24 @@ impl Shared {
     }
 }
 
+/// Logs a call this peer made that failed: at WARN, or at INFO for the refusals an
+/// application expects to meet (its principal may not run the block, or has none).
+fn log_failure(error: &RemoteError) {
+    let refused = matches!(
+        error,
+        RemoteError::Forbidden { .. } | RemoteError::Unauthenticated { .. }
+    );
+    let block = error.block();
+    let peer = error
+        .peer()
+        .map(|peer| tracing::field::display(peer.label()));
+    if refused {
+        tracing::info!(target: "distributed_scope::call", block, peer, %error, "call refused");
+    } else {
+        tracing::warn!(target: "distributed_scope::call", block, peer, %error, "call failed");
+    }
+}
+
 /// Sends `Cancel` for a call whose caller stopped waiting before the reply came.
 struct CancelOnDrop {
     cancels: Recipient<CancelCall>,
@@ -413,6 +431,7 @@ impl Runtime for Shared {
     fn record(&self, outcome: Result<(), &RemoteError>) {
         if let Err(error) = outcome {
             self.counters.error(error.code());
+            log_failure(error);
         }
     }
 

@@ -126,7 +126,7 @@ impl Peer {
                 (State::Down { .. }, true) => watched.state = State::Up,
                 (State::Lost, true) => {
                     watched.state = State::Up;
-                    tracing::info!(peer = %peer, "watched peer returned");
+                    tracing::info!(peer = %peer.label(), "watched peer returned");
                     notify(&mut watched.watchers, &PeerStatus::Returned { peer: *peer });
                 }
                 (State::Up, true) | (State::Down { .. } | State::Lost, false) => {}
@@ -176,7 +176,7 @@ impl Peer {
                 return;
             }
             watched.state = State::Lost;
-            tracing::info!(peer = %peer, ?grace, "watched peer lost");
+            tracing::info!(peer = %peer.label(), ?grace, "watched peer lost");
             notify(&mut watched.watchers, &PeerStatus::Lost { peer });
         });
     }
