@@ -15,6 +15,7 @@ mod jwt;
 mod known_down;
 mod middleware;
 pub(crate) mod shared;
+mod shutdown;
 mod upgrade;
 mod watch;
 

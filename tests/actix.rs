@@ -48,11 +48,9 @@ struct WebThread {
 }
 
 impl WebThread {
-    fn start<C>(
-        builder: distributed_scope::PeerBuilder,
-        shutdown_timeout: u64,
-        configure: C,
-    ) -> Self
+    /// With `signal`, the server stops on the peer's `shutdown_signal` (SIGTERM, SIGINT or
+    /// the peer's `stop`); its `shutdown_timeout` is then actix-web's default, 30 s.
+    fn start<C>(builder: distributed_scope::PeerBuilder, signal: bool, configure: C) -> Self
     where
         C: Fn(&PeerHandle, &mut actix_web::web::ServiceConfig) + Send + Clone + 'static,
     {
@@ -67,10 +65,13 @@ impl WebThread {
                     actix_web::App::new().configure(move |config| configure(&peer, config))
                 })
                 .workers(1)
-                .disable_signals()
-                .shutdown_timeout(shutdown_timeout)
-                .bind("127.0.0.1:0")
-                .expect("binds 127.0.0.1:0");
+                .disable_signals();
+                let server = if signal {
+                    server.shutdown_signal(peer.shutdown_signal())
+                } else {
+                    server.shutdown_timeout(1)
+                };
+                let server = server.bind("127.0.0.1:0").expect("binds 127.0.0.1:0");
                 let addr = server.addrs()[0];
                 let server = server.run();
                 let handle = server.handle();
@@ -494,7 +495,7 @@ fn the_jwt_middleware_guards_routes_and_the_endpoint_under_it() {
     let service_id = PeerId::from_name("jwt-service");
     let app = WebThread::start(
         Peer::builder(service_id).auth(peer_auth, policy),
-        1,
+        false,
         |peer, config| {
             let jwt = JwtMiddleware::new(support::issuer()).expect("a valid configuration");
             config.service(
@@ -771,4 +772,64 @@ fn call_failures_log_at_warn_refusals_at_info_with_peer_names() {
     assert!(failed.contains(&format!("peer={nobody:#}")), "{failed}");
     assert!(failed.contains("log-nobody("), "{failed}");
     drop(server);
+}
+
+#[cfg(unix)]
+#[test]
+fn a_stop_signal_to_the_hosting_server_closes_the_embedded_peers_links_promptly() {
+    // The endpoint's warning comes from the server's worker thread: capture globally.
+    let log = Log::default();
+    let writer = log.clone();
+    tracing::subscriber::set_global_default(
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::WARN)
+            .with_writer(move || writer.clone())
+            .finish(),
+    )
+    .expect("the only global subscriber of this test binary");
+
+    let service_id = PeerId::from_name("signal-service");
+    let app = WebThread::start(Peer::builder(service_id), true, |peer, config| {
+        config.service(peer.endpoint("/scope"));
+    });
+    let url = format!("ws://{}/scope", app.addr);
+    block_on(async move {
+        let client = Peer::builder(PeerId::from_name("signal-client"))
+            .start()
+            .await
+            .unwrap();
+        let other = Peer::builder(PeerId::from_name("signal-other"))
+            .start()
+            .await
+            .unwrap();
+        let mut events = client.events();
+        client.connect(&url).await.unwrap();
+        other.connect(&url).await.unwrap();
+
+        // SIGTERM, as a deployment stops the old process: the server's graceful stop would
+        // wait 30 s for the WebSockets; the peer closes them first.
+        let sent = Instant::now();
+        let kill = std::process::Command::new("kill")
+            .args(["-TERM", &std::process::id().to_string()])
+            .status()
+            .unwrap();
+        assert!(kill.success());
+        next_event(
+            &mut events,
+            |event| matches!(event, PeerEvent::Lost { peer, .. } if *peer == service_id),
+        )
+        .await;
+        assert!(
+            sent.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            sent.elapsed()
+        );
+    });
+    drop(app);
+    let text = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+    let warnings = text
+        .lines()
+        .filter(|line| line.contains("peer endpoint without auth"))
+        .count();
+    assert_eq!(warnings, 1, "{text}");
 }

@@ -424,7 +424,10 @@ impl Handler<Stop> for Peer {
                 }
             }
             .into_actor(self)
-            .map(|(), _this, ctx| ctx.stop()),
+            .map(|(), this, ctx| {
+                this.shared.finish_stop();
+                ctx.stop();
+            }),
         )
     }
 }

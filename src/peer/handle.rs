@@ -2,17 +2,20 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
 use actix_web::web;
+use futures_util::future::{Either, select};
 
 use super::Peer;
 use super::actor::{Connect, ConnectLazy, Disconnect, On, Restart, Stop, TokenSource};
 use super::events::Events;
 use super::middleware::PeerMiddleware;
 use super::shared::{Direction, Shared};
+use super::shutdown::StopSignals;
 use super::upgrade;
 use super::watch::{PeerStatus, Watch};
 use crate::link::Metrics;
@@ -378,10 +381,67 @@ impl PeerHandle {
     /// The peer's WebSocket endpoint as an actix-web resource at `path`, to mount in your own
     /// `App` (own routes, middleware, TLS): `App::new().service(handle.endpoint("/scope"))`.
     /// It does the same handshake, limits and auth as [`PeerBuilder::listen`].
+    ///
+    /// The first link that comes in without auth (no [`PeerBuilder::auth`], no
+    /// [`JwtMiddleware`](crate::web::JwtMiddleware) around the endpoint) logs a warning, once.
+    ///
+    /// Stopping the hosting `HttpServer` does not by itself close the links (actix-web's
+    /// graceful stop waits up to its `shutdown_timeout`, 30 s by default, for open
+    /// connections, WebSockets included): give the server
+    /// [`shutdown_signal`](PeerHandle::shutdown_signal), and stop it with a signal or with
+    /// [`stop`](PeerHandle::stop).
     pub fn endpoint(&self, path: &str) -> actix_web::Resource {
         web::resource(path)
             .app_data(web::Data::new(self.shared.clone()))
-            .route(web::get().to(upgrade::accept))
+            .route(web::get().to(upgrade::accept_endpoint))
+    }
+
+    /// The future to give the `HttpServer` hosting this peer's [`endpoint`] as its
+    /// `shutdown_signal`, so that stopping the server stops the peer's links promptly instead
+    /// of after the server's `shutdown_timeout` (30 s by default).
+    ///
+    /// It listens to the stop signals actix-web would (SIGTERM and SIGINT on Unix, Ctrl-C
+    /// elsewhere; given a `shutdown_signal`, the server no longer listens itself). On a
+    /// signal it stops the peer first ([`stop`](PeerHandle::stop): calls in flight finish
+    /// within the drain timeout, links close with 1001), then completes, and the server's
+    /// graceful stop finds no WebSocket left to wait for. It also completes when the peer is
+    /// stopped by [`stop`](PeerHandle::stop), which so stops the server too. The signals
+    /// are registered when this is called.
+    ///
+    /// ```no_run
+    /// use actix_web::{App, HttpServer};
+    /// use distributed_scope::{Peer, PeerId};
+    ///
+    /// # #[actix_web::main]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let peer = Peer::builder(PeerId::from_name("service")).start().await?;
+    /// let app_peer = peer.clone();
+    /// HttpServer::new(move || App::new().service(app_peer.endpoint("/scope")))
+    ///     .shutdown_signal(peer.shutdown_signal())
+    ///     .bind("127.0.0.1:8080")?
+    ///     .run()
+    ///     .await?;   // returns promptly after SIGTERM, SIGINT or `peer.stop()`
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// [`endpoint`]: PeerHandle::endpoint
+    pub fn shutdown_signal(&self) -> impl Future<Output = ()> + Send + use<> {
+        let signals = StopSignals::listen();
+        let stopped = self.shared.stopped();
+        let handle = self.clone();
+        async move {
+            match select(pin!(signals.recv()), pin!(stopped)).await {
+                Either::Left((signal, _)) => {
+                    tracing::info!(
+                        peer = %handle.id().label(),
+                        signal,
+                        "stop signal: stopping the peer, then its server"
+                    );
+                    let _already_stopped = handle.stop().await;
+                }
+                Either::Right(((), _)) => {}
+            }
+        }
     }
 
     /// An actix-web middleware under which request handlers run with this peer current, so

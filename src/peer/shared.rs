@@ -110,6 +110,10 @@ pub(crate) struct Shared {
     /// What blocks reach through `Scope::data`.
     data: AppData,
     stopping: AtomicBool,
+    /// Set once `stop()` has closed the links (and the peer's own server).
+    stopped: tokio::sync::watch::Sender<bool>,
+    /// An endpoint reached without auth has warned about it.
+    warned_open_endpoint: AtomicBool,
     links: RwLock<HashMap<PeerId, Arc<Link>>>,
     links_changed: tokio::sync::Notify,
     /// Peers whose link was lost or whose last dial failed: calls to them fail at once
@@ -142,6 +146,8 @@ impl Shared {
             admission,
             data,
             stopping: AtomicBool::new(false),
+            stopped: tokio::sync::watch::Sender::new(false),
+            warned_open_endpoint: AtomicBool::new(false),
             links: RwLock::new(HashMap::new()),
             links_changed: tokio::sync::Notify::new(),
             known_down: Mutex::new(KnownDown::default()),
@@ -165,6 +171,25 @@ impl Shared {
     pub(crate) fn begin_stop(&self) {
         self.stopping.store(true, Ordering::Release);
         self.links_changed.notify_waiters();
+    }
+
+    /// `stop()` has closed the links.
+    pub(crate) fn finish_stop(&self) {
+        self.stopped.send_replace(true);
+    }
+
+    /// Completes once `stop()` has closed the links.
+    pub(crate) fn stopped(&self) -> impl std::future::Future<Output = ()> + Send + use<> {
+        let mut stopped = self.stopped.subscribe();
+        async move {
+            // The sender lives as long as this peer's shared state, which outlives the wait.
+            let _closed = stopped.wait_for(|stopped| *stopped).await;
+        }
+    }
+
+    /// Whether this is the first upgrade through an endpoint without auth (to warn once).
+    pub(crate) fn first_open_endpoint(&self) -> bool {
+        !self.warned_open_endpoint.swap(true, Ordering::Relaxed)
     }
 
     pub(crate) fn link(&self, peer: PeerId) -> Option<Arc<Link>> {
