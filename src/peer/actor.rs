@@ -19,9 +19,10 @@ use crate::{Error, PeerId, RemoteCall, RemoteError};
 
 /// A peer: an actix actor that owns the links to other peers and their lifecycle.
 ///
-/// Create one with [`Peer::builder`]; talk to it through the [`PeerHandle`] that
-/// [`PeerBuilder::start`] returns. The actor receives [`On`] messages, so a user's own actor
-/// can call blocks by sending to [`PeerHandle::addr`].
+/// Create one with [`Peer::builder`]; talk to it through the [`PeerHandle`](crate::PeerHandle)
+/// that [`PeerBuilder::start`](crate::PeerBuilder::start) returns. The actor receives [`On`]
+/// messages, so a user's own actor can call blocks by sending to
+/// [`PeerHandle::addr`](crate::PeerHandle::addr).
 ///
 /// # Supervision
 ///
@@ -432,7 +433,8 @@ impl Handler<Stop> for Peer {
     }
 }
 
-/// A block message addressed to a peer: send it to [`PeerHandle::addr`].
+/// A block message addressed to a peer: send it to
+/// [`PeerHandle::addr`](crate::PeerHandle::addr).
 ///
 /// ```no_run
 /// # use distributed_scope::{remote_block, On, PeerHandle, PeerId, RemoteError};

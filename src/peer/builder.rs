@@ -167,14 +167,14 @@ impl PeerBuilder {
     }
 
     /// How long a silent link lives before it is dropped and its calls fail with
-    /// [`RemoteError::ConnectionLost`] (default 10 s).
+    /// [`RemoteError::ConnectionLost`](crate::RemoteError::ConnectionLost) (default 10 s).
     pub fn liveness_timeout(mut self, timeout: Duration) -> Self {
         self.config.liveness_timeout = timeout;
         self
     }
 
     /// Calls of one link that may wait beyond `max_inbound_calls` before new ones are
-    /// answered [`RemoteError::Overloaded`] (default 4 096).
+    /// answered [`RemoteError::Overloaded`](crate::RemoteError::Overloaded) (default 4 096).
     pub fn max_queued_calls(mut self, calls: usize) -> Self {
         self.config.max_queued_calls = calls;
         self

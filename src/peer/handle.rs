@@ -70,7 +70,7 @@ impl PeerHandle {
     }
 
     /// The URL other peers connect to (`ws://HOST:PORT/`, or `wss://` with
-    /// [`PeerBuilder::listen_tls`]), if the peer listens.
+    /// [`PeerBuilder::listen_tls`](crate::PeerBuilder::listen_tls)), if the peer listens.
     pub fn url(&self) -> Option<String> {
         self.local_addr
             .map(|addr| format!("{}://{addr}/", self.scheme))
@@ -380,9 +380,11 @@ impl PeerHandle {
 
     /// The peer's WebSocket endpoint as an actix-web resource at `path`, to mount in your own
     /// `App` (own routes, middleware, TLS): `App::new().service(handle.endpoint("/scope"))`.
-    /// It does the same handshake, limits and auth as [`PeerBuilder::listen`].
+    /// It does the same handshake, limits and auth as
+    /// [`PeerBuilder::listen`](crate::PeerBuilder::listen).
     ///
-    /// The first link that comes in without auth (no [`PeerBuilder::auth`], no
+    /// The first link that comes in without auth (no
+    /// [`PeerBuilder::auth`](crate::PeerBuilder::auth), no
     /// [`JwtMiddleware`](crate::web::JwtMiddleware) around the endpoint) logs a warning, once.
     ///
     /// Stopping the hosting `HttpServer` does not by itself close the links (actix-web's

@@ -73,7 +73,7 @@ pub(crate) fn verified_principal(request: &HttpRequest) -> Option<Arc<Principal>
 /// ```
 #[derive(Clone)]
 pub struct JwtMiddleware {
-    auth: Rc<JwtAuth>,
+    auth: Arc<JwtAuth>,
 }
 
 impl std::fmt::Debug for JwtMiddleware {
@@ -92,7 +92,7 @@ impl JwtMiddleware {
     pub fn new(auth: JwtAuth) -> Result<Self, AuthError> {
         auth.check()?;
         Ok(Self {
-            auth: Rc::new(auth),
+            auth: Arc::new(auth),
         })
     }
 }
@@ -119,7 +119,7 @@ where
 /// The service [`JwtMiddleware`] wraps around the inner one.
 pub struct JwtMiddlewareService<S> {
     service: Rc<S>,
-    auth: Rc<JwtAuth>,
+    auth: Arc<JwtAuth>,
 }
 
 impl<S> std::fmt::Debug for JwtMiddlewareService<S> {

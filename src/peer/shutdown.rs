@@ -1,7 +1,6 @@
 //! Stopping a peer embedded in a user's `HttpServer` before the server: the process's stop
 //! signals, and the future `HttpServer::shutdown_signal` takes.
 
-use std::future::Future;
 use std::pin::pin;
 
 use futures_util::future::{Either, select};
@@ -37,25 +36,23 @@ impl StopSignals {
     }
 
     /// Completes with the name of the first signal that arrives.
-    pub(super) fn recv(mut self) -> impl Future<Output = &'static str> + Send + 'static {
-        async move {
-            #[cfg(unix)]
-            {
-                let terminate = wait(self.terminate.as_mut(), "SIGTERM");
-                let interrupt = wait(self.interrupt.as_mut(), "SIGINT");
-                match select(pin!(terminate), pin!(interrupt)).await {
-                    Either::Left((name, _)) | Either::Right((name, _)) => name,
-                }
+    pub(super) async fn recv(mut self) -> &'static str {
+        #[cfg(unix)]
+        {
+            let terminate = wait(self.terminate.as_mut(), "SIGTERM");
+            let interrupt = wait(self.interrupt.as_mut(), "SIGINT");
+            match select(pin!(terminate), pin!(interrupt)).await {
+                Either::Left((name, _)) | Either::Right((name, _)) => name,
             }
-            #[cfg(not(unix))]
-            {
-                let _ = &mut self;
-                match actix_rt::signal::ctrl_c().await {
-                    Ok(()) => "Ctrl-C",
-                    Err(error) => {
-                        tracing::warn!(%error, "cannot listen to Ctrl-C");
-                        std::future::pending().await
-                    }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = &mut self;
+            match actix_rt::signal::ctrl_c().await {
+                Ok(()) => "Ctrl-C",
+                Err(error) => {
+                    tracing::warn!(%error, "cannot listen to Ctrl-C");
+                    std::future::pending().await
                 }
             }
         }
