@@ -833,3 +833,35 @@ fn a_stop_signal_to_the_hosting_server_closes_the_embedded_peers_links_promptly(
         .count();
     assert_eq!(warnings, 1, "{text}");
 }
+
+#[test]
+fn a_peer_without_a_supervisor_restarts_in_place() {
+    let server = server("in-place-server");
+    let server_handle = server.handle().clone();
+    let (server_id, url) = (server_handle.id(), url(&server_handle));
+    block_on(async move {
+        let mut server_events = server_handle.events();
+        let peer = quick_reconnect(Peer::builder(PeerId::from_name("in-place")))
+            .start()
+            .await
+            .unwrap();
+        let id = peer.id();
+        let mut events = peer.events();
+        peer.connect(&url).await.unwrap();
+        let linked = move |event: &PeerEvent| matches!(event, PeerEvent::Connected { peer, .. } if *peer == id);
+        next_event(&mut server_events, linked).await;
+        peer.restart();
+        next_event(&mut events, |event| matches!(event, PeerEvent::Restarted)).await;
+        next_event(
+            &mut server_events,
+            move |event| matches!(event, PeerEvent::Lost { peer, .. } if *peer == id),
+        )
+        .await;
+        next_event(&mut server_events, linked).await;
+        peer.wait_for(server_id, LIMIT).await.unwrap();
+        assert_eq!(peer.run(double(server_id, 5)).await, Ok(10));
+        // The actor kept running: it still answers `stop`.
+        assert!(peer.stop().await.is_ok());
+    });
+    drop(server);
+}
