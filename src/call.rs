@@ -17,7 +17,7 @@ use crate::trace::{Hex, Trace, record_outcome};
 use crate::{PeerId, RemoteError, wire};
 
 type Start<T> =
-    Box<dyn FnOnce(Option<Duration>) -> LocalBoxFuture<'static, Result<T, RemoteError>>>;
+    Box<dyn FnOnce(Option<Duration>, bool) -> LocalBoxFuture<'static, Result<T, RemoteError>>>;
 
 /// A call of a block on a peer: a future of `Result<T, RemoteError>`.
 ///
@@ -36,6 +36,7 @@ pub struct RemoteCall<T> {
 enum State<T> {
     Ready {
         timeout: Option<Duration>,
+        wait_for_ready: bool,
         start: Start<T>,
     },
     Running(LocalBoxFuture<'static, Result<T, RemoteError>>),
@@ -48,7 +49,10 @@ impl<T: 'static> RemoteCall<T> {
         Self {
             state: State::Ready {
                 timeout: None,
-                start: Box::new(move |timeout| Box::pin(execute(target, timeout, block))),
+                wait_for_ready: false,
+                start: Box::new(move |timeout, wait_for_ready| {
+                    Box::pin(execute(target, timeout, wait_for_ready, block))
+                }),
             },
         }
     }
@@ -61,6 +65,19 @@ impl<T: 'static> RemoteCall<T> {
         }
         self
     }
+
+    /// Waits for the target's link until the deadline even if the target is known down
+    /// (its link was lost, or its last dial failed and it is in backoff), as gRPC's
+    /// wait-for-ready. Without it such a call fails at once with
+    /// [`RemoteError::NotConnected`]; a peer never seen, or being dialled, is waited for in
+    /// either case. [`PeerBuilder::wait_for_ready`](crate::PeerBuilder::wait_for_ready) makes
+    /// it the default of a peer.
+    pub fn wait_for_ready(mut self) -> Self {
+        if let State::Ready { wait_for_ready, .. } = &mut self.state {
+            *wait_for_ready = true;
+        }
+        self
+    }
 }
 
 impl<T> Future for RemoteCall<T> {
@@ -69,9 +86,13 @@ impl<T> Future for RemoteCall<T> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         if let State::Ready { .. } = this.state
-            && let State::Ready { timeout, start } = std::mem::replace(&mut this.state, State::Done)
+            && let State::Ready {
+                timeout,
+                wait_for_ready,
+                start,
+            } = std::mem::replace(&mut this.state, State::Done)
         {
-            this.state = State::Running(start(timeout));
+            this.state = State::Running(start(timeout, wait_for_ready));
         }
         match &mut this.state {
             State::Running(future) => {
@@ -100,6 +121,7 @@ impl<T> fmt::Debug for RemoteCall<T> {
 async fn execute<B: Block>(
     target: PeerId,
     timeout: Option<Duration>,
+    wait_for_ready: bool,
     block: B,
 ) -> Result<B::Output, RemoteError> {
     let name = B::INFO.name();
@@ -152,7 +174,7 @@ async fn execute<B: Block>(
             .instrument(span.clone())
             .await
     } else {
-        remote::<B>(&scope, target, deadline, block, trace)
+        remote::<B>(&scope, target, deadline, block, trace, wait_for_ready)
             .instrument(span.clone())
             .await
     };
@@ -168,6 +190,7 @@ async fn remote<B: Block>(
     deadline: web_time::Instant,
     block: B,
     trace: Option<Trace>,
+    wait_for_ready: bool,
 ) -> Result<B::Output, RemoteError> {
     let runtime = scope.runtime().clone();
     let request = Request {
@@ -181,6 +204,7 @@ async fn remote<B: Block>(
         #[cfg(feature = "auth")]
         principal: scope.principal_arc(),
         trace,
+        wait_for_ready,
     };
     let call = runtime.clone().call(target, request);
     match select(call, runtime.sleep_until(deadline)).await {

@@ -131,7 +131,10 @@
 //! with `error` and `error_code`) and `duration_ms`; a `call` also has `local` and, when made
 //! from another call, `parent_id`. The trace context travels in the call's metadata as a W3C
 //! `traceparent`: the callee's `serve` span has the caller's `call_id`, and the calls it makes
-//! name that id as `parent_id`, so one `trace_id` links A -> B -> C. Without a subscriber
+//! name that id as `parent_id`, so one `trace_id` links A -> B -> C. A call that fails is also
+//! logged by its caller at WARN (`call failed`), or at INFO for an expected refusal
+//! (`Forbidden`, `Unauthenticated`: `call refused`), with the block and the peer's
+//! [`label`](PeerId::label). Without a subscriber
 //! interested in these spans, no trace context is created and calls carry no metadata.
 //!
 //! ```
@@ -181,6 +184,8 @@
 //! | `connect_timeout` | 10 s | time opening a connection may take |
 //! | `drain_timeout` | 5 s | time `stop()` lets in-flight calls finish |
 //! | `reconnect` | 0.5 s, x1.6, cap 30 s, +-20 % | backoff of outbound links that went down |
+//! | `wait_for_ready` | false | calls to a peer known down wait until their deadline instead of failing at once |
+//! | `watch_grace` | 5 s | time a watched peer may be without a link before its watchers hear `PeerStatus::Lost` |
 //! | `app_version` | none | application version announced in the handshake |
 //! | `refuse_app_version_mismatch` | false | refuse links with another `app_version` |
 //! | `workers` | 1 | HTTP worker threads of a listening peer |
@@ -247,7 +252,9 @@ pub use crate::error::{Error, HandshakeError, Outcome, RemoteError};
 pub use crate::id::PeerId;
 pub use crate::link::{Backoff, Metrics};
 #[cfg(not(target_arch = "wasm32"))]
-pub use crate::peer::{Config, Events, LinkInfo, On, Peer, PeerBuilder, PeerEvent, PeerHandle};
+pub use crate::peer::{
+    Config, Events, LinkInfo, On, Peer, PeerBuilder, PeerEvent, PeerHandle, PeerStatus,
+};
 pub use crate::scope::Scope;
 pub use crate::wire::{DEFAULT_MAX_MESSAGE_SIZE, MAX_MESSAGE_SIZE_CEILING};
 pub use distributed_scope_macros::{distributed, remote_block};
@@ -255,6 +262,17 @@ pub use distributed_scope_macros::{distributed, remote_block};
 /// JWT keys, principals and policies (the `auth` feature, on by default).
 #[cfg(feature = "auth")]
 pub use distributed_scope_auth as auth;
+
+/// The actix-web side of a peer, for the user's own `App`: [`PeerMiddleware`](web::PeerMiddleware)
+/// (handlers await blocks directly), and, with the `auth` feature,
+/// [`JwtMiddleware`](web::JwtMiddleware) (JWT on any route, 401 before the handler) with its
+/// [`Authenticated`](web::Authenticated) extractor.
+#[cfg(not(target_arch = "wasm32"))]
+pub mod web {
+    #[cfg(feature = "auth")]
+    pub use crate::peer::{Authenticated, JwtMiddleware, JwtMiddlewareService};
+    pub use crate::peer::{PeerMiddleware, PeerMiddlewareService};
+}
 
 /// The actix version this crate is built on, for users' own actors.
 #[cfg(not(target_arch = "wasm32"))]

@@ -5,12 +5,19 @@ mod admission;
 mod builder;
 pub(crate) mod config;
 pub(crate) mod connection;
+mod data;
 pub(crate) mod events;
 #[cfg(feature = "auth")]
 pub(crate) mod guard;
 mod handle;
+#[cfg(feature = "auth")]
+mod jwt;
+mod known_down;
+mod middleware;
 pub(crate) mod shared;
+mod shutdown;
 mod upgrade;
+mod watch;
 
 pub(crate) use self::actor::LinkDown;
 pub use self::actor::{On, Peer};
@@ -18,3 +25,7 @@ pub use self::builder::PeerBuilder;
 pub use self::config::Config;
 pub use self::events::{Events, PeerEvent};
 pub use self::handle::{LinkInfo, PeerHandle};
+#[cfg(feature = "auth")]
+pub use self::jwt::{Authenticated, JwtMiddleware, JwtMiddlewareService};
+pub use self::middleware::{PeerMiddleware, PeerMiddlewareService};
+pub use self::watch::PeerStatus;

@@ -1,6 +1,7 @@
 //! What a peer's runtime (native actix, or the browser's event loop) offers the portable
 //! core: [`Runtime`], and the [`Request`] it carries.
 
+use std::any::{Any, TypeId};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,6 +39,11 @@ pub(crate) trait Runtime: 'static {
     fn record(&self, outcome: Result<(), &RemoteError>) {
         let _ = outcome;
     }
+    /// The application value of this type registered on the peer, if any.
+    fn data(&self, type_id: TypeId) -> Option<Arc<dyn Any + Send + Sync>> {
+        let _ = type_id;
+        None
+    }
 }
 
 /// An outgoing call as the core hands it to the runtime.
@@ -51,4 +57,6 @@ pub(crate) struct Request {
     pub(crate) principal: Option<Arc<Principal>>,
     /// The call's trace context, sent as `traceparent` in the call's metadata.
     pub(crate) trace: Option<Trace>,
+    /// Wait for the target's link until the deadline even while it is known down.
+    pub(crate) wait_for_ready: bool,
 }

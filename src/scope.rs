@@ -1,6 +1,6 @@
 //! The current peer of a running block: [`Scope`], and how a future runs inside one.
 
-use std::any::Any;
+use std::any::{Any, TypeId};
 use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::future::Future;
@@ -122,6 +122,35 @@ impl Scope {
         self.0
             .deadline
             .map(|deadline| deadline.saturating_duration_since(self.0.runtime.now()))
+    }
+
+    /// The value of type `T` registered on the peer this code runs on with
+    /// [`PeerBuilder::data`](crate::PeerBuilder::data), or `None` if there is none (and in the
+    /// browser, which has no application data).
+    ///
+    /// It is shared, not copied: an `Arc` like actix-web's `web::Data`, so a block can reach
+    /// an actor's `Addr`, a connection pool or the configuration of the peer it runs on.
+    ///
+    /// ```no_run
+    /// use distributed_scope::{remote, PeerId, RemoteError, Scope};
+    ///
+    /// struct Settings {
+    ///     greeting: String,
+    /// }
+    ///
+    /// async fn greet(server: PeerId) -> Result<String, RemoteError> {
+    ///     remote!(server, [] -> String {
+    ///         // `Peer::builder(id).data(Settings { .. })` on the server.
+    ///         Scope::current()
+    ///             .data::<Settings>()
+    ///             .map_or_else(String::new, |settings| settings.greeting.clone())
+    ///     })
+    ///     .await
+    /// }
+    /// ```
+    pub fn data<T: Send + Sync + 'static>(&self) -> Option<Arc<T>> {
+        let value = self.0.runtime.data(TypeId::of::<T>())?;
+        value.downcast::<T>().ok()
     }
 
     /// Sleeps for `duration` on this peer's timer (portable: also in the browser).

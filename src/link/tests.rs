@@ -150,6 +150,7 @@ fn request_named(x: u32, deadline: Duration, name: &'static str, block: u64) -> 
         #[cfg(feature = "auth")]
         principal: None,
         trace: None,
+        wait_for_ready: false,
     }
 }
 

@@ -8,18 +8,31 @@ use actix::prelude::*;
 use actix_web::dev::ServerHandle;
 use futures_channel::oneshot;
 
-use super::events::PeerEvent;
+use super::events::{Events, PeerEvent};
 use super::shared::{Control, Direction, Shared};
 use super::upgrade::dial;
+use super::watch::Watches;
 use crate::block::Block;
+use crate::error::HandshakeError;
 use crate::scope::Scope;
 use crate::{Error, PeerId, RemoteCall, RemoteError};
 
 /// A peer: an actix actor that owns the links to other peers and their lifecycle.
 ///
-/// Create one with [`Peer::builder`]; talk to it through the [`PeerHandle`] that
-/// [`PeerBuilder::start`] returns. The actor receives [`On`] messages, so a user's own actor
-/// can call blocks by sending to [`PeerHandle::addr`].
+/// Create one with [`Peer::builder`]; talk to it through the [`PeerHandle`](crate::PeerHandle)
+/// that [`PeerBuilder::start`](crate::PeerBuilder::start) returns. The actor receives [`On`]
+/// messages, so a user's own actor can call blocks by sending to
+/// [`PeerHandle::addr`](crate::PeerHandle::addr).
+///
+/// # Supervision
+///
+/// A peer is [`Supervised`]: started with
+/// [`PeerBuilder::start_supervised`](crate::PeerBuilder::start_supervised), it runs under an
+/// actix [`Supervisor`], which restarts it when it stops without being asked to
+/// ([`PeerHandle::restart`](crate::PeerHandle::restart) makes it do so). A stopping peer
+/// drops its links, as a process restart would; restarted, it keeps its id, options,
+/// application data, server and watches, and dials its outbound links again with the
+/// reconnect backoff.
 pub struct Peer {
     pub(super) shared: Arc<Shared>,
     pub(super) server: Option<ServerHandle>,
@@ -27,6 +40,12 @@ pub struct Peer {
     pub(super) outbound: HashMap<String, Outbound>,
     /// The TLS client configuration of `wss://` links.
     pub(super) tls: Arc<rustls::ClientConfig>,
+    /// Peers watched for other actors (`PeerHandle::watch`).
+    pub(super) watches: Watches,
+    /// Runs under an actix `Supervisor` (`start_supervised`).
+    pub(super) supervised: bool,
+    /// Restarted by its supervisor: dial the outbound links again once started.
+    pub(super) relink: bool,
 }
 
 /// Where an outbound link's token comes from.
@@ -53,6 +72,19 @@ pub(super) struct Outbound {
     attempt: u32,
     /// False once `disconnect` was asked for.
     wanted: bool,
+    /// The peer this URL led to, once a dial succeeded: marked down when a dial fails.
+    peer: Option<PeerId>,
+}
+
+impl Outbound {
+    fn new(token: TokenSource) -> Self {
+        Self {
+            token,
+            attempt: 0,
+            wanted: true,
+            peer: None,
+        }
+    }
 }
 
 impl std::fmt::Debug for Peer {
@@ -66,7 +98,35 @@ impl std::fmt::Debug for Peer {
 impl Actor for Peer {
     type Context = Context<Self>;
 
-    fn started(&mut self, _ctx: &mut Context<Self>) {}
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.add_stream(Events::new(self.shared.events.subscribe()));
+        self.rearm_watches(ctx);
+        self.reconcile_watches(ctx);
+        if std::mem::take(&mut self.relink) && !self.shared.is_stopping() {
+            self.shared.emit(PeerEvent::Restarted);
+            tracing::info!(peer = %self.shared.id.label(), "peer restarted");
+            self.dial_outbound(ctx);
+        }
+    }
+
+    fn stopped(&mut self, _ctx: &mut Context<Self>) {
+        // `stop()` closed the links already; any other stop is a failure, and a failed peer
+        // keeps no links (they come back if its supervisor restarts it).
+        if !self.shared.is_stopping() {
+            tracing::warn!(peer = %self.shared.id.label(), "peer actor stopped: dropping its links");
+            for (_, link) in self.shared.links() {
+                link.control.do_send(Control::Shutdown);
+            }
+        }
+    }
+}
+
+impl Supervised for Peer {
+    fn restarting(&mut self, _ctx: &mut Context<Self>) {
+        // After `stop()` the supervisor restarts the actor too (its address is still held):
+        // it then stays idle, refusing everything, until the last address is dropped.
+        self.relink = true;
+    }
 }
 
 impl Peer {
@@ -95,32 +155,107 @@ impl Peer {
             if !outbound.wanted || this.shared.is_stopping() {
                 return;
             }
-            let token = outbound.token.token();
-            let attempt = dial(
-                this.shared.clone(),
-                url.clone(),
-                token,
-                this.tls.clone(),
-                ctx.address().recipient(),
-            );
-            ctx.spawn(
-                attempt
-                    .into_actor(this)
-                    .map(move |result, this, ctx| match result {
-                        Ok(peer) => {
-                            tracing::info!(url, %peer, "reconnected");
-                            if let Some(outbound) = this.outbound.get_mut(&url) {
-                                outbound.attempt = 0;
-                            }
-                        }
-                        Err(error) => {
-                            tracing::info!(url, %error, "reconnection failed");
-                            this.schedule_reconnect(url, ctx);
-                        }
-                    }),
-            );
+            let attempt = this.dial(url, Retry::Yes, ctx);
+            ctx.spawn(attempt.map(|_result, _this, _ctx| ()));
         });
     }
+
+    /// Dials `url` with the token it was registered with; what comes of it is recorded by
+    /// [`Peer::dialled`].
+    fn dial(
+        &mut self,
+        url: String,
+        retry: Retry,
+        ctx: &mut Context<Self>,
+    ) -> impl ActorFuture<Self, Output = Result<PeerId, Error>> + 'static {
+        let (token, known) = self.outbound.get(&url).map_or((None, None), |outbound| {
+            (outbound.token.token(), outbound.peer)
+        });
+        if let Some(peer) = known {
+            // Being dialled: calls wait for the outcome rather than fail at once.
+            self.shared.mark_dialling(peer);
+        }
+        dial(
+            self.shared.clone(),
+            url.clone(),
+            token,
+            self.tls.clone(),
+            ctx.address().recipient(),
+        )
+        .into_actor(self)
+        .map(move |result, this, ctx| {
+            this.dialled(&url, &result, retry, ctx);
+            result
+        })
+    }
+
+    /// Records the outcome of a dial: the peer the URL leads to, or that peer known down and,
+    /// for links kept up, the next attempt.
+    fn dialled(
+        &mut self,
+        url: &str,
+        result: &Result<PeerId, Error>,
+        retry: Retry,
+        ctx: &mut Context<Self>,
+    ) {
+        let Some(outbound) = self.outbound.get_mut(url) else {
+            return;
+        };
+        match result {
+            Ok(peer) => {
+                outbound.peer = Some(*peer);
+                if outbound.attempt > 0 {
+                    tracing::info!(url, peer = %peer.label(), "reconnected");
+                }
+                outbound.attempt = 0;
+            }
+            Err(error) => {
+                let known = outbound.peer;
+                // Refused as a duplicate of a live link: that peer is up, not down.
+                let live = matches!(
+                    error,
+                    Error::Handshake { reason: HandshakeError::Duplicate(peer), .. }
+                        if self.shared.link(*peer).is_some()
+                );
+                if let Some(peer) = known
+                    && !live
+                {
+                    self.shared.mark_down(peer);
+                }
+                if retry == Retry::Yes {
+                    tracing::info!(url, %error, "dial failed");
+                    self.schedule_reconnect(url.to_owned(), ctx);
+                }
+            }
+        }
+    }
+}
+
+impl Peer {
+    /// Dials every outbound link still wanted again, each after its backoff delay.
+    fn dial_outbound(&mut self, ctx: &mut Context<Self>) {
+        let wanted: Vec<String> = self
+            .outbound
+            .iter()
+            .filter(|(_, outbound)| outbound.wanted)
+            .map(|(url, _)| url.clone())
+            .collect();
+        for url in wanted {
+            if let Some(outbound) = self.outbound.get_mut(&url) {
+                outbound.attempt = 0;
+            }
+            self.schedule_reconnect(url, ctx);
+        }
+    }
+}
+
+/// Whether a failed dial is tried again with the reconnect backoff.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Retry {
+    /// `connect`: the caller gets the error.
+    No,
+    /// Reconnections and `connect_lazy`.
+    Yes,
 }
 
 pub(super) struct Connect {
@@ -133,25 +268,52 @@ impl Message for Connect {
 }
 
 impl Handler<Connect> for Peer {
-    type Result = ResponseFuture<Result<PeerId, Error>>;
+    type Result = ResponseActFuture<Self, Result<PeerId, Error>>;
 
     fn handle(&mut self, connect: Connect, ctx: &mut Context<Self>) -> Self::Result {
-        let token = connect.token.token();
-        self.outbound.insert(
-            connect.url.clone(),
-            Outbound {
-                token: connect.token,
-                attempt: 0,
-                wanted: true,
-            },
-        );
-        Box::pin(dial(
-            self.shared.clone(),
-            connect.url,
-            token,
-            self.tls.clone(),
-            ctx.address().recipient(),
-        ))
+        self.register(connect.url.clone(), connect.token);
+        Box::pin(self.dial(connect.url, Retry::No, ctx))
+    }
+}
+
+impl Peer {
+    /// Keeps `url` as an outbound link to bring back, with how to get its token.
+    fn register(&mut self, url: String, token: TokenSource) {
+        let outbound = self
+            .outbound
+            .entry(url)
+            .or_insert_with(|| Outbound::new(token.clone()));
+        outbound.token = token;
+        outbound.wanted = true;
+        outbound.attempt = 0;
+    }
+}
+
+/// Dial `url` now and, whatever the outcome, keep dialling it with the reconnect backoff
+/// until its link is up.
+pub(super) struct ConnectLazy {
+    pub(super) url: String,
+    pub(super) token: TokenSource,
+}
+
+impl Message for ConnectLazy {
+    type Result = ();
+}
+
+impl Handler<ConnectLazy> for Peer {
+    type Result = ();
+
+    fn handle(&mut self, connect: ConnectLazy, ctx: &mut Context<Self>) {
+        let up = self.shared.links().into_iter().any(|(_, link)| {
+            link.calls.connected()
+                && matches!(&link.direction, Direction::Outbound { url } if *url == connect.url)
+        });
+        self.register(connect.url.clone(), connect.token);
+        if up || self.shared.is_stopping() {
+            return;
+        }
+        let attempt = self.dial(connect.url, Retry::Yes, ctx);
+        ctx.spawn(attempt.map(|_result, _this, _ctx| ()));
     }
 }
 
@@ -190,6 +352,34 @@ impl Handler<Disconnect> for Peer {
             }
             link.control.do_send(Control::Close);
         }
+    }
+}
+
+/// Stop as a failure would: a supervised peer is restarted, another drops its links in
+/// place and dials its outbound links again.
+pub(super) struct Restart;
+
+impl Message for Restart {
+    type Result = ();
+}
+
+impl Handler<Restart> for Peer {
+    type Result = ();
+
+    fn handle(&mut self, _restart: Restart, ctx: &mut Context<Self>) {
+        if self.shared.is_stopping() {
+            return;
+        }
+        if self.supervised {
+            ctx.stop();
+            return;
+        }
+        for (_, link) in self.shared.links() {
+            link.control.do_send(Control::Shutdown);
+        }
+        self.shared.emit(PeerEvent::Restarted);
+        tracing::info!(peer = %self.shared.id.label(), "peer restarted in place");
+        self.dial_outbound(ctx);
     }
 }
 
@@ -235,12 +425,16 @@ impl Handler<Stop> for Peer {
                 }
             }
             .into_actor(self)
-            .map(|(), _this, ctx| ctx.stop()),
+            .map(|(), this, ctx| {
+                this.shared.finish_stop();
+                ctx.stop();
+            }),
         )
     }
 }
 
-/// A block message addressed to a peer: send it to [`PeerHandle::addr`].
+/// A block message addressed to a peer: send it to
+/// [`PeerHandle::addr`](crate::PeerHandle::addr).
 ///
 /// ```no_run
 /// # use distributed_scope::{remote_block, On, PeerHandle, PeerId, RemoteError};

@@ -8,6 +8,7 @@ use actix::prelude::*;
 use actix_web::{App, HttpServer, web};
 
 use super::config::Config;
+use super::data::AppData;
 #[cfg(feature = "auth")]
 use super::guard;
 use super::shared::Shared;
@@ -25,6 +26,7 @@ pub struct PeerBuilder {
     server_tls: Option<rustls::ServerConfig>,
     client_tls: ClientTls,
     config: Config,
+    data: AppData,
     #[cfg(feature = "auth")]
     guard: guard::Guard,
 }
@@ -111,6 +113,35 @@ impl PeerBuilder {
         self
     }
 
+    /// Registers `value` for the blocks this peer runs: [`Scope::data`](crate::Scope::data)
+    /// returns it (as an `Arc<T>`) inside any block running here, like actix-web's
+    /// `App::app_data`. Register any number of values of different types; a second value of
+    /// the same type replaces the first.
+    ///
+    /// ```no_run
+    /// use distributed_scope::actix::{Actor, Addr, Context};
+    /// use distributed_scope::{Peer, PeerId};
+    ///
+    /// struct Inventory;
+    /// impl Actor for Inventory {
+    ///     type Context = Context<Self>;
+    /// }
+    ///
+    /// # async fn example() -> Result<(), distributed_scope::Error> {
+    /// let inventory: Addr<Inventory> = Inventory.start();
+    /// let peer = Peer::builder(PeerId::from_name("store"))
+    ///     .data(inventory)                   // Scope::current().data::<Addr<Inventory>>()
+    ///     .data(String::from("eu-west"))     // Scope::current().data::<String>()
+    ///     .listen("127.0.0.1:0")
+    ///     .start()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn data<T: Send + Sync + 'static>(mut self, value: T) -> Self {
+        self.data.insert(value);
+        self
+    }
+
     /// The deadline of calls that set none (default 30 s).
     pub fn default_deadline(mut self, deadline: Duration) -> Self {
         self.config.default_deadline = deadline;
@@ -136,14 +167,14 @@ impl PeerBuilder {
     }
 
     /// How long a silent link lives before it is dropped and its calls fail with
-    /// [`RemoteError::ConnectionLost`] (default 10 s).
+    /// [`RemoteError::ConnectionLost`](crate::RemoteError::ConnectionLost) (default 10 s).
     pub fn liveness_timeout(mut self, timeout: Duration) -> Self {
         self.config.liveness_timeout = timeout;
         self
     }
 
     /// Calls of one link that may wait beyond `max_inbound_calls` before new ones are
-    /// answered [`RemoteError::Overloaded`] (default 4 096).
+    /// answered [`RemoteError::Overloaded`](crate::RemoteError::Overloaded) (default 4 096).
     pub fn max_queued_calls(mut self, calls: usize) -> Self {
         self.config.max_queued_calls = calls;
         self
@@ -171,6 +202,26 @@ impl PeerBuilder {
     /// The backoff of outbound links that went down (default 0.5 s, x1.6, cap 30 s, +-20 %).
     pub fn reconnect(mut self, backoff: Backoff) -> Self {
         self.config.reconnect = backoff;
+        self
+    }
+
+    /// Whether calls to a peer known down wait for it until their deadline (default false:
+    /// they fail at once with [`RemoteError::NotConnected`](crate::RemoteError::NotConnected)).
+    ///
+    /// A peer is known down from the moment its link is lost, or a dial to its URL fails,
+    /// until a link to it comes up again; while it is being dialled, calls wait for the
+    /// outcome. A peer never seen is always waited for. A single call can ask for the waiting
+    /// with [`RemoteCall::wait_for_ready`](crate::RemoteCall::wait_for_ready).
+    pub fn wait_for_ready(mut self, wait: bool) -> Self {
+        self.config.wait_for_ready = wait;
+        self
+    }
+
+    /// How long a watched peer may be without a link before its watchers are told it is
+    /// [`PeerStatus::Lost`](crate::PeerStatus::Lost) (default 5 s): a link that comes back
+    /// sooner (a reconnection) is a blip nobody is told about. See [`PeerHandle::watch`].
+    pub fn watch_grace(mut self, grace: Duration) -> Self {
+        self.config.watch_grace = grace;
         self
     }
 
@@ -219,12 +270,30 @@ impl PeerBuilder {
     ///
     /// [`Error::Config`] for an invalid option, [`Error::Bind`] if the address cannot be bound.
     pub async fn start(self) -> Result<PeerHandle, Error> {
+        self.launch(false).await
+    }
+
+    /// Starts the peer as [`start`](PeerBuilder::start) does, under an actix
+    /// [`Supervisor`](actix::Supervisor): if the peer actor stops without being asked to (a
+    /// failure, or [`PeerHandle::restart`]), the supervisor restarts it with the same id,
+    /// options, application data, server and watches, and it dials its outbound links
+    /// again. The [`PeerHandle`] stays valid across restarts.
+    ///
+    /// # Errors
+    ///
+    /// As [`start`](PeerBuilder::start).
+    pub async fn start_supervised(self) -> Result<PeerHandle, Error> {
+        self.launch(true).await
+    }
+
+    async fn launch(self, supervised: bool) -> Result<PeerHandle, Error> {
         let Self {
             id,
             listen,
             server_tls,
             client_tls,
             config,
+            data,
             #[cfg(feature = "auth")]
             guard,
         } = self;
@@ -232,7 +301,7 @@ impl PeerBuilder {
         {
             guard.check()?;
             if listen.is_some() && !guard.has_auth() {
-                tracing::warn!(peer = %id, "listening without auth: any client may run any block");
+                tracing::warn!(peer = %id.label(), "listening without auth: any client may run any block");
             }
         }
         crate::block::check_registry();
@@ -251,6 +320,7 @@ impl PeerBuilder {
         let shared = Arc::new(Shared::new(
             id,
             config,
+            data,
             #[cfg(feature = "auth")]
             guard,
         ));
@@ -279,15 +349,22 @@ impl PeerBuilder {
             let server = server.run();
             server_handle = Some(server.handle());
             actix_rt::spawn(server);
-            tracing::info!(peer = %id, addr = ?local_addr, "listening");
+            tracing::info!(peer = %id.label(), addr = ?local_addr, "listening");
         }
-        let addr = Peer {
+        let peer = Peer {
             shared: shared.clone(),
             server: server_handle,
             outbound: HashMap::new(),
             tls,
-        }
-        .start();
+            watches: HashMap::new(),
+            supervised,
+            relink: false,
+        };
+        let addr = if supervised {
+            Supervisor::start(move |_ctx| peer)
+        } else {
+            peer.start()
+        };
         Ok(PeerHandle {
             shared,
             addr,
@@ -306,6 +383,7 @@ impl Peer {
             server_tls: None,
             client_tls: ClientTls::Default,
             config: Config::default(),
+            data: AppData::default(),
             #[cfg(feature = "auth")]
             guard: guard::Guard::default(),
         }

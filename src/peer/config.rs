@@ -22,6 +22,8 @@ use crate::wire::DEFAULT_MAX_MESSAGE_SIZE;
 /// | `connect_timeout` | 10 s | time opening a connection may take |
 /// | `drain_timeout` | 5 s | time `stop()` lets in-flight calls finish |
 /// | `reconnect` | 0.5 s, x1.6, cap 30 s, +-20 % | backoff of outbound links that went down |
+/// | `wait_for_ready` | false | calls to a peer known down wait until their deadline instead of failing at once |
+/// | `watch_grace` | 5 s | time a watched peer may be without a link before its watchers are told it is lost |
 /// | `app_version` | none | application version announced in the handshake |
 /// | `refuse_app_version_mismatch` | false | refuse links with another `app_version` |
 /// | `workers` | 1 | HTTP worker threads of a listening peer |
@@ -69,6 +71,15 @@ pub struct Config {
     pub drain_timeout: Duration,
     /// The backoff of outbound links that went down.
     pub reconnect: Backoff,
+    /// Whether calls to a peer known down (its link was lost, or its last dial failed) wait
+    /// for it until their deadline, as if each asked
+    /// [`RemoteCall::wait_for_ready`](crate::RemoteCall::wait_for_ready). Default false: they
+    /// fail at once with `NotConnected`. Up to 4 096 peers are remembered as down (the
+    /// oldest is forgotten first, and calls to it wait again).
+    pub wait_for_ready: bool,
+    /// How long a watched peer may be without a link before its watchers are told
+    /// `PeerStatus::Lost`; a reconnection within it is a blip. Default 5 s.
+    pub watch_grace: Duration,
     /// The application version announced in the handshake. Default none.
     pub app_version: Option<String>,
     /// Refuse links whose application version differs. Default false (logged only).
@@ -131,6 +142,8 @@ impl Default for Config {
             connect_timeout: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(5),
             reconnect: Backoff::default(),
+            wait_for_ready: false,
+            watch_grace: Duration::from_secs(5),
             app_version: None,
             refuse_app_version_mismatch: false,
             workers: 1,

@@ -39,6 +39,10 @@ pub enum PeerEvent {
         /// The backoff before this attempt.
         delay: Duration,
     },
+    /// The peer actor was restarted ([`PeerHandle::restart`](crate::PeerHandle::restart), or
+    /// its supervisor after a failure): its links were dropped and the outbound ones are
+    /// being dialled again.
+    Restarted,
     /// A link was refused: a failed handshake, a bad token, a duplicate peer id.
     Refused {
         /// The URL or remote address.

@@ -44,11 +44,23 @@ impl LinkAuth {
     }
 }
 
-/// Why an upgrade was refused.
-#[derive(Debug)]
+/// Why an upgrade (or, under `JwtMiddleware`, a request) was refused.
+#[derive(Debug, thiserror::Error)]
 pub(crate) enum Refusal {
-    Token(AuthError),
+    #[error("bad or missing token")]
+    Token(#[source] AuthError),
+    #[error("origin not allowed")]
     Origin,
+}
+
+impl actix_web::ResponseError for Refusal {
+    fn status_code(&self) -> actix_web::http::StatusCode {
+        self.response().status()
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        self.response()
+    }
 }
 
 impl Refusal {
@@ -116,6 +128,16 @@ impl Guard {
                 return Err(Refusal::Origin);
             }
         }
+        // Under `JwtMiddleware` the token was verified already; the policy still decides.
+        if let Some(principal) = super::jwt::verified_principal(request) {
+            tracing::info!(
+                target: "distributed_scope::auth",
+                subject = principal.subject(),
+                roles = ?principal.roles(),
+                "link authenticated by the middleware"
+            );
+            return Ok(LinkAuth::Verified(principal));
+        }
         let Some((auth, _)) = &self.auth else {
             return Ok(LinkAuth::Open);
         };
@@ -158,11 +180,11 @@ impl Guard {
         match &decision {
             Ok(()) => tracing::debug!(
                 target: "distributed_scope::auth",
-                decision = "allow", block, subject, peer = %remote
+                decision = "allow", block, subject, peer = %remote.label()
             ),
             Err(error) => tracing::info!(
                 target: "distributed_scope::auth",
-                decision = "deny", block, subject, peer = %remote, %error
+                decision = "deny", block, subject, peer = %remote.label(), %error
             ),
         }
         decision
@@ -211,7 +233,7 @@ impl Guard {
 
 /// The token of an upgrade request: `Authorization: Bearer <jwt>`, or a
 /// `Sec-WebSocket-Protocol` entry `bearer.<jwt>` (browsers cannot set headers).
-fn token(request: &HttpRequest) -> Option<&str> {
+pub(crate) fn token(request: &HttpRequest) -> Option<&str> {
     let headers = request.headers();
     if let Some(value) = headers.get(header::AUTHORIZATION) {
         return value.to_str().ok()?.strip_prefix("Bearer ");

@@ -2,17 +2,22 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
 use actix_web::web;
+use futures_util::future::{Either, select};
 
 use super::Peer;
-use super::actor::{Connect, Disconnect, Stop, TokenSource};
+use super::actor::{Connect, ConnectLazy, Disconnect, On, Restart, Stop, TokenSource};
 use super::events::Events;
+use super::middleware::PeerMiddleware;
 use super::shared::{Direction, Shared};
+use super::shutdown::StopSignals;
 use super::upgrade;
+use super::watch::{PeerStatus, Watch};
 use crate::link::Metrics;
 use crate::scope::Scope;
 use crate::{Error, PeerId, RemoteError};
@@ -65,7 +70,7 @@ impl PeerHandle {
     }
 
     /// The URL other peers connect to (`ws://HOST:PORT/`, or `wss://` with
-    /// [`PeerBuilder::listen_tls`]), if the peer listens.
+    /// [`PeerBuilder::listen_tls`](crate::PeerBuilder::listen_tls)), if the peer listens.
     pub fn url(&self) -> Option<String> {
         self.local_addr
             .map(|addr| format!("{}://{addr}/", self.scheme))
@@ -141,6 +146,38 @@ impl PeerHandle {
             .await
     }
 
+    /// Starts linking to the peer listening at `url` and returns at once (after tonic's
+    /// `connect_lazy`): the peer dials now and, if that fails (the server is not up yet, a
+    /// network glitch), again with the reconnect backoff until the link is up; after that the
+    /// link is kept up as one opened by [`connect`](PeerHandle::connect). Calls to the peer
+    /// wait for it meanwhile (until their deadline). Each later attempt is announced as
+    /// [`PeerEvent::Reconnecting`](crate::PeerEvent::Reconnecting).
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # use distributed_scope::{PeerHandle, PeerId};
+    /// # async fn example(peer: PeerHandle, server: PeerId) -> Result<(), Box<dyn std::error::Error>> {
+    /// peer.connect_lazy("ws://server.internal:7000/")?;      // the server may start later
+    /// peer.wait_for(server, Duration::from_secs(30)).await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidUrl`] for anything but a `ws://` or `wss://` URL, [`Error::Stopped`]
+    /// if the peer has stopped. Dial failures are not errors here: they are retried.
+    pub fn connect_lazy(&self, url: &str) -> Result<(), Error> {
+        upgrade::check_url(url)?;
+        if !self.addr.connected() {
+            return Err(Error::Stopped);
+        }
+        self.addr.do_send(ConnectLazy {
+            url: url.to_owned(),
+            token: TokenSource::None,
+        });
+        Ok(())
+    }
+
     async fn open(&self, url: &str, token: TokenSource) -> Result<PeerId, Error> {
         let connect = Connect {
             url: url.to_owned(),
@@ -164,9 +201,38 @@ impl PeerHandle {
     /// Polls `future` in place with this peer as the current peer, and returns its output.
     ///
     /// Blocks called inside it run with this peer as their caller. The future need not be
-    /// `Send`.
-    pub async fn run<F: Future>(&self, future: F) -> F::Output {
-        self.scope().enter(future).await
+    /// `Send`. The returned future does not borrow the handle: when `future` is `'static`, so
+    /// is it, so an actor can return it from a handler without cloning the handle into an
+    /// `async move` block:
+    ///
+    /// ```no_run
+    /// use distributed_scope::actix::prelude::*;
+    /// use distributed_scope::{PeerHandle, PeerId, RemoteError, remote};
+    ///
+    /// struct Pricing {
+    ///     peer: PeerHandle,
+    ///     server: PeerId,
+    /// }
+    /// impl Actor for Pricing {
+    ///     type Context = Context<Self>;
+    /// }
+    ///
+    /// struct Quote(u64);
+    /// impl Message for Quote {
+    ///     type Result = Result<u64, RemoteError>;
+    /// }
+    ///
+    /// impl Handler<Quote> for Pricing {
+    ///     type Result = ResponseActFuture<Self, Result<u64, RemoteError>>;
+    ///
+    ///     fn handle(&mut self, Quote(cents): Quote, _ctx: &mut Context<Self>) -> Self::Result {
+    ///         let call = remote!(self.server, [cents: u64] -> u64 { cents * 2 });
+    ///         Box::pin(self.peer.run(call).into_actor(self))
+    ///     }
+    /// }
+    /// ```
+    pub fn run<F: Future>(&self, future: F) -> impl Future<Output = F::Output> + use<F> {
+        self.scope().enter(future)
     }
 
     /// Spawns `future` on the current thread's actix runtime with this peer current.
@@ -178,7 +244,51 @@ impl PeerHandle {
         actix_rt::spawn(self.scope().enter(future))
     }
 
-    fn scope(&self) -> Scope {
+    /// Sends a [`#[remote_block]`](crate::remote_block) message to run on `target`, through
+    /// the peer actor (as `handle.addr().send(On::new(target, message))` does), with the
+    /// mailbox error and the call's error flattened into one [`RemoteError`].
+    ///
+    /// The returned future is `'static` and `Send`: await it anywhere, or wrap it with
+    /// `into_actor` in an actor's handler.
+    ///
+    /// ```no_run
+    /// # use distributed_scope::{remote_block, PeerHandle, PeerId, RemoteError};
+    /// #[remote_block]
+    /// async fn add(x: u32, y: u32) -> u32 {
+    ///     x + y
+    /// }
+    ///
+    /// # async fn example(handle: PeerHandle, server: PeerId) -> Result<(), RemoteError> {
+    /// let sum: u32 = handle.send(server, Add { x: 1, y: 2 }).await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// What the call fails with, or [`RemoteError::ShuttingDown`] if the peer actor has
+    /// stopped.
+    pub fn send<M, T>(
+        &self,
+        target: PeerId,
+        message: M,
+    ) -> impl Future<Output = Result<T, RemoteError>> + Send + use<M, T>
+    where
+        M: Message<Result = Result<T, RemoteError>> + Send + 'static,
+        On<M>: Message<Result = Result<T, RemoteError>>,
+        Peer: Handler<On<M>>,
+        T: Send + 'static,
+    {
+        let request = self.addr.send(On::new(target, message));
+        let peer = self.shared.id;
+        async move {
+            match request.await {
+                Ok(result) => result,
+                Err(mailbox) => Err(from_mailbox(mailbox, peer)),
+            }
+        }
+    }
+
+    pub(crate) fn scope(&self) -> Scope {
         Scope::new(
             self.shared.clone(),
             self.shared.id,
@@ -191,6 +301,57 @@ impl PeerHandle {
     /// Closes the link to `peer`, if there is one, and stops reconnecting it.
     pub fn disconnect(&self, peer: PeerId) {
         self.addr.do_send(Disconnect(peer));
+    }
+
+    /// Tells `recipient` when `peer` is lost for good and when it returns, after Akka's
+    /// DeathWatch and Erlang's monitors: [`PeerStatus::Lost`] once no link to `peer` has
+    /// been up for the watch grace period ([`PeerBuilder::watch_grace`], 5 s by default; a
+    /// reconnection within it is a blip nobody is told about), [`PeerStatus::Returned`] when
+    /// a link comes up after that. A peer not linked when the watch starts has the grace
+    /// period to link; one already reported lost is reported to a new watcher at once.
+    /// Watching ends when the recipient's actor stops.
+    ///
+    /// ```no_run
+    /// use distributed_scope::actix::prelude::*;
+    /// use distributed_scope::{PeerHandle, PeerId, PeerStatus};
+    ///
+    /// struct Dispatcher;
+    /// impl Actor for Dispatcher {
+    ///     type Context = Context<Self>;
+    /// }
+    /// impl Handler<PeerStatus> for Dispatcher {
+    ///     type Result = ();
+    ///     fn handle(&mut self, status: PeerStatus, _ctx: &mut Context<Self>) {
+    ///         match status {
+    ///             PeerStatus::Lost { peer } => println!("{peer} lost: reassign its work"),
+    ///             PeerStatus::Returned { peer } => println!("{peer} is back"),
+    ///             _ => {}
+    ///         }
+    ///     }
+    /// }
+    ///
+    /// # fn example(peer: PeerHandle, worker: PeerId) {
+    /// let dispatcher = Dispatcher.start();
+    /// peer.watch(worker, dispatcher.recipient());
+    /// # }
+    /// ```
+    ///
+    /// [`PeerBuilder::watch_grace`]: crate::PeerBuilder::watch_grace
+    pub fn watch(&self, peer: PeerId, recipient: Recipient<PeerStatus>) {
+        self.addr.do_send(Watch { peer, recipient });
+    }
+
+    /// Restarts the peer actor as after a failure: its links are dropped (calls pending on
+    /// them fail) and its outbound links are dialled again with the reconnect backoff; its
+    /// id, options, application data, server and watches stay. A peer started with
+    /// [`PeerBuilder::start_supervised`] really stops, and its actix `Supervisor` restarts
+    /// it; another one restarts in place. Announced as [`PeerEvent::Restarted`]. Does nothing
+    /// once the peer is stopping.
+    ///
+    /// [`PeerEvent::Restarted`]: crate::PeerEvent::Restarted
+    /// [`PeerBuilder::start_supervised`]: crate::PeerBuilder::start_supervised
+    pub fn restart(&self) {
+        self.addr.do_send(Restart);
     }
 
     /// The link events from now on: connected, lost, reconnecting, refused.
@@ -206,7 +367,10 @@ impl PeerHandle {
     /// [`RemoteError::ShuttingDown`] if the peer stops.
     pub async fn wait_for(&self, peer: PeerId, timeout: Duration) -> Result<(), RemoteError> {
         let deadline = web_time::Instant::now() + timeout;
-        self.shared.wait_for_link(peer, deadline).await.map(|_| ())
+        self.shared
+            .wait_for_link(peer, deadline, true)
+            .await
+            .map(|_| ())
     }
 
     /// The peer's counters: calls, errors by kind, bytes, late replies, refused frames.
@@ -216,11 +380,77 @@ impl PeerHandle {
 
     /// The peer's WebSocket endpoint as an actix-web resource at `path`, to mount in your own
     /// `App` (own routes, middleware, TLS): `App::new().service(handle.endpoint("/scope"))`.
-    /// It does the same handshake, limits and auth as [`PeerBuilder::listen`].
+    /// It does the same handshake, limits and auth as
+    /// [`PeerBuilder::listen`](crate::PeerBuilder::listen).
+    ///
+    /// The first link that comes in without auth (no
+    /// [`PeerBuilder::auth`](crate::PeerBuilder::auth), no
+    /// [`JwtMiddleware`](crate::web::JwtMiddleware) around the endpoint) logs a warning, once.
+    ///
+    /// Stopping the hosting `HttpServer` does not by itself close the links (actix-web's
+    /// graceful stop waits up to its `shutdown_timeout`, 30 s by default, for open
+    /// connections, WebSockets included): give the server
+    /// [`shutdown_signal`](PeerHandle::shutdown_signal), and stop it with a signal or with
+    /// [`stop`](PeerHandle::stop).
     pub fn endpoint(&self, path: &str) -> actix_web::Resource {
         web::resource(path)
             .app_data(web::Data::new(self.shared.clone()))
-            .route(web::get().to(upgrade::accept))
+            .route(web::get().to(upgrade::accept_endpoint))
+    }
+
+    /// The future to give the `HttpServer` hosting this peer's [`endpoint`] as its
+    /// `shutdown_signal`, so that stopping the server stops the peer's links promptly instead
+    /// of after the server's `shutdown_timeout` (30 s by default).
+    ///
+    /// It listens to the stop signals actix-web would (SIGTERM and SIGINT on Unix, Ctrl-C
+    /// elsewhere; given a `shutdown_signal`, the server no longer listens itself). On a
+    /// signal it stops the peer first ([`stop`](PeerHandle::stop): calls in flight finish
+    /// within the drain timeout, links close with 1001), then completes, and the server's
+    /// graceful stop finds no WebSocket left to wait for. It also completes when the peer is
+    /// stopped by [`stop`](PeerHandle::stop), which so stops the server too. The signals
+    /// are registered when this is called.
+    ///
+    /// ```no_run
+    /// use actix_web::{App, HttpServer};
+    /// use distributed_scope::{Peer, PeerId};
+    ///
+    /// # #[actix_web::main]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let peer = Peer::builder(PeerId::from_name("service")).start().await?;
+    /// let app_peer = peer.clone();
+    /// HttpServer::new(move || App::new().service(app_peer.endpoint("/scope")))
+    ///     .shutdown_signal(peer.shutdown_signal())
+    ///     .bind("127.0.0.1:8080")?
+    ///     .run()
+    ///     .await?;   // returns promptly after SIGTERM, SIGINT or `peer.stop()`
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// [`endpoint`]: PeerHandle::endpoint
+    pub fn shutdown_signal(&self) -> impl Future<Output = ()> + Send + use<> {
+        let signals = StopSignals::listen();
+        let stopped = self.shared.stopped();
+        let handle = self.clone();
+        async move {
+            match select(pin!(signals.recv()), pin!(stopped)).await {
+                Either::Left((signal, _)) => {
+                    tracing::info!(
+                        peer = %handle.id().label(),
+                        signal,
+                        "stop signal: stopping the peer, then its server"
+                    );
+                    let _already_stopped = handle.stop().await;
+                }
+                Either::Right(((), _)) => {}
+            }
+        }
+    }
+
+    /// An actix-web middleware under which request handlers run with this peer current, so
+    /// they await `remote!` blocks and `#[remote_block]` calls directly:
+    /// `App::new().wrap(handle.middleware())`. See [`PeerMiddleware`].
+    pub fn middleware(&self) -> PeerMiddleware {
+        PeerMiddleware::new(self.shared.clone())
     }
 
     /// Stops the peer, draining: new calls are refused with [`RemoteError::ShuttingDown`],
@@ -236,5 +466,20 @@ impl PeerHandle {
             .await
             .map_err(|_mailbox| Error::Stopped)?;
         Ok(())
+    }
+}
+
+/// What a message to the peer actor fails with when the actor cannot take it: a closed mailbox
+/// means the peer stopped. (`From<MailboxError> for RemoteError` is to replace this helper.)
+fn from_mailbox(error: MailboxError, peer: PeerId) -> RemoteError {
+    match error {
+        MailboxError::Closed => RemoteError::ShuttingDown {
+            peer: Some(peer),
+            block: None,
+        },
+        MailboxError::Timeout => RemoteError::Timeout {
+            peer: None,
+            block: None,
+        },
     }
 }

@@ -1,8 +1,9 @@
 //! State shared by a peer's actor, its connections and the calls made from any thread.
 
+use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use actix::{Message, Recipient};
@@ -14,7 +15,9 @@ use web_time::Instant;
 
 use super::admission::Admission;
 use super::config::Config;
+use super::data::AppData;
 use super::events::PeerEvent;
+use super::known_down::KnownDown;
 use crate::link::{Budgets, Counters};
 use crate::runtime::{Request, Runtime};
 use crate::{PeerId, RemoteError};
@@ -105,9 +108,18 @@ pub(crate) struct Shared {
     pub(crate) budgets: Budgets,
     /// Links, handshakes and links per address (`max_links`, ...).
     pub(crate) admission: Arc<Admission>,
+    /// What blocks reach through `Scope::data`.
+    data: AppData,
     stopping: AtomicBool,
+    /// Set once `stop()` has closed the links (and the peer's own server).
+    stopped: tokio::sync::watch::Sender<bool>,
+    /// An endpoint reached without auth has warned about it.
+    warned_open_endpoint: AtomicBool,
     links: RwLock<HashMap<PeerId, Arc<Link>>>,
     links_changed: tokio::sync::Notify,
+    /// Peers whose link was lost or whose last dial failed: calls to them fail at once
+    /// unless they wait for ready.
+    known_down: Mutex<KnownDown>,
     serials: AtomicU64,
 }
 
@@ -115,6 +127,7 @@ impl Shared {
     pub(crate) fn new(
         id: PeerId,
         config: Config,
+        data: AppData,
         #[cfg(feature = "auth")] guard: super::guard::Guard,
     ) -> Self {
         let budgets = Budgets::new(config.max_buffered_bytes, config.max_fragment_bytes);
@@ -132,9 +145,13 @@ impl Shared {
             events: broadcast::channel(256).0,
             budgets,
             admission,
+            data,
             stopping: AtomicBool::new(false),
+            stopped: tokio::sync::watch::Sender::new(false),
+            warned_open_endpoint: AtomicBool::new(false),
             links: RwLock::new(HashMap::new()),
             links_changed: tokio::sync::Notify::new(),
+            known_down: Mutex::new(KnownDown::default()),
             serials: AtomicU64::new(1),
         }
     }
@@ -157,8 +174,32 @@ impl Shared {
         self.links_changed.notify_waiters();
     }
 
+    /// `stop()` has closed the links.
+    pub(crate) fn finish_stop(&self) {
+        self.stopped.send_replace(true);
+    }
+
+    /// Completes once `stop()` has closed the links.
+    pub(crate) fn stopped(&self) -> impl std::future::Future<Output = ()> + Send + use<> {
+        let mut stopped = self.stopped.subscribe();
+        async move {
+            // The sender lives as long as this peer's shared state, which outlives the wait.
+            let _closed = stopped.wait_for(|stopped| *stopped).await;
+        }
+    }
+
+    /// Whether this is the first upgrade through an endpoint without auth (to warn once).
+    pub(crate) fn first_open_endpoint(&self) -> bool {
+        !self.warned_open_endpoint.swap(true, Ordering::Relaxed)
+    }
+
     pub(crate) fn link(&self, peer: PeerId) -> Option<Arc<Link>> {
         self.read_links().get(&peer).cloned()
+    }
+
+    /// Whether a live link to `peer` is up.
+    pub(crate) fn is_linked(&self, peer: PeerId) -> bool {
+        self.link(peer).is_some_and(|link| link.calls.connected())
     }
 
     pub(crate) fn links(&self) -> Vec<(PeerId, Arc<Link>)> {
@@ -195,24 +236,57 @@ impl Shared {
             }
         };
         if inserted {
+            self.lock_known_down().remove(peer);
             self.links_changed.notify_waiters();
         }
         inserted
     }
 
-    /// Removes the link to `peer` if it is still the one with `serial`.
+    /// Removes the link to `peer` if it is still the one with `serial`: the peer is then
+    /// known down.
     pub(crate) fn remove_link(&self, peer: PeerId, serial: u64) {
-        let mut links = self.write_links();
-        if links.get(&peer).is_some_and(|link| link.serial == serial) {
-            links.remove(&peer);
+        let removed = {
+            let mut links = self.write_links();
+            let current = links.get(&peer).is_some_and(|link| link.serial == serial);
+            current && links.remove(&peer).is_some()
+        };
+        if removed {
+            self.mark_down(peer);
         }
     }
 
-    /// Waits until a link to `peer` exists, or fails with `NotConnected` at `deadline`.
+    fn lock_known_down(&self) -> std::sync::MutexGuard<'_, KnownDown> {
+        // Every update is one map operation: a panic elsewhere cannot leave it half-done.
+        self.known_down
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// `peer` is down (its link was lost, or a dial to it failed): calls that do not wait for
+    /// ready fail at once, also those waiting now.
+    pub(crate) fn mark_down(&self, peer: PeerId) {
+        self.lock_known_down().insert(peer);
+        tracing::debug!(peer = %peer.label(), "peer known down");
+        self.links_changed.notify_waiters();
+    }
+
+    /// `peer` is being dialled: calls to it wait for the outcome again.
+    pub(crate) fn mark_dialling(&self, peer: PeerId) {
+        self.lock_known_down().remove(peer);
+    }
+
+    /// Whether calls to `peer` fail at once (see [`Shared::mark_down`]).
+    pub(crate) fn is_known_down(&self, peer: PeerId) -> bool {
+        self.lock_known_down().contains(peer)
+    }
+
+    /// Waits until a link to `peer` exists, or fails with `NotConnected` at `deadline`, or at
+    /// once while `peer` is known down unless `wait_for_ready`.
     pub(crate) async fn wait_for_link(
         &self,
         peer: PeerId,
         deadline: Instant,
+        wait_for_ready: bool,
     ) -> Result<Arc<Link>, RemoteError> {
         // The common case: the link is up; no waiter is registered.
         if !self.is_stopping()
@@ -233,6 +307,9 @@ impl Shared {
             if let Some(link) = self.link(peer).filter(|link| link.calls.connected()) {
                 return Ok(link);
             }
+            if !wait_for_ready && self.is_known_down(peer) {
+                return Err(RemoteError::NotConnected { peer, block: None });
+            }
             match select(changed, self.sleep_until(deadline)).await {
                 Either::Left(((), _)) => {}
                 Either::Right(((), _)) => {
@@ -247,7 +324,10 @@ impl Shared {
         target: PeerId,
         request: Request,
     ) -> Result<Bytes, RemoteError> {
-        let link = self.wait_for_link(target, request.deadline).await?;
+        let wait_for_ready = request.wait_for_ready || self.config.wait_for_ready;
+        let link = self
+            .wait_for_link(target, request.deadline, wait_for_ready)
+            .await?;
         let size = request.captures.len() + request.name.len() + 64;
         if size > link.remote_max {
             return Err(RemoteError::TooLarge {
@@ -293,6 +373,24 @@ impl Shared {
         guard.armed = false;
         drop(slot);
         result
+    }
+}
+
+/// Logs a call this peer made that failed: at WARN, or at INFO for the refusals an
+/// application expects to meet (its principal may not run the block, or has none).
+fn log_failure(error: &RemoteError) {
+    let refused = matches!(
+        error,
+        RemoteError::Forbidden { .. } | RemoteError::Unauthenticated { .. }
+    );
+    let block = error.block();
+    let peer = error
+        .peer()
+        .map(|peer| tracing::field::display(peer.label()));
+    if refused {
+        tracing::info!(target: "distributed_scope::call", block, peer, %error, "call refused");
+    } else {
+        tracing::warn!(target: "distributed_scope::call", block, peer, %error, "call failed");
     }
 }
 
@@ -359,6 +457,11 @@ impl Runtime for Shared {
     fn record(&self, outcome: Result<(), &RemoteError>) {
         if let Err(error) = outcome {
             self.counters.error(error.code());
+            log_failure(error);
         }
+    }
+
+    fn data(&self, type_id: TypeId) -> Option<Arc<dyn Any + Send + Sync>> {
+        self.data.get(type_id)
     }
 }

@@ -75,6 +75,40 @@ pub(crate) async fn accept(
     Ok(response)
 }
 
+/// Checks that `url` is a `ws://` or `wss://` URL, for operations that dial later.
+pub(crate) fn check_url(url: &str) -> Result<(), Error> {
+    let reason = match url.parse::<actix_web::http::Uri>() {
+        Err(_not_a_uri) => "not a uri",
+        Ok(uri) if matches!(uri.scheme_str(), Some("ws" | "wss")) => return Ok(()),
+        Ok(_) => "the scheme must be ws:// or wss://",
+    };
+    Err(Error::InvalidUrl {
+        url: url.to_owned(),
+        reason,
+    })
+}
+
+/// The upgrade handler of [`PeerHandle::endpoint`](crate::PeerHandle::endpoint): as
+/// [`accept`], warning once if links come in without auth (a listening peer warns at start).
+pub(crate) async fn accept_endpoint(
+    request: HttpRequest,
+    body: web::Payload,
+    shared: web::Data<Arc<Shared>>,
+) -> actix_web::Result<HttpResponse> {
+    #[cfg(feature = "auth")]
+    let open = !shared.guard.has_auth() && super::jwt::verified_principal(&request).is_none();
+    #[cfg(not(feature = "auth"))]
+    let open = true;
+    if open && shared.first_open_endpoint() {
+        tracing::warn!(
+            peer = %shared.id.label(),
+            path = request.path(),
+            "peer endpoint without auth (no PeerBuilder::auth, no JwtMiddleware): any client may run any block"
+        );
+    }
+    accept(request, body, shared).await
+}
+
 /// Opens a link to `url` on the current thread and waits for its handshake.
 pub(crate) async fn dial(
     shared: Arc<Shared>,
