@@ -369,6 +369,7 @@ fn hint_unlinked_crate(registry: &Registry, claimed: &str) {
 
 /// Logs what a starting peer can run: a WARN if this binary has no block at all (a blocks
 /// crate that no item names is not linked, and its blocks with it), once per process.
+#[cfg(not(target_arch = "wasm32"))]
 pub(crate) fn check_registry() {
     static CHECKED: OnceLock<()> = OnceLock::new();
     CHECKED.get_or_init(|| {
@@ -386,6 +387,7 @@ pub(crate) fn check_registry() {
     });
 }
 
+#[cfg(any(test, not(target_arch = "wasm32")))]
 fn empty_registry_warning(registry: &Registry) -> Option<&'static str> {
     registry.by_id.is_empty().then_some(
         "this binary contains no blocks, so other peers cannot run anything here: \

@@ -189,7 +189,7 @@ impl fmt::Display for RemoteError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::NotConnected { peer, block } => {
-                write!(f, "peer {peer} is not connected{}", Context(block, None))
+                write!(f, "peer {peer:#} is not connected{}", Context(block, None))
             }
             Self::ConnectionLost { peer, block } => write!(
                 f,
@@ -311,9 +311,9 @@ struct Context<'a>(&'a Option<String>, Option<&'a PeerId>);
 impl fmt::Display for Context<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match (self.0, self.1) {
-            (Some(block), Some(peer)) => write!(f, " (block `{block}`, peer {peer})"),
+            (Some(block), Some(peer)) => write!(f, " (block `{block}`, peer {peer:#})"),
             (Some(block), None) => write!(f, " (block `{block}`)"),
-            (None, Some(peer)) => write!(f, " (peer {peer})"),
+            (None, Some(peer)) => write!(f, " (peer {peer:#})"),
             (None, None) => Ok(()),
         }
     }
@@ -329,7 +329,7 @@ impl fmt::Display for Failure<'_> {
             None => f.write_str("block failed")?,
         }
         match self.1 {
-            Some(peer) => write!(f, " on peer {peer}"),
+            Some(peer) => write!(f, " on peer {peer:#}"),
             None => Ok(()),
         }
     }
@@ -1102,8 +1102,8 @@ mod tests {
         assert_eq!(
             error.to_string(),
             format!(
-                "block `app::outer#0` failed on peer {}: block `app::outer#1` failed on peer {}: \
-                 peer {} is not connected (block `app::outer#2`)",
+                "block `app::outer#0` failed on peer {:#}: block `app::outer#1` failed on peer {:#}: \
+                 peer {:#} is not connected (block `app::outer#2`)",
                 PeerId::from_name("b"),
                 PeerId::from_name("c"),
                 PeerId::from_name("d"),

@@ -58,5 +58,12 @@ pub(crate) struct Request {
     /// The call's trace context, sent as `traceparent` in the call's metadata.
     pub(crate) trace: Option<Trace>,
     /// Wait for the target's link until the deadline even while it is known down.
+    #[cfg_attr(
+        target_arch = "wasm32",
+        expect(
+            dead_code,
+            reason = "a browser peer always waits for its links until the deadline"
+        )
+    )]
     pub(crate) wait_for_ready: bool,
 }

@@ -204,7 +204,7 @@ impl Connection {
             Event::Up { remote } => {
                 self.flow
                     .set_inbound_limit(self.engine.max_inbound_message());
-                tracing::info!(peer = %remote, link = self.direction.describe(), "link up");
+                tracing::info!(peer = %remote.label(), link = self.direction.describe(), "link up");
                 self.shared.emit(PeerEvent::Connected {
                     peer: remote,
                     outbound: matches!(self.direction, Direction::Outbound { .. }),
@@ -349,7 +349,7 @@ impl Connection {
     /// outbound link that went down on its own is brought back.
     fn went_down(&mut self, remote: PeerId, reason: String) {
         self.shared.remove_link(remote, self.serial);
-        tracing::info!(peer = %remote, reason, "link down");
+        tracing::info!(peer = %remote.label(), reason, "link down");
         for drained in self.drained.drain(..) {
             let _stopper_gone = drained.send(());
         }

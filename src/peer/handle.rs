@@ -279,11 +279,12 @@ impl PeerHandle {
         T: Send + 'static,
     {
         let request = self.addr.send(On::new(target, message));
-        let peer = self.shared.id;
+        let local = self.shared.id;
         async move {
             match request.await {
                 Ok(result) => result,
-                Err(mailbox) => Err(from_mailbox(mailbox, peer)),
+                // The peer actor itself is gone: the call's outcome is unknown.
+                Err(mailbox) => Err(RemoteError::from(mailbox).produced_at(Some(local))),
             }
         }
     }
@@ -466,20 +467,5 @@ impl PeerHandle {
             .await
             .map_err(|_mailbox| Error::Stopped)?;
         Ok(())
-    }
-}
-
-/// What a message to the peer actor fails with when the actor cannot take it: a closed mailbox
-/// means the peer stopped. (`From<MailboxError> for RemoteError` is to replace this helper.)
-fn from_mailbox(error: MailboxError, peer: PeerId) -> RemoteError {
-    match error {
-        MailboxError::Closed => RemoteError::ShuttingDown {
-            peer: Some(peer),
-            block: None,
-        },
-        MailboxError::Timeout => RemoteError::Timeout {
-            peer: None,
-            block: None,
-        },
     }
 }
