@@ -87,9 +87,9 @@ fn nested_not_connected_tells_the_caller_the_outer_block_ran() {
     assert_eq!(error.root_cause(), source);
     assert_eq!(error.chain().count(), 2);
     let text = error.to_string();
-    assert!(text.contains(&format!("failed on peer {idb}")), "{text}");
+    assert!(text.contains(&format!("failed on peer {idb:#}")), "{text}");
     assert!(
-        text.contains(&format!("peer {nobody} is not connected")),
+        text.contains(&format!("peer {nobody:#} is not connected")),
         "{text}"
     );
 }
