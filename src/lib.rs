@@ -231,6 +231,7 @@ mod call;
 mod error;
 mod id;
 mod link;
+mod manifest;
 mod runtime;
 mod scope;
 mod trace;
@@ -251,6 +252,7 @@ pub use crate::call::RemoteCall;
 pub use crate::error::{Error, HandshakeError, Outcome, RemoteError};
 pub use crate::id::PeerId;
 pub use crate::link::{Backoff, Metrics};
+pub use crate::manifest::RemoteBlock;
 #[cfg(not(target_arch = "wasm32"))]
 pub use crate::peer::{
     Config, Events, LinkInfo, On, Peer, PeerBuilder, PeerEvent, PeerHandle, PeerStatus,

@@ -19,7 +19,8 @@ use crate::{PeerId, RemoteError};
 pub(crate) const MAGIC: [u8; 4] = *b"DSCP";
 
 /// The protocol version this build speaks; checked right after [`MAGIC`].
-pub(crate) const PROTOCOL_VERSION: u16 = 1;
+/// Version 2 added the block manifest to `Hello`.
+pub(crate) const PROTOCOL_VERSION: u16 = 2;
 
 /// The largest `max_message_size` a peer accepts: 1 GiB.
 pub const MAX_MESSAGE_SIZE_CEILING: usize = 1 << 30;
@@ -338,7 +339,30 @@ pub(crate) struct Hello {
     pub(crate) peer: PeerId,
     pub(crate) max_message_size: u64,
     pub(crate) app_version: Option<String>,
+    /// The blocks this peer can run, so that the other side knows before it calls.
+    pub(crate) manifest: Manifest,
 }
+
+/// The blocks a peer can run, sent in its `Hello`: at most [`MAX_MANIFEST_BYTES`] of them
+/// (`complete` says whether that was all).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub(crate) struct Manifest {
+    pub(crate) blocks: Vec<ManifestEntry>,
+    pub(crate) complete: bool,
+}
+
+/// One block of a [`Manifest`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub(crate) struct ManifestEntry {
+    pub(crate) id: u64,
+    pub(crate) name: String,
+    pub(crate) captures: String,
+    pub(crate) output: String,
+}
+
+/// The most bytes of manifest entries a `Hello` carries, well within the 64 KiB a message
+/// may have before the handshake completes.
+pub(crate) const MAX_MANIFEST_BYTES: usize = 48 << 10;
 
 /// Why a first frame was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -370,7 +394,8 @@ impl Hello {
             return Err(HelloError::Version(version));
         }
         // A hello is tiny; anything longer than a few KiB is hostile.
-        decode(body, 4096).map_err(|_refused| HelloError::Malformed)
+        // A hello is small: the limit before the handshake bounds it (64 KiB).
+        decode(body, crate::link::MAX_HELLO_SIZE).map_err(|_refused| HelloError::Malformed)
     }
 }
 
@@ -829,6 +854,7 @@ mod tests {
                 peer: PeerId::from_name("h"),
                 max_message_size: 1 << 20,
                 app_version: Some("1".into()),
+                manifest: Manifest::default(),
             }
             .to_bytes()
             .unwrap(),
@@ -884,6 +910,7 @@ mod tests {
             peer: PeerId::from_name("a"),
             max_message_size: 1024,
             app_version: Some("1.2".into()),
+            manifest: Manifest::default(),
         };
         let bytes = hello.to_bytes().unwrap();
         assert_eq!(Hello::from_bytes(&bytes).unwrap(), hello);

@@ -101,6 +101,8 @@ pub(crate) enum Event {
     Hello {
         peer: PeerId,
         app_version: Option<String>,
+        /// The blocks the remote can run.
+        manifest: crate::wire::Manifest,
     },
     /// The handshake completed.
     Up { remote: PeerId },
@@ -563,6 +565,7 @@ impl Engine {
                 self.events.push_back(Event::Hello {
                     peer: hello.peer,
                     app_version: hello.app_version,
+                    manifest: hello.manifest,
                 });
             }
             Err(reason) => {
@@ -613,6 +616,7 @@ impl Engine {
             peer: self.identity.local,
             max_message_size: self.limits.max_message_size as u64,
             app_version: self.identity.app_version.clone(),
+            manifest: crate::manifest::local().clone(),
         };
         match hello.to_bytes() {
             Ok(bytes) => self.transmit(Bytes::from(bytes)),

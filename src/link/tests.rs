@@ -7,6 +7,7 @@ fn hello(peer: &str, app_version: Option<&str>, max: u64) -> Vec<u8> {
         peer: PeerId::from_name(peer),
         max_message_size: max,
         app_version: app_version.map(str::to_owned),
+        manifest: Manifest::default(),
     }
     .to_bytes()
     .unwrap()
@@ -54,7 +55,7 @@ use web_time::Instant;
 use crate::block::Block;
 use crate::link::engine::MAX_PINGS_PER_INTERVAL;
 use crate::runtime::Request;
-use crate::wire::{CALL_ROOM, Frame, Metadata, Payload};
+use crate::wire::{CALL_ROOM, Frame, Manifest, Metadata, Payload};
 
 /// The one block these tests call.
 #[crate::remote_block]
@@ -667,6 +668,7 @@ fn feed(engine: &mut Engine, input: Input, now: Instant) {
                     peer: PeerId::from_name("remote"),
                     max_message_size: 1 << 20,
                     app_version: None,
+                    manifest: Manifest::default(),
                 }
                 .to_bytes()
                 .unwrap(),

@@ -200,7 +200,11 @@ impl Connection {
 
     fn on_event(&mut self, event: Event, ctx: &mut Context<Self>) {
         match event {
-            Event::Hello { peer, app_version } => self.admit(peer, app_version, ctx),
+            Event::Hello {
+                peer,
+                app_version,
+                manifest,
+            } => self.admit(peer, app_version, &manifest, ctx),
             Event::Up { remote } => {
                 self.flow
                     .set_inbound_limit(self.engine.max_inbound_message());
@@ -229,7 +233,13 @@ impl Connection {
     }
 
     /// The remote's hello passed the engine's checks: admit it peer-wide.
-    fn admit(&mut self, peer: PeerId, app_version: Option<String>, ctx: &mut Context<Self>) {
+    fn admit(
+        &mut self,
+        peer: PeerId,
+        app_version: Option<String>,
+        manifest: &crate::wire::Manifest,
+        ctx: &mut Context<Self>,
+    ) {
         let Some(remote_max) = self.engine.remote_max() else {
             return;
         };
@@ -245,6 +255,13 @@ impl Connection {
             remote_max,
             direction: self.direction.clone(),
             app_version,
+            blocks: Arc::new(
+                manifest
+                    .blocks
+                    .iter()
+                    .map(crate::RemoteBlock::from)
+                    .collect(),
+            ),
             outbound_slots: Arc::new(tokio::sync::Semaphore::new(
                 self.shared.config.max_pending_outbound,
             )),
@@ -252,6 +269,17 @@ impl Connection {
             principal: self.link_auth.principal(),
         };
         if self.shared.insert_link(peer, link) {
+            let differences = crate::manifest::compare(crate::manifest::local(), manifest);
+            if !differences.is_empty() {
+                tracing::warn!(
+                    peer = %peer.label(),
+                    lacking = differences.lacking.len(),
+                    other_version = differences.other_version.len(),
+                    "the peer lacks blocks this peer has ({}) or has them in another version ({})",
+                    crate::manifest::summary(&differences.lacking),
+                    crate::manifest::summary(&differences.other_version),
+                );
+            }
             self.engine.accept(Instant::now());
         } else {
             self.engine.refuse(HandshakeError::Duplicate(peer));

@@ -81,6 +81,15 @@ impl PeerHandle {
         self.addr.clone()
     }
 
+    /// The blocks `peer` announced when its link came up (id, name, capture and result
+    /// types), or `None` without a live link: know before you call. A peer announces at most
+    /// 48 KiB of them.
+    pub fn remote_blocks(&self, peer: PeerId) -> Option<Vec<crate::RemoteBlock>> {
+        self.shared
+            .link(peer)
+            .map(|link| link.blocks.as_ref().clone())
+    }
+
     /// The live links of this peer.
     pub fn connected_peers(&self) -> Vec<LinkInfo> {
         let mut links: Vec<LinkInfo> = self

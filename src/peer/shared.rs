@@ -90,6 +90,8 @@ pub(crate) struct Link {
     pub(crate) remote_max: usize,
     pub(crate) direction: Direction,
     pub(crate) app_version: Option<String>,
+    /// The blocks the remote announced in its handshake.
+    pub(crate) blocks: Arc<Vec<crate::RemoteBlock>>,
     /// Bounds the calls this peer has pending on the link.
     pub(crate) outbound_slots: Arc<Semaphore>,
     #[cfg(feature = "auth")]
@@ -359,6 +361,7 @@ impl Shared {
             }
         };
         let id = link.ids.fetch_add(1, Ordering::Relaxed);
+        let name = request.name;
         let (reply, replied) = oneshot::channel();
         let mut guard = CancelOnDrop {
             cancels: link.cancels.clone(),
@@ -372,6 +375,17 @@ impl Shared {
         }));
         guard.armed = false;
         drop(slot);
+        if let Err(RemoteError::UnknownBlock { .. } | RemoteError::VersionMismatch { .. }) = &result
+        {
+            // Name what the callee has instead, from the manifest it sent at link-up.
+            let nearest = crate::manifest::nearest(name, &link.blocks);
+            tracing::warn!(
+                peer = %target.label(),
+                block = name,
+                nearest = nearest.map_or("none", |block| block.name()),
+                "the peer's build does not have this block; nearest there"
+            );
+        }
         result
     }
 }
