@@ -400,3 +400,7 @@ pub mod __private {
         Ok(body.await)
     }
 }
+
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -337,3 +337,7 @@ pub async fn job_config() -> JobConfig {
         queue: "default".to_owned(),
     }
 }
+
+// Native only: the browser peer has no actix actors.
+#[cfg(not(target_arch = "wasm32"))]
+pub mod jobs;
