@@ -797,7 +797,10 @@ fn idle_server(kind: &str) -> anyhow::Result<()> {
     let (url, held): (String, Box<dyn std::any::Any>) = match kind {
         "peer" => {
             let server = PeerThread::start(
-                Peer::builder(PeerId::from_name("bench-idle-server")).listen("127.0.0.1:0"),
+                Peer::builder(PeerId::from_name("bench-idle-server"))
+                    .listen("127.0.0.1:0")
+                    // All idle links come from one address: lift the per-address caps.
+                    .max_links(4096, 4096, 4096),
             )?;
             let url = server.handle().url().context("the server listens")?;
             (url, Box::new(server))

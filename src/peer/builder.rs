@@ -180,9 +180,65 @@ impl PeerBuilder {
         self
     }
 
-    /// Bytes of captures of one link that may wait (default 64 MiB).
+    /// Bytes of call frames of one link running or waiting here (default 64 MiB); beyond,
+    /// calls answer `Overloaded`.
     pub fn max_queued_bytes(mut self, bytes: usize) -> Self {
         self.config.max_queued_bytes = bytes;
+        self
+    }
+
+    /// The largest message accepted before the handshake completes (default and at most
+    /// 64 KiB).
+    pub fn max_hello_size(mut self, bytes: usize) -> Self {
+        self.config.max_hello_size = bytes;
+        self
+    }
+
+    /// Bytes and entries of a call's metadata (default 8 KiB and 32, at most 64 entries); a
+    /// call with more closes its link.
+    pub fn max_metadata(mut self, bytes: usize, entries: usize) -> Self {
+        self.config.max_metadata_bytes = bytes;
+        self.config.max_metadata_entries = entries;
+        self
+    }
+
+    /// The longest deadline an inbound call may ask for (default 5 minutes); longer ones are
+    /// clamped.
+    pub fn max_inbound_deadline(mut self, deadline: Duration) -> Self {
+        self.config.max_inbound_deadline = deadline;
+        self
+    }
+
+    /// Bytes written to a link but not yet taken by the remote past which the link stops
+    /// reading (default 4 MiB), and how long it may stay so without progress before it is
+    /// dropped (default 10 s).
+    pub fn max_send_buffer(mut self, bytes: usize, write_timeout: Duration) -> Self {
+        self.config.max_send_buffer = bytes;
+        self.config.write_timeout = write_timeout;
+        self
+    }
+
+    /// How long a fragmented message may take to complete (default 10 s).
+    pub fn fragment_timeout(mut self, timeout: Duration) -> Self {
+        self.config.fragment_timeout = timeout;
+        self
+    }
+
+    /// Peer-wide link limits: inbound links past their handshake (default 512), inbound links
+    /// in their handshake (default 256), and inbound links from one IP address (default 64).
+    /// More are refused with HTTP 503.
+    pub fn max_links(mut self, links: usize, handshakes: usize, per_ip: usize) -> Self {
+        self.config.max_links = links;
+        self.config.max_handshakes = handshakes;
+        self.config.max_links_per_ip = per_ip;
+        self
+    }
+
+    /// Peer-wide bytes of inbound call frames beyond the 64 KiB each link may always hold
+    /// (default 128 MiB), and of unfinished fragmented messages (default 64 MiB).
+    pub fn max_buffered_bytes(mut self, calls: usize, fragments: usize) -> Self {
+        self.config.max_buffered_bytes = calls;
+        self.config.max_fragment_bytes = fragments;
         self
     }
 
