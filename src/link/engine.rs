@@ -446,9 +446,11 @@ impl Engine {
     }
 
     fn fragment_done(&mut self) {
-        self.budgets.fragments.give(self.fragment_bytes);
-        self.fragment_bytes = 0;
-        self.fragment_since = None;
+        // Most messages are not fragmented: no shared counter to touch for them.
+        if self.fragment_since.take().is_some() || self.fragment_bytes > 0 {
+            self.budgets.fragments.give(self.fragment_bytes);
+            self.fragment_bytes = 0;
+        }
     }
 
     /// A WebSocket ping: answered once the link is up, with at most one pong outstanding.

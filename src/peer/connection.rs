@@ -155,6 +155,7 @@ impl Connection {
 
     /// Carries out what the engine asks after any input: writes, events, the timer.
     fn drive(&mut self, ctx: &mut Context<Self>) {
+        let mut reported = None;
         loop {
             while let Some(transmit) = self.engine.poll_transmit() {
                 self.sender.send(match transmit {
@@ -164,7 +165,12 @@ impl Connection {
                     Transmit::Close { code, reason } => Outgoing::Close { code, reason },
                 });
             }
-            self.engine.on_unsent(self.flow.unsent(), Instant::now());
+            // Tell the engine what the socket has not taken yet, when that changed.
+            let unsent = self.flow.unsent();
+            if reported != Some(unsent) {
+                reported = Some(unsent);
+                self.engine.on_unsent(unsent, Instant::now());
+            }
             let Some(event) = self.engine.poll_event() else {
                 break;
             };
@@ -255,7 +261,7 @@ impl Connection {
             remote_max,
             direction: self.direction.clone(),
             app_version,
-            blocks: Arc::new(
+            blocks: self.shared.intern_blocks(
                 manifest
                     .blocks
                     .iter()

@@ -122,8 +122,14 @@ pub(crate) struct Shared {
     /// Peers whose link was lost or whose last dial failed: calls to them fail at once
     /// unless they wait for ready.
     known_down: Mutex<KnownDown>,
+    /// The block lists links announced, shared between links of one build (at most
+    /// [`MANIFESTS`] kept), so that a thousand links to one kind of peer hold one list.
+    manifests: Mutex<Vec<Arc<Vec<crate::RemoteBlock>>>>,
     serials: AtomicU64,
 }
+
+/// How many distinct block lists [`Shared::intern_blocks`] keeps for sharing.
+const MANIFESTS: usize = 16;
 
 impl Shared {
     pub(crate) fn new(
@@ -154,6 +160,7 @@ impl Shared {
             links: RwLock::new(HashMap::new()),
             links_changed: tokio::sync::Notify::new(),
             known_down: Mutex::new(KnownDown::default()),
+            manifests: Mutex::new(Vec::new()),
             serials: AtomicU64::new(1),
         }
     }
@@ -275,6 +282,27 @@ impl Shared {
     /// `peer` is being dialled: calls to it wait for the outcome again.
     pub(crate) fn mark_dialling(&self, peer: PeerId) {
         self.lock_known_down().remove(peer);
+    }
+
+    /// The block list of a new link, shared with an earlier link's equal one.
+    pub(crate) fn intern_blocks(
+        &self,
+        blocks: Vec<crate::RemoteBlock>,
+    ) -> Arc<Vec<crate::RemoteBlock>> {
+        // Each update is one push or swap: a panic elsewhere cannot leave it torn.
+        let mut manifests = self
+            .manifests
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(known) = manifests.iter().find(|known| ***known == blocks) {
+            return known.clone();
+        }
+        let blocks = Arc::new(blocks);
+        if manifests.len() == MANIFESTS {
+            manifests.remove(0);
+        }
+        manifests.push(blocks.clone());
+        blocks
     }
 
     /// Whether calls to `peer` fail at once (see [`Shared::mark_down`]).
