@@ -13,6 +13,7 @@ use distributed_scope::{
     remote_block,
 };
 use futures_util::StreamExt;
+use support::log::Log;
 use support::{LIMIT, block_on, quick_reconnect, server, url};
 
 /// Runs `work` on a thread of its own, so that the actix system of the caller keeps running
@@ -699,21 +700,6 @@ fn a_supervised_peer_restarted_by_its_supervisor_relinks() {
     drop(server);
 }
 
-/// Everything a `fmt` subscriber writes, shared with the test.
-#[derive(Clone, Default)]
-struct Log(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Log {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[test]
 fn call_failures_log_at_warn_refusals_at_info_with_peer_names() {
     use distributed_scope::auth::Policy;
@@ -756,7 +742,7 @@ fn call_failures_log_at_warn_refusals_at_info_with_peer_names() {
             assert!(failed.is_err());
         });
     });
-    let text = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+    let text = log.text();
     let line = |needle: &str| {
         text.lines()
             .find(|line| line.contains(needle))
@@ -829,7 +815,7 @@ fn a_stop_signal_to_the_hosting_server_closes_the_embedded_peers_links_promptly(
         );
     });
     drop(app);
-    let text = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+    let text = log.text();
     let warnings = text
         .lines()
         .filter(|line| line.contains("peer endpoint without auth"))

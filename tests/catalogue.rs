@@ -40,6 +40,7 @@ use futures_util::future::join_all;
 use support::attack::{
     Dial, Frame, RawLink, RawReader, Received, block, call, decode, encode, hello,
 };
+use support::proxy::partition_proxy;
 use support::{HOUR, block_on, issuer, quick_liveness, quick_reconnect, server, url};
 
 /// How long one reply may take to reach a raw client.
@@ -263,45 +264,6 @@ fn nothing_is_replayed_after_a_reconnect() {
         let runs = client.run(TallyOf { key: RECONNECT }.on(server_id)).await;
         assert_eq!(runs, Ok(1));
     });
-}
-
-/// A TCP proxy to `target` that can stop forwarding without closing anything: a silent
-/// partition.
-async fn partition_proxy(target: SocketAddr, blackhole: Arc<AtomicBool>) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    actix_rt::spawn(async move {
-        while let Ok((inbound, _)) = listener.accept().await {
-            let Ok(outbound) = tokio::net::TcpStream::connect(target).await else {
-                continue;
-            };
-            let (ri, wi) = inbound.into_split();
-            let (ro, wo) = outbound.into_split();
-            actix_rt::spawn(forward(ri, wo, blackhole.clone()));
-            actix_rt::spawn(forward(ro, wi, blackhole.clone()));
-        }
-    });
-    format!("ws://{addr}/")
-}
-
-async fn forward(
-    mut from: tokio::net::tcp::OwnedReadHalf,
-    mut to: tokio::net::tcp::OwnedWriteHalf,
-    blackhole: Arc<AtomicBool>,
-) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut buffer = vec![0u8; 64 << 10];
-    loop {
-        let Ok(read) = from.read(&mut buffer).await else {
-            return;
-        };
-        if read == 0 {
-            return;
-        }
-        if !blackhole.load(Ordering::SeqCst) && to.write_all(&buffer[..read]).await.is_err() {
-            return;
-        }
-    }
 }
 
 #[test]

@@ -7,28 +7,11 @@
 
 mod support;
 
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use distributed_scope::{Peer, PeerId, RemoteError, remote};
+use support::log::Log;
 use support::{PeerProcess, block_on};
-
-#[derive(Clone, Default)]
-struct Log(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Log {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 /// A block only this test binary has.
 async fn only_here(target: PeerId) -> Result<u32, RemoteError> {
@@ -83,8 +66,7 @@ fn peers_announce_their_blocks_and_name_what_the_other_lacks() {
             assert_eq!(sum, Ok(3));
         });
     });
-    let text = String::from_utf8(log.0.lock().unwrap_or_else(PoisonError::into_inner).clone())
-        .expect("utf-8 logs");
+    let text = log.text();
     let line = |needle: &str| {
         text.lines()
             .find(|line| line.contains(needle))

@@ -4,10 +4,15 @@
 //! This test binary may use the `blocks` dev-dependency but names nothing of it, and has no
 //! block of its own. `tests/linked_blocks.rs` is the same binary with `use blocks as _;`.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex, PoisonError};
-
 use distributed_scope::{Peer, PeerId};
+// Only the log writer of the shared harness: the rest names blocks of the blocks crate.
+#[path = "support/log.rs"]
+#[allow(
+    unreachable_pub,
+    reason = "shared with the harness, where it is public"
+)]
+mod log;
+use log::Log;
 
 /// Runs `future` in a fresh actix system, bounded by a time limit. (Not the shared test
 /// harness: it names items of the `blocks` crate, which would link it into this binary.)
@@ -19,24 +24,6 @@ fn block_on<F: std::future::Future>(future: F) -> F::Output {
     })
 }
 
-/// Collects what the `fmt` subscriber writes.
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Logs {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[test]
 fn a_peer_of_a_binary_without_blocks_warns_at_start() {
     assert!(
@@ -44,7 +31,7 @@ fn a_peer_of_a_binary_without_blocks_warns_at_start() {
         "the `blocks` crate is not linked: {:?}",
         distributed_scope::blocks()
     );
-    let logs = Logs::default();
+    let logs = Log::default();
     let writer = logs.clone();
     let subscriber = tracing_subscriber::fmt()
         .with_writer(move || writer.clone())
@@ -60,8 +47,7 @@ fn a_peer_of_a_binary_without_blocks_warns_at_start() {
             peer.stop().await.expect("the peer stops");
         });
     });
-    let logs = String::from_utf8_lossy(&logs.0.lock().unwrap_or_else(PoisonError::into_inner))
-        .into_owned();
+    let logs = logs.text();
     assert!(logs.contains("WARN"), "{logs}");
     assert!(logs.contains("this binary contains no blocks"), "{logs}");
     assert!(logs.contains("use my_blocks as _;"), "{logs}");

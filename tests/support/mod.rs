@@ -8,6 +8,7 @@
 )]
 
 pub mod attack;
+pub mod log;
 
 use std::future::Future;
 use std::io::{BufRead, BufReader};
@@ -20,6 +21,7 @@ use distributed_scope::testing::PeerThread;
 use distributed_scope::{Backoff, Peer, PeerBuilder, PeerHandle, PeerId};
 
 pub mod payloads;
+pub mod proxy;
 
 /// The bound on every await in the tests.
 pub const LIMIT: Duration = Duration::from_secs(20);
