@@ -6,7 +6,7 @@ mod support;
 use distributed_scope::testing::PeerThread;
 use distributed_scope::{Peer, PeerEvent, PeerId, RemoteError, remote, remote_block};
 use futures_util::StreamExt;
-use support::{LIMIT, block_on};
+use support::{LIMIT, block_on, server, url};
 
 #[test]
 fn events_report_connected_lost_and_reconnected_in_order() {
@@ -151,4 +151,29 @@ fn blocks_lists_this_binarys_blocks_with_names_and_types() {
         (doubled, greeted)
     });
     assert_eq!(result, (Ok(42), Ok("hihi".to_owned())));
+}
+
+#[test]
+fn a_refused_link_tells_the_refused_side_why() {
+    let server = server("refusing-server");
+    let url = url(server.handle());
+    block_on(async move {
+        let worker = PeerId::from_name("worker-7");
+        let first = support::connected(worker, &url).await;
+        // A second process claiming the same worker name: the server refuses it, and the
+        // refused side's error carries the server's reason, not just "the link closed".
+        let second = Peer::builder(worker).start().await.unwrap();
+        let refused = second
+            .connect(&url)
+            .await
+            .expect_err("a duplicate is refused");
+        match &refused {
+            distributed_scope::Error::Handshake {
+                reason: distributed_scope::HandshakeError::Refused(reason),
+                ..
+            } => assert!(reason.contains("already connected"), "{reason}"),
+            other => panic!("expected a refusal with its reason, got {other:?}"),
+        }
+        assert_eq!(first.connected_peers().len(), 1);
+    });
 }
