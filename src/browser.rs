@@ -295,6 +295,12 @@ impl BrowserPeer {
         }
     }
 
+    /// The blocks `peer` announced when its link came up (id, name, capture and result
+    /// types), or `None` without a live link: know before you call.
+    pub fn remote_blocks(&self, peer: PeerId) -> Option<Vec<crate::RemoteBlock>> {
+        self.inner.live_link(peer).map(|link| link.blocks())
+    }
+
     /// The peer's counters: calls, errors by kind, bytes, late replies, refused frames.
     pub fn metrics(&self) -> Metrics {
         self.inner.counters.snapshot()
@@ -553,7 +559,7 @@ impl Inner {
         request: Request,
     ) -> Result<Bytes, RemoteError> {
         let link = self.wait_for_link(target, request.deadline).await?;
-        link.call(request).await
+        link.call(target, request).await
     }
 }
 

@@ -7,6 +7,7 @@ use std::sync::OnceLock;
 
 use crate::block::{BlockInfo, blocks};
 use crate::wire::{MAX_MANIFEST_BYTES, Manifest, ManifestEntry};
+use crate::{PeerId, RemoteError};
 
 /// A block another peer can run, as its handshake announced it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -83,22 +84,22 @@ fn of(infos: &[BlockInfo]) -> Manifest {
 
 /// How two manifests differ, from this side's point of view.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub(crate) struct Differences {
+struct Differences {
     /// Names of blocks this side has that the other lacks (no block with that id or name).
-    pub(crate) lacking: Vec<String>,
+    lacking: Vec<String>,
     /// Names of blocks both have under one name with different ids: the builds differ.
-    pub(crate) other_version: Vec<String>,
+    other_version: Vec<String>,
 }
 
 impl Differences {
-    pub(crate) fn is_empty(&self) -> bool {
+    fn is_empty(&self) -> bool {
         self.lacking.is_empty() && self.other_version.is_empty()
     }
 }
 
 /// What `remote` lacks of `local`, or has in another version. Blocks are matched by id
 /// first (an anonymous block moved in its file keeps its id), then by name.
-pub(crate) fn compare(local: &Manifest, remote: &Manifest) -> Differences {
+fn compare(local: &Manifest, remote: &Manifest) -> Differences {
     let ids: HashMap<u64, ()> = remote.blocks.iter().map(|entry| (entry.id, ())).collect();
     let names: HashMap<&str, u64> = remote
         .blocks
@@ -122,7 +123,7 @@ pub(crate) fn compare(local: &Manifest, remote: &Manifest) -> Differences {
 /// The block of `remote` whose name is nearest to `name`: the same module and the nearest
 /// line for an anonymous block (`module@line:col`), else the most characters in common at
 /// the start. `None` if nothing shares its module.
-pub(crate) fn nearest<'a>(name: &str, remote: &'a [RemoteBlock]) -> Option<&'a RemoteBlock> {
+fn nearest<'a>(name: &str, remote: &'a [RemoteBlock]) -> Option<&'a RemoteBlock> {
     let (module, line) = split(name);
     remote
         .iter()
@@ -158,8 +159,41 @@ fn split(name: &str) -> (&str, Option<u32>) {
     )
 }
 
+/// At link-up: warns if `peer` lacks blocks this peer has, or has them in another version.
+pub(crate) fn warn_of_differences(peer: PeerId, remote: &Manifest) {
+    let differences = compare(local(), remote);
+    if !differences.is_empty() {
+        tracing::warn!(
+            peer = %peer.label(),
+            lacking = differences.lacking.len(),
+            other_version = differences.other_version.len(),
+            "the peer lacks blocks this peer has ({}) or has them in another version ({})",
+            summary(&differences.lacking),
+            summary(&differences.other_version),
+        );
+    }
+}
+
+/// After a call of block `name` on `peer`: if the peer's build lacks the block, names the
+/// nearest one it announced (`remote`).
+pub(crate) fn warn_if_missing<T>(
+    peer: PeerId,
+    name: &str,
+    result: &Result<T, RemoteError>,
+    remote: &[RemoteBlock],
+) {
+    if let Err(RemoteError::UnknownBlock { .. } | RemoteError::VersionMismatch { .. }) = result {
+        tracing::warn!(
+            peer = %peer.label(),
+            block = name,
+            nearest = nearest(name, remote).map_or("none", RemoteBlock::name),
+            "the peer's build does not have this block; nearest there"
+        );
+    }
+}
+
 /// A short list of names for a log line: the first few, and how many more.
-pub(crate) fn summary(names: &[String]) -> String {
+fn summary(names: &[String]) -> String {
     const SHOWN: usize = 5;
     let mut text = names
         .iter()
@@ -238,14 +272,31 @@ mod tests {
     }
 
     #[test]
-    fn the_local_manifest_is_bounded() {
-        let manifest = local();
-        assert!(manifest.complete);
-        let size: usize = manifest
-            .blocks
-            .iter()
-            .map(|entry| entry.name.len() + entry.captures.len() + entry.output.len() + 36)
-            .sum();
-        assert!(size <= MAX_MANIFEST_BYTES);
+    fn a_manifest_is_cut_to_fit_a_hello() {
+        // Far more blocks than fit: the manifest is cut, says so, and its hello stays within
+        // the limit a peer accepts before the handshake completes.
+        let name: &'static str =
+            Box::leak("app::a_rather_long_block_name".repeat(4).into_boxed_str());
+        let infos: Vec<BlockInfo> = (0..4000)
+            .map(|i| BlockInfo::new("app", i, name, "x: u32, y: Vec<String>", "u64", "app.rs", 1))
+            .collect();
+        let manifest = of(&infos);
+        assert!(!manifest.complete);
+        assert!(!manifest.blocks.is_empty());
+        let hello = crate::wire::Hello {
+            peer: crate::PeerId::from_name("many"),
+            max_message_size: 1 << 20,
+            app_version: None,
+            manifest,
+        };
+        let bytes = hello.to_bytes().unwrap();
+        assert!(
+            bytes.len() <= crate::wire::MAX_HELLO_SIZE,
+            "{}",
+            bytes.len()
+        );
+        assert_eq!(crate::wire::Hello::from_bytes(&bytes).unwrap(), hello);
+        // This binary's own manifest is whole.
+        assert!(local().complete);
     }
 }

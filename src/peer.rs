@@ -2,6 +2,8 @@
 
 mod actor;
 mod admission;
+#[cfg(feature = "auth")]
+mod bearer;
 mod builder;
 pub(crate) mod config;
 pub(crate) mod connection;

@@ -168,11 +168,11 @@ pub(crate) type InboundStream = Pin<Box<dyn Stream<Item = Inbound>>>;
 
 /// One open WebSocket: its events, the channel to its writer, and its flow control.
 pub(crate) struct Socket {
-    pub(crate) inbound: InboundStream,
+    inbound: InboundStream,
     outbound: mpsc::UnboundedSender<Outgoing>,
-    pub(crate) flow: Rc<Flow>,
+    flow: Rc<Flow>,
     /// The accepted connection, where the server that accepted it kept a handle.
-    pub(crate) connection: Option<Connection>,
+    connection: Option<Connection>,
 }
 
 impl std::fmt::Debug for Socket {

@@ -25,6 +25,9 @@ pub(crate) const PROTOCOL_VERSION: u16 = 2;
 /// The largest `max_message_size` a peer accepts: 1 GiB.
 pub const MAX_MESSAGE_SIZE_CEILING: usize = 1 << 30;
 
+/// The largest message accepted before the handshake completed: a `Hello` is tiny.
+pub(crate) const MAX_HELLO_SIZE: usize = 64 << 10;
+
 /// The default `max_message_size`: 16 MiB.
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 16 << 20;
 
@@ -395,7 +398,7 @@ impl Hello {
         }
         // A hello is tiny; anything longer than a few KiB is hostile.
         // A hello is small: the limit before the handshake bounds it (64 KiB).
-        decode(body, crate::link::MAX_HELLO_SIZE).map_err(|_refused| HelloError::Malformed)
+        decode(body, MAX_HELLO_SIZE).map_err(|_refused| HelloError::Malformed)
     }
 }
 

@@ -717,11 +717,7 @@ fn call_failures_log_at_warn_refusals_at_info_with_peer_names() {
         .issue("reader", &["viewer"], support::HOUR)
         .unwrap();
     let log = Log::default();
-    let writer = log.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::INFO)
-        .with_writer(move || writer.clone())
-        .finish();
+    let subscriber = log.subscriber(tracing::Level::INFO);
     // The caller's side logs where the call is awaited: this thread.
     tracing::subscriber::with_default(subscriber, || {
         block_on(async move {
@@ -768,14 +764,8 @@ fn call_failures_log_at_warn_refusals_at_info_with_peer_names() {
 fn a_stop_signal_to_the_hosting_server_closes_the_embedded_peers_links_promptly() {
     // The endpoint's warning comes from the server's worker thread: capture globally.
     let log = Log::default();
-    let writer = log.clone();
-    tracing::subscriber::set_global_default(
-        tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::WARN)
-            .with_writer(move || writer.clone())
-            .finish(),
-    )
-    .expect("the only global subscriber of this test binary");
+    tracing::subscriber::set_global_default(log.subscriber(tracing::Level::WARN))
+        .expect("the only global subscriber of this test binary");
 
     let service_id = PeerId::from_name("signal-service");
     let app = WebThread::start(Peer::builder(service_id), true, |peer, config| {

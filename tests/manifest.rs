@@ -23,11 +23,7 @@ fn peers_announce_their_blocks_and_name_what_the_other_lacks() {
     let server = PeerProcess::start("manifest-server");
     let (server_id, url) = (server.id, server.url.clone());
     let log = Log::default();
-    let writer = log.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::WARN)
-        .with_writer(move || writer.clone())
-        .finish();
+    let subscriber = log.subscriber(tracing::Level::WARN);
     // The link and the calls run on this thread's actix system.
     tracing::subscriber::with_default(subscriber, || {
         block_on(async move {

@@ -32,12 +32,7 @@ fn a_peer_of_a_binary_without_blocks_warns_at_start() {
         distributed_scope::blocks()
     );
     let logs = Log::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .with_max_level(tracing::Level::WARN)
-        .finish();
+    let subscriber = logs.subscriber(tracing::Level::WARN);
     tracing::subscriber::with_default(subscriber, || {
         block_on(async {
             let peer = Peer::builder(PeerId::from_name("empty"))

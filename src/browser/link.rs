@@ -63,6 +63,8 @@ pub(super) struct Link {
     live: Cell<bool>,
     /// `stop()` waiting for the remote's calls to finish.
     drained: RefCell<Vec<oneshot::Sender<()>>>,
+    /// The blocks the remote announced in its handshake.
+    blocks: RefCell<Vec<crate::RemoteBlock>>,
     handlers: RefCell<Option<Handlers>>,
 }
 
@@ -109,6 +111,7 @@ impl Link {
             timer_generation: Cell::new(0),
             live: Cell::new(false),
             drained: RefCell::new(Vec::new()),
+            blocks: RefCell::new(Vec::new()),
             handlers: RefCell::new(None),
         });
         link.attach();
@@ -297,13 +300,19 @@ impl Link {
 
     fn on_event(self: &Rc<Self>, event: Event) {
         match event {
-            Event::Hello { peer, .. } => {
+            Event::Hello { peer, manifest, .. } => {
                 let admitted = self
                     .peer
                     .upgrade()
                     .is_some_and(|inner| inner.insert_link(peer, self.clone()));
                 let mut engine = self.engine.borrow_mut();
                 if admitted {
+                    crate::manifest::warn_of_differences(peer, &manifest);
+                    *self.blocks.borrow_mut() = manifest
+                        .blocks
+                        .iter()
+                        .map(crate::RemoteBlock::from)
+                        .collect();
                     engine.accept(Instant::now());
                 } else {
                     engine.refuse(HandshakeError::Duplicate(peer));
@@ -413,7 +422,12 @@ impl Link {
     }
 
     /// Sends a call over this link and waits for its reply; dropping the future cancels it.
-    pub(super) async fn call(self: Rc<Self>, request: Request) -> Result<Bytes, RemoteError> {
+    pub(super) async fn call(
+        self: Rc<Self>,
+        target: PeerId,
+        request: Request,
+    ) -> Result<Bytes, RemoteError> {
+        let name = request.name;
         let (reply, replied) = oneshot::channel();
         let id = {
             let mut engine = self.engine.borrow_mut();
@@ -432,7 +446,13 @@ impl Link {
             block: None,
         }));
         guard.armed = false;
+        crate::manifest::warn_if_missing(target, name, &result, &self.blocks.borrow());
         result
+    }
+
+    /// The blocks the remote announced in its handshake.
+    pub(super) fn blocks(&self) -> Vec<crate::RemoteBlock> {
+        self.blocks.borrow().clone()
     }
 }
 

@@ -136,7 +136,10 @@ enum Phase {
         remote: PeerId,
         remote_max: usize,
     },
-    Closed,
+    /// Over; `remote` is the peer it led to, if it ever came up.
+    Closed {
+        remote: Option<PeerId>,
+    },
 }
 
 /// What an admitted call holds until it finishes: its frame's bytes on the link, and the
@@ -288,11 +291,12 @@ impl Engine {
         self.expires_at = at;
     }
 
-    /// The remote peer, once the handshake completed.
-    pub(crate) fn remote(&self) -> Option<PeerId> {
+    /// The remote peer, once the handshake completed (also after the link ended).
+    fn remote(&self) -> Option<PeerId> {
         match self.phase {
             Phase::Live { remote, .. } => Some(remote),
-            _ => None,
+            Phase::Closed { remote } => remote,
+            Phase::Handshaking { .. } | Phase::Admitting { .. } => None,
         }
     }
 
@@ -324,7 +328,7 @@ impl Engine {
     }
 
     pub(crate) fn is_closed(&self) -> bool {
-        matches!(self.phase, Phase::Closed)
+        matches!(self.phase, Phase::Closed { .. })
     }
 
     /// The largest message the socket layer should let through now: a `Hello` is tiny, so
@@ -355,7 +359,7 @@ impl Engine {
             }
         };
         match self.phase {
-            Phase::Closed => return None,
+            Phase::Closed { .. } => return None,
             Phase::Handshaking { deadline } => consider(Some(deadline)),
             Phase::Admitting { .. } => {}
             Phase::Live { .. } => {
@@ -548,7 +552,7 @@ impl Engine {
                 self.last_heard = now;
                 self.on_frame(remote, remote_max, bytes, now);
             }
-            Phase::Closed => {}
+            Phase::Closed { .. } => {}
         }
     }
 
@@ -677,17 +681,14 @@ impl Engine {
     /// The end of the link: pending calls fail with `ConnectionLost`, running ones are
     /// aborted, budgets are given back.
     fn end(&mut self, reason: String, refused: Option<HandshakeError>) {
-        let previous = std::mem::replace(&mut self.phase, Phase::Closed);
-        let was_up = match previous {
+        let was_up = match self.phase {
             Phase::Live { remote, .. } => Some(remote),
             _ => None,
         };
-        let remote = match previous {
-            Phase::Live { remote, .. } | Phase::Admitting { remote, .. } => Some(remote),
-            Phase::Handshaking { .. } | Phase::Closed => None,
-        };
+        self.phase = Phase::Closed { remote: was_up };
+        // Calls are only sent on a live link: pending ones know their peer.
         for (_, reply) in self.pending.drain() {
-            let lost = remote.map_or(
+            let lost = was_up.map_or(
                 RemoteError::ShuttingDown {
                     peer: None,
                     block: None,

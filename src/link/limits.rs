@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use crate::wire::DEFAULT_MAX_MESSAGE_SIZE;
+use crate::wire::{DEFAULT_MAX_MESSAGE_SIZE, MAX_HELLO_SIZE};
 
 /// The deadline of a call that sets none.
 pub(crate) const DEFAULT_DEADLINE: Duration = Duration::from_secs(30);
@@ -16,8 +16,6 @@ pub(crate) const PING_INTERVAL: Duration = Duration::from_secs(3);
 pub(crate) const LIVENESS_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a new link has to complete the handshake.
 pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// The largest message accepted before the handshake completed: a `Hello` is tiny.
-pub(crate) const MAX_HELLO_SIZE: usize = 64 << 10;
 /// Bytes of call frames each link may hold without drawing on the peer's budget: a link's
 /// small calls still run while other links have exhausted it.
 pub(crate) const GUARANTEED_INBOUND_BYTES: usize = 64 << 10;

@@ -572,6 +572,19 @@ fn liveness_handshake_fragment_and_write_timeouts_end_the_link() {
 }
 
 #[test]
+fn a_call_on_a_link_that_ended_fails_naming_its_remote() {
+    let (mut a, _b, _) = linked(Limits::default());
+    a.close(close::NORMAL, "done");
+    let (_, mut late) = call(&mut a, 1);
+    match replied(&mut late) {
+        Err(RemoteError::ConnectionLost { peer, .. }) => {
+            assert_eq!(peer, PeerId::from_name("b"));
+        }
+        other => panic!("expected ConnectionLost, got {other:?}"),
+    }
+}
+
+#[test]
 fn drain_refuses_new_calls_and_shutdown_fails_running_ones() {
     let (mut a, mut b, _) = linked(Limits::default());
     let now = Instant::now();

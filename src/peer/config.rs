@@ -169,7 +169,7 @@ impl Config {
     pub(crate) fn limits(&self) -> link::Limits {
         link::Limits {
             max_message_size: self.max_message_size,
-            max_hello_size: self.max_hello_size.min(link::MAX_HELLO_SIZE),
+            max_hello_size: self.max_hello_size.min(crate::wire::MAX_HELLO_SIZE),
             max_inbound_calls: self.max_inbound_calls,
             max_queued_calls: self.max_queued_calls,
             max_inbound_bytes: self.max_queued_bytes,

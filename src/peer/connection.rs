@@ -62,8 +62,6 @@ pub(crate) struct Connection {
     drained: Vec<oneshot::Sender<()>>,
     /// Closed on purpose (`disconnect`, `stop`): not reconnected.
     intentional: bool,
-    /// Why the link ended, once it did.
-    end_reason: Option<String>,
 }
 
 impl Connection {
@@ -118,18 +116,22 @@ impl Connection {
             authorize,
             now,
         );
+        // The link lives no longer than the token it was opened with.
         #[cfg(feature = "auth")]
-        if let Some(principal) = link_auth.principal()
-            && principal.expires_at() != u64::MAX
-        {
-            // The link lives no longer than the token it was opened with.
-            let unix_now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |since| since.as_secs());
-            let left =
-                std::time::Duration::from_secs(principal.expires_at().saturating_sub(unix_now));
-            engine.expire_at(Some(now + left));
-        }
+        let expires = link_auth
+            .principal()
+            .filter(|principal| principal.expires_at() != u64::MAX)
+            .map(|principal| {
+                let unix_now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |since| since.as_secs());
+                now + std::time::Duration::from_secs(
+                    principal.expires_at().saturating_sub(unix_now),
+                )
+            });
+        #[cfg(not(feature = "auth"))]
+        let expires = None;
+        engine.expire_at(expires);
         let (inbound, sender, flow, connection) = socket.split();
         Self::create(move |_ctx| Self {
             serial: shared.next_serial(),
@@ -149,7 +151,6 @@ impl Connection {
             timer: None,
             drained: Vec::new(),
             intentional: false,
-            end_reason: None,
         })
     }
 
@@ -275,17 +276,7 @@ impl Connection {
             principal: self.link_auth.principal(),
         };
         if self.shared.insert_link(peer, link) {
-            let differences = crate::manifest::compare(crate::manifest::local(), manifest);
-            if !differences.is_empty() {
-                tracing::warn!(
-                    peer = %peer.label(),
-                    lacking = differences.lacking.len(),
-                    other_version = differences.other_version.len(),
-                    "the peer lacks blocks this peer has ({}) or has them in another version ({})",
-                    crate::manifest::summary(&differences.lacking),
-                    crate::manifest::summary(&differences.other_version),
-                );
-            }
+            crate::manifest::warn_of_differences(peer, manifest);
             self.engine.accept(Instant::now());
         } else {
             self.engine.refuse(HandshakeError::Duplicate(peer));
@@ -359,7 +350,6 @@ impl Connection {
         remote: Option<PeerId>,
         ctx: &mut Context<Self>,
     ) {
-        self.end_reason = Some(reason.clone());
         if let Some(refusal) = refused {
             tracing::info!(link = self.direction.describe(), %refusal, "handshake refused");
             self.shared.emit(PeerEvent::Refused {
@@ -411,36 +401,13 @@ impl Actor for Connection {
         self.drive(ctx);
     }
 
-    fn stopped(&mut self, _ctx: &mut Context<Self>) {
+    fn stopped(&mut self, ctx: &mut Context<Self>) {
         // The socket ended without a close frame, or the actor was stopped: the engine fails
-        // what is pending; the link leaves the table.
+        // what is pending and reports the end like any other. (Whoever waits for a handshake
+        // that never ended in an event learns of it when `ready` is dropped with the actor.)
         self.engine.lost();
         while let Some(event) = self.engine.poll_event() {
-            if let Event::Closed {
-                reason,
-                refused,
-                remote,
-            } = event
-            {
-                self.end_reason = Some(reason.clone());
-                if let Some(refusal) = refused
-                    && let Some(ready) = self.ready.take()
-                {
-                    let _caller_gone = ready.send(Err(Error::Handshake {
-                        url: self.direction.describe().to_owned(),
-                        reason: refusal,
-                    }));
-                }
-                if let Some(remote) = remote {
-                    self.went_down(remote, reason);
-                }
-            }
-        }
-        if let Some(ready) = self.ready.take() {
-            let _caller_gone = ready.send(Err(Error::Handshake {
-                url: self.direction.describe().to_owned(),
-                reason: HandshakeError::Closed,
-            }));
+            self.on_event(event, ctx);
         }
         for drained in self.drained.drain(..) {
             let _stopper_gone = drained.send(());

@@ -11,7 +11,7 @@ use actix_web::dev::{Payload, Service, ServiceRequest, ServiceResponse, Transfor
 use actix_web::{FromRequest, HttpMessage, HttpRequest};
 use futures_util::future::LocalBoxFuture;
 
-use super::guard::{Refusal, token};
+use super::bearer::{Refusal, token};
 use crate::auth::{AuthError, JwtAuth, Principal};
 
 /// The principal [`JwtMiddleware`] verified, in the request's extensions. Only this module

@@ -403,17 +403,7 @@ impl Shared {
         }));
         guard.armed = false;
         drop(slot);
-        if let Err(RemoteError::UnknownBlock { .. } | RemoteError::VersionMismatch { .. }) = &result
-        {
-            // Name what the callee has instead, from the manifest it sent at link-up.
-            let nearest = crate::manifest::nearest(name, &link.blocks);
-            tracing::warn!(
-                peer = %target.label(),
-                block = name,
-                nearest = nearest.map_or("none", |block| block.name()),
-                "the peer's build does not have this block; nearest there"
-            );
-        }
+        crate::manifest::warn_if_missing(target, name, &result, &link.blocks);
         result
     }
 }

@@ -53,7 +53,7 @@ pub(crate) async fn accept(
         }
     };
     #[cfg(feature = "auth")]
-    let protocols = [crate::peer::guard::SUBPROTOCOL];
+    let protocols = [super::bearer::SUBPROTOCOL];
     #[cfg(not(feature = "auth"))]
     let protocols: [&str; 0] = [];
     let (response, socket) =

@@ -8,6 +8,16 @@ use std::sync::{Arc, Mutex, PoisonError};
 pub struct Log(Arc<Mutex<Vec<u8>>>);
 
 impl Log {
+    /// A `fmt` subscriber at `level` that writes here, without colours.
+    pub fn subscriber(&self, level: tracing::Level) -> impl tracing::Subscriber + Send + Sync {
+        let writer = self.clone();
+        tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_max_level(level)
+            .with_writer(move || writer.clone())
+            .finish()
+    }
+
     /// What was written so far.
     pub fn text(&self) -> String {
         let bytes = self

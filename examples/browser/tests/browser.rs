@@ -375,3 +375,17 @@ async fn stop_refuses_new_calls_and_closes_links() {
         "{after:?}"
     );
 }
+
+#[wasm_bindgen_test]
+async fn the_page_knows_the_servers_blocks_before_it_calls() {
+    let browser = connected().await;
+    let blocks = browser
+        .remote_blocks(server())
+        .expect("a live link has the server's blocks");
+    let add = blocks
+        .iter()
+        .find(|block| block.name() == "blocks::add")
+        .expect("the server announced blocks::add");
+    assert_eq!(add.output(), "u32");
+    assert!(browser.remote_blocks(PeerId::random()).is_none());
+}

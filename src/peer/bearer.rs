@@ -1,0 +1,68 @@
+//! What an HTTP request presents to auth, shared by the peer's upgrade check and the JWT
+//! middleware: its bearer token, and the one mapping from a refusal to a response.
+
+use actix_web::HttpRequest;
+use actix_web::HttpResponse;
+use actix_web::http::header;
+
+use crate::auth::AuthError;
+
+/// The `Sec-WebSocket-Protocol` a browser offers beside its token (`bearer.<jwt>`), and the
+/// one the server selects.
+pub(crate) const SUBPROTOCOL: &str = "distributed-scope";
+const BEARER_SUBPROTOCOL: &str = "bearer.";
+
+/// Why an upgrade (or, under `JwtMiddleware`, a request) was refused.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Refusal {
+    #[error("bad or missing token")]
+    Token(#[source] AuthError),
+    #[error("origin not allowed")]
+    Origin,
+}
+
+impl actix_web::ResponseError for Refusal {
+    fn status_code(&self) -> actix_web::http::StatusCode {
+        self.response().status()
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        self.response()
+    }
+}
+
+impl Refusal {
+    /// The one mapping from a refused upgrade to an HTTP response.
+    pub(crate) fn response(&self) -> HttpResponse {
+        match self {
+            Self::Token(AuthError::MissingToken) => HttpResponse::Unauthorized()
+                .insert_header((
+                    header::WWW_AUTHENTICATE,
+                    "Bearer realm=\"distributed-scope\"",
+                ))
+                .finish(),
+            Self::Token(_) => HttpResponse::Unauthorized()
+                .insert_header((
+                    header::WWW_AUTHENTICATE,
+                    "Bearer realm=\"distributed-scope\", error=\"invalid_token\"",
+                ))
+                .finish(),
+            Self::Origin => HttpResponse::Forbidden().finish(),
+        }
+    }
+}
+
+/// The token of an upgrade request: `Authorization: Bearer <jwt>`, or a
+/// `Sec-WebSocket-Protocol` entry `bearer.<jwt>` (browsers cannot set headers).
+pub(crate) fn token(request: &HttpRequest) -> Option<&str> {
+    let headers = request.headers();
+    if let Some(value) = headers.get(header::AUTHORIZATION) {
+        return value.to_str().ok()?.strip_prefix("Bearer ");
+    }
+    headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(str::trim)
+        .find_map(|protocol| protocol.strip_prefix(BEARER_SUBPROTOCOL))
+}
