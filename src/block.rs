@@ -23,11 +23,17 @@ pub trait Block: Sized + 'static {
     /// The captured values, as a right-nested tuple `(a, (b, ()))`.
     type Captures: Serialize + DeserializeOwned + 'static;
     /// The block's result.
-    type Output: Serialize + DeserializeOwned + 'static;
+    type Output: 'static;
+    /// The result as it travels: `Output`, or a byte string for `Vec<u8>`.
+    type Wire: Serialize + DeserializeOwned + 'static;
     /// Identity and description.
     const INFO: BlockInfo;
     /// Takes the captured values out of the message.
     fn into_captures(self) -> Self::Captures;
+    /// The result as it travels.
+    fn to_wire(output: Self::Output) -> Self::Wire;
+    /// A travelled result.
+    fn from_wire(wire: Self::Wire) -> Self::Output;
     /// Runs the body with the captures bound to its parameters.
     fn run(
         captures: Self::Captures,
@@ -172,7 +178,7 @@ fn invoke<B: Block>(
     Box::pin(async move {
         let captures: B::Captures = wire::decode_shared(&captures, max)?;
         let output = run::<B>(captures).await?;
-        Payload::encode_within(&output, wire::REPLY_ROOM, max_result)
+        Payload::encode_within(&B::to_wire(output), wire::REPLY_ROOM, max_result)
     })
 }
 

@@ -208,7 +208,9 @@ async fn remote<B: Block>(
     };
     let call = runtime.clone().call(target, request);
     match select(call, runtime.sleep_until(deadline)).await {
-        Either::Left((reply, _)) => wire::decode_shared(&reply?, runtime.max_message_size()),
+        Either::Left((reply, _)) => {
+            wire::decode_shared::<B::Wire>(&reply?, runtime.max_message_size()).map(B::from_wire)
+        }
         Either::Right(((), _)) => Err(RemoteError::Timeout {
             peer: Some(target),
             block: None,

@@ -395,6 +395,50 @@ pub mod __private {
         let _hello = crate::wire::Hello::from_bytes(bytes);
     }
 
+    /// A `Vec<u8>` capture or result as it travels: one byte string (a length, then the
+    /// bytes, the same bytes serde's sequence of `u8` makes), written and read in one copy.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct ByteVec(pub Vec<u8>);
+
+    impl serde::Serialize for ByteVec {
+        fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            serializer.serialize_bytes(&self.0)
+        }
+    }
+
+    impl<'de> serde::Deserialize<'de> for ByteVec {
+        fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            struct Visit;
+            impl<'de> serde::de::Visitor<'de> for Visit {
+                type Value = ByteVec;
+
+                fn expecting(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+                    f.write_str("a byte string")
+                }
+
+                fn visit_bytes<E: serde::de::Error>(self, bytes: &[u8]) -> Result<ByteVec, E> {
+                    Ok(ByteVec(bytes.to_vec()))
+                }
+
+                fn visit_byte_buf<E: serde::de::Error>(self, bytes: Vec<u8>) -> Result<ByteVec, E> {
+                    Ok(ByteVec(bytes))
+                }
+
+                fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                    self,
+                    mut seq: A,
+                ) -> Result<ByteVec, A::Error> {
+                    let mut bytes = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+                    while let Some(byte) = seq.next_element()? {
+                        bytes.push(byte);
+                    }
+                    Ok(ByteVec(bytes))
+                }
+            }
+            deserializer.deserialize_byte_buf(Visit)
+        }
+    }
+
     /// Wraps a body that returns `T` into one that returns `Result<T, RemoteError>`.
     pub async fn ok<T>(body: impl core::future::Future<Output = T>) -> Result<T, RemoteError> {
         Ok(body.await)

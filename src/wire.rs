@@ -519,6 +519,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_byte_vec_travels_as_the_bytes_of_a_vec_of_u8() {
+        use crate::__private::ByteVec;
+        for len in [0usize, 1, 127, 128, 70_000] {
+            let bytes: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            let as_sequence = encode(&(bytes.clone(), ())).unwrap();
+            let as_string = encode(&(ByteVec(bytes.clone()), ())).unwrap();
+            assert_eq!(as_sequence, as_string, "{len} bytes");
+            // Either side may be an older build: each decodes the other's encoding.
+            let (decoded, ()) = decode::<(ByteVec, ())>(&as_sequence, 1 << 20).unwrap();
+            assert_eq!(decoded.0, bytes);
+            let (decoded, ()) = decode::<(Vec<u8>, ())>(&as_string, 1 << 20).unwrap();
+            assert_eq!(decoded, bytes);
+        }
+        // A length prefix past the input is refused before anything is allocated.
+        let mut claim = encode(&(ByteVec(vec![1; 10]), ())).unwrap();
+        claim[0] = 200;
+        assert!(decode::<(ByteVec, ())>(&claim, 1 << 20).is_err());
+    }
+
+    #[test]
     fn call_frames_roundtrip_borrowing_captures() {
         let captures = [1u8, 2, 3, 4];
         let frame = Frame::Call {

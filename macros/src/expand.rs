@@ -65,6 +65,27 @@ impl Block {
         self.captures.iter().map(|capture| &capture.name).collect()
     }
 
+    /// The captures as they travel: a right-nested tuple of [`wire_type`]s.
+    fn wire_captures_type(&self) -> TokenStream {
+        let types: Vec<TokenStream> = self
+            .capture_types()
+            .into_iter()
+            .map(|ty| wire_type(&self.krate, ty))
+            .collect();
+        model::nested(&types)
+    }
+
+    /// The wire tuple of the captures, from one expression per capture.
+    fn wire_captures(&self, values: &[TokenStream]) -> TokenStream {
+        let values: Vec<TokenStream> = self
+            .captures
+            .iter()
+            .zip(values)
+            .map(|(capture, value)| to_wire(&self.krate, &capture.ty, value))
+            .collect();
+        model::nested(&values)
+    }
+
     /// `impl Block for ...`: identity, captures, and how to run the body.
     fn block_impl(&self, run: &TokenStream, into_captures: &TokenStream) -> TokenStream {
         let Self {
@@ -75,8 +96,11 @@ impl Block {
             ..
         } = self;
         let line = proc_macro2::Literal::u32_unsuffixed(u32::try_from(self.line).unwrap_or(0));
-        let captures_ty = model::nested(&self.capture_types());
+        let captures_ty = self.wire_captures_type();
         let value = self.output.value();
+        let wire_value = wire_type(krate, value);
+        let output_to_wire = to_wire(krate, value, &quote!(output));
+        let output_from_wire = from_wire(value, &quote!(wire));
         let captures_text = self
             .captures
             .iter()
@@ -94,6 +118,7 @@ impl Block {
             impl #krate::__private::Block for #ident where #(#bounds),* {
                 type Captures = #captures_ty;
                 type Output = #value;
+                type Wire = #wire_value;
                 const INFO: #krate::__private::BlockInfo = #krate::__private::BlockInfo::new(
                     ::core::module_path!(),
                     #hash,
@@ -106,6 +131,12 @@ impl Block {
                 #[allow(clippy::unused_unit, reason = "a block without captures has `()`")]
                 fn into_captures(self) -> Self::Captures {
                     #into_captures
+                }
+                fn to_wire(output: Self::Output) -> Self::Wire {
+                    #output_to_wire
+                }
+                fn from_wire(wire: Self::Wire) -> Self::Output {
+                    #output_from_wire
                 }
                 fn run(
                     __captures: Self::Captures,
@@ -123,6 +154,15 @@ impl Block {
         let krate = &self.krate;
         let names = self.capture_names();
         let pattern = model::nested(&names);
+        let unwrapped = self
+            .captures
+            .iter()
+            .filter(|capture| is_byte_vec(&capture.ty))
+            .map(|capture| {
+                let name = &capture.name;
+                let value = from_wire(&capture.ty, &quote!(#name));
+                quote!(let #name = #value;)
+            });
         let call = quote!(#body_fn(#(#names),*));
         let call = if self.output.flattened.is_some() {
             call
@@ -131,6 +171,7 @@ impl Block {
         };
         quote! {
             let #pattern = __captures;
+            #(#unwrapped)*
             #call
         }
     }
@@ -290,7 +331,16 @@ fn remote_items(input: RemoteInput, (line, column): (usize, usize)) -> syn::Resu
     };
     let run = block.run_body(&quote!(__body));
     let run = quote! { #body_fn #run };
-    let block_impl = block.block_impl(&run, &quote!(self.0));
+    let into_captures = {
+        let pattern = model::nested(&names);
+        let values: Vec<TokenStream> = names.iter().map(|name| quote!(#name)).collect();
+        let wire = block.wire_captures(&values);
+        quote! {
+            let #pattern = self.0;
+            #wire
+        }
+    };
+    let block_impl = block.block_impl(&run, &into_captures);
     let checks = block.checks();
     let message_impl = block.message_impl();
     let registration = block.registration();
@@ -311,6 +361,69 @@ fn remote_items(input: RemoteInput, (line, column): (usize, usize)) -> syn::Resu
             #call
         }
     })
+}
+
+/// Whether `ty` is spelled `Vec<u8>` (also `std::vec::Vec<u8>`, `alloc::vec::Vec<u8>`): such
+/// a capture or result travels as one byte string instead of a sequence of bytes. The bytes
+/// on the wire are the same (a length, then the bytes); encoding and decoding are one copy
+/// instead of one call per byte.
+fn is_byte_vec(ty: &Type) -> bool {
+    let Type::Path(path) = ty else { return false };
+    if path.qself.is_some() {
+        return false;
+    }
+    let segments: Vec<String> = path
+        .path
+        .segments
+        .iter()
+        .map(|segment| segment.ident.to_string())
+        .collect();
+    let std_path = match segments.as_slice() {
+        [last] => last == "Vec",
+        [root, module, last] => {
+            (root == "std" || root == "alloc") && module == "vec" && last == "Vec"
+        }
+        _ => false,
+    };
+    let Some(last) = path.path.segments.last() else {
+        return false;
+    };
+    let syn::PathArguments::AngleBracketed(args) = &last.arguments else {
+        return false;
+    };
+    let mut args = args.args.iter();
+    let (Some(syn::GenericArgument::Type(Type::Path(element))), None) = (args.next(), args.next())
+    else {
+        return false;
+    };
+    std_path && element.qself.is_none() && element.path.is_ident("u8")
+}
+
+/// The type a capture or result of type `ty` travels as.
+fn wire_type(krate: &TokenStream, ty: &Type) -> TokenStream {
+    if is_byte_vec(ty) {
+        quote!(#krate::__private::ByteVec)
+    } else {
+        quote!(#ty)
+    }
+}
+
+/// `value` (of type `ty`) as it travels.
+fn to_wire(krate: &TokenStream, ty: &Type, value: &TokenStream) -> TokenStream {
+    if is_byte_vec(ty) {
+        quote!(#krate::__private::ByteVec(#value))
+    } else {
+        quote!(#value)
+    }
+}
+
+/// A travelled `value` back as type `ty`.
+fn from_wire(ty: &Type, value: &TokenStream) -> TokenStream {
+    if is_byte_vec(ty) {
+        quote!(#value.0)
+    } else {
+        quote!(#value)
+    }
 }
 
 /// Independent mistakes, reported together.
@@ -406,7 +519,7 @@ pub(crate) fn remote_block(
     };
     let names = block.capture_names();
     let run = block.run_body(&quote!(#fn_name));
-    let into_captures = model::nested(
+    let into_captures = block.wire_captures(
         &names
             .iter()
             .map(|name| quote!(self.#name))
@@ -563,6 +676,25 @@ pub(crate) fn runtime_path() -> syn::Result<TokenStream> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_vec_of_u8_travels_as_a_byte_string() {
+        for spelled in ["Vec<u8>", "std::vec::Vec<u8>", "::alloc::vec::Vec<u8>"] {
+            let ty: Type = syn::parse_str(spelled).unwrap();
+            assert!(is_byte_vec(&ty), "{spelled}");
+        }
+        for spelled in [
+            "Vec<u16>",
+            "Vec<i8>",
+            "my::Vec<u8>",
+            "VecDeque<u8>",
+            "Vec<Vec<u8>>",
+            "[u8; 4]",
+        ] {
+            let ty: Type = syn::parse_str(spelled).unwrap();
+            assert!(!is_byte_vec(&ty), "{spelled}");
+        }
+    }
 
     #[test]
     fn camel_cases_function_names() {
