@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use futures_util::future::{Either, LocalBoxFuture, select};
+use futures_util::future::LocalBoxFuture;
 use tracing::Instrument;
 use tracing::field::{Empty, display};
 
@@ -206,14 +206,8 @@ async fn remote<B: Block>(
         trace,
         wait_for_ready,
     };
-    let call = runtime.clone().call(target, request);
-    match select(call, runtime.sleep_until(deadline)).await {
-        Either::Left((reply, _)) => {
-            wire::decode_shared::<B::Wire>(&reply?, runtime.max_message_size()).map(B::from_wire)
-        }
-        Either::Right(((), _)) => Err(RemoteError::Timeout {
-            peer: Some(target),
-            block: None,
-        }),
-    }
+    // The runtime answers by the deadline: the link fails the call with `Timeout` when it
+    // passes (one timer per link, not one per call).
+    let reply = runtime.clone().call(target, request).await?;
+    wire::decode_shared::<B::Wire>(&reply, runtime.max_message_size()).map(B::from_wire)
 }

@@ -23,7 +23,8 @@ pub(crate) trait Runtime: 'static {
     fn now(&self) -> Instant;
     /// Completes at `deadline`.
     fn sleep_until(&self, deadline: Instant) -> LocalBoxFuture<'static, ()>;
-    /// Sends a call and waits for its raw reply; dropping the future cancels the call.
+    /// Sends a call and waits for its raw reply, or fails with `Timeout` at the request's
+    /// deadline; dropping the future cancels the call.
     fn call(
         self: Arc<Self>,
         target: PeerId,

@@ -16,7 +16,8 @@
 )]
 
 use std::borrow::Cow;
-use std::collections::{HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -179,6 +180,10 @@ pub(crate) struct Engine {
     ids: Arc<AtomicU64>,
     /// Calls this side made over the link, waiting for their replies.
     pending: HashMap<u64, Reply>,
+    /// The deadlines of pending calls, earliest first: one timer for the link instead of one
+    /// per call. Entries of calls that completed are dropped when they come up (or when
+    /// they outnumber the pending calls).
+    deadlines: BinaryHeap<Reverse<(Instant, u64)>>,
     /// Calls of the remote running here, with the bytes charged for each.
     running: HashMap<u64, Charge>,
     /// Calls of the remote waiting for a slot, by id (O(1) duplicate checks and cancels) ...
@@ -261,6 +266,7 @@ impl Engine {
             authorize,
             ids: Arc::new(AtomicU64::new(1)),
             pending: HashMap::new(),
+            deadlines: BinaryHeap::new(),
             running: HashMap::new(),
             queued: HashMap::new(),
             queue: VecDeque::new(),
@@ -327,6 +333,12 @@ impl Engine {
         self.ids.fetch_add(1, Ordering::Relaxed)
     }
 
+    /// Deadline entries kept, and calls pending.
+    #[cfg(test)]
+    pub(super) fn deadline_entries(&self) -> (usize, usize) {
+        (self.deadlines.len(), self.pending.len())
+    }
+
     pub(crate) fn is_closed(&self) -> bool {
         matches!(self.phase, Phase::Closed { .. })
     }
@@ -365,6 +377,7 @@ impl Engine {
             Phase::Live { .. } => {
                 consider(Some(self.next_ping));
                 consider(Some(self.last_heard + self.limits.liveness_timeout));
+                consider(self.deadlines.peek().map(|Reverse((at, _))| *at));
             }
         }
         consider(
@@ -404,6 +417,7 @@ impl Engine {
             return self.close(close::POLICY, "token expired");
         }
         if let Phase::Live { remote, .. } = self.phase {
+            self.expire_calls(remote, now);
             let silent = now.saturating_duration_since(self.last_heard);
             if silent >= self.limits.liveness_timeout {
                 tracing::warn!(peer = %remote, ?silent, "link silent past the liveness timeout");
@@ -416,6 +430,24 @@ impl Engine {
                     nonce: self.ping_nonce,
                 });
                 self.transmits.push_back(Transmit::Ping);
+            }
+        }
+    }
+
+    /// Fails the pending calls whose deadline passed with `Timeout`, and tells the remote to
+    /// stop them.
+    fn expire_calls(&mut self, remote: PeerId, now: Instant) {
+        while let Some(Reverse((at, id))) = self.deadlines.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.deadlines.pop();
+            if let Some(reply) = self.pending.remove(&id) {
+                let _caller_gone = reply.send(Err(RemoteError::Timeout {
+                    peer: Some(remote),
+                    block: None,
+                }));
+                self.send_frame(&Frame::Cancel { id });
             }
         }
     }
@@ -687,6 +719,7 @@ impl Engine {
         };
         self.phase = Phase::Closed { remote: was_up };
         // Calls are only sent on a live link: pending ones know their peer.
+        self.deadlines.clear();
         for (_, reply) in self.pending.drain() {
             let lost = was_up.map_or(
                 RemoteError::ShuttingDown {
@@ -933,7 +966,8 @@ impl Engine {
 
     /// Sends call `id` (from [`Engine::call_ids`]); its reply (or failure) goes to `reply`.
     /// Fails at once, through `reply`, if the link is not up, the id is in use, or the call is
-    /// over the remote's size limit.
+    /// over the remote's size limit; fails with `Timeout` (and cancels it on the remote) at
+    /// `request.deadline` if no reply came by then.
     pub(crate) fn call(&mut self, id: u64, request: Request, reply: Reply, now: Instant) {
         let Phase::Live { remote, remote_max } = self.phase else {
             let _caller_gone = reply.send(Err(RemoteError::ConnectionLost {
@@ -977,6 +1011,12 @@ impl Engine {
             Ok(bytes) => {
                 Counters::add(&self.counters.calls_sent, 1);
                 self.pending.insert(id, reply);
+                if self.deadlines.len() > 2 * self.pending.len() + 64 {
+                    let pending = &self.pending;
+                    self.deadlines
+                        .retain(|Reverse((_, id))| pending.contains_key(id));
+                }
+                self.deadlines.push(Reverse((request.deadline, id)));
                 self.transmit(bytes);
             }
             Err(error) => {

@@ -217,6 +217,59 @@ fn a_call_runs_once_and_its_reply_reaches_the_caller() {
 }
 
 #[test]
+fn a_call_past_its_deadline_fails_with_timeout_and_is_cancelled_on_the_remote() {
+    let (mut a, mut b, _) = linked(Limits::default());
+    let now = Instant::now();
+    let (reply, mut late) = oneshot::channel();
+    let late_id = a.next_call_id();
+    a.call(late_id, request(1, Duration::from_millis(100)), reply, now);
+    let (_, mut answered) = call(&mut a, 2);
+    // The link's one timer covers the earliest pending deadline.
+    let due = a.poll_timeout().expect("a timeout is due");
+    assert!(
+        due <= Instant::now() + Duration::from_millis(100),
+        "{due:?}"
+    );
+    pump(&mut a, &mut b, now);
+    let started = runs(&events(&mut b));
+    assert_eq!(started.len(), 2);
+    // Time passes without a reply to the first call.
+    let later = Instant::now() + Duration::from_millis(150);
+    a.on_timeout(later);
+    assert!(
+        matches!(
+            replied(&mut late),
+            Err(RemoteError::Timeout { peer: Some(_), .. })
+        ),
+        "the late call timed out"
+    );
+    assert!(
+        answered.try_recv().unwrap().is_none(),
+        "the other still waits"
+    );
+    // The remote is told to stop it: it aborts the run.
+    pump(&mut a, &mut b, later);
+    let aborted: Vec<u64> = events(&mut b)
+        .into_iter()
+        .filter_map(|event| match event {
+            Event::Abort(id) => Some(id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(aborted, vec![late_id]);
+    // Completed calls leave no deadline behind that outlives them for long.
+    for x in 0..1_000 {
+        let (id, _replied) = call(&mut a, x);
+        a.cancel(id);
+    }
+    let (entries, pending) = a.deadline_entries();
+    assert!(
+        entries <= 2 * pending + 65,
+        "{entries} entries for {pending} calls"
+    );
+}
+
+#[test]
 fn frames_before_the_handshake_close_the_link() {
     let budget = Budgets::new(1 << 30, 1 << 20);
     let now = Instant::now();

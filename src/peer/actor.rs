@@ -305,7 +305,7 @@ impl Handler<ConnectLazy> for Peer {
 
     fn handle(&mut self, connect: ConnectLazy, ctx: &mut Context<Self>) {
         let up = self.shared.links().into_iter().any(|(_, link)| {
-            link.calls.connected()
+            link.outbox.is_open()
                 && matches!(&link.direction, Direction::Outbound { url } if *url == connect.url)
         });
         self.register(connect.url.clone(), connect.token);

@@ -16,7 +16,8 @@ use web_time::Instant;
 use super::LinkDown;
 use super::admission::Ticket;
 use super::events::PeerEvent;
-use super::shared::{CancelCall, Control, Direction, Link, OutboundCall, Shared};
+use super::outbox::{Batch, Outbox};
+use super::shared::{Control, Direction, Link, Shared};
 use crate::error::{Error, HandshakeError};
 use crate::link::{Engine, Event, Identity, Role, Run, Transmit, close};
 use crate::scope::Scope;
@@ -51,6 +52,10 @@ pub(crate) struct Connection {
     /// The accepted connection, ended shortly after the link (see `stopped`).
     connection: Option<transport::Connection>,
     inbound: Option<transport::InboundStream>,
+    /// Where this peer's calls over the link arrive from any thread ...
+    outbox: Arc<Outbox>,
+    /// ... taken into this (its buffers reused).
+    batch: Batch,
     /// Blocks of the remote running here.
     running: HashMap<u64, SpawnHandle>,
     ready: Option<oneshot::Sender<Result<PeerId, Error>>>,
@@ -144,6 +149,8 @@ impl Connection {
             flow,
             connection,
             inbound: Some(inbound),
+            outbox: Outbox::new(),
+            batch: Batch::default(),
             running: HashMap::new(),
             ready,
             on_down,
@@ -255,8 +262,7 @@ impl Connection {
         }
         let link = Link {
             serial: self.serial,
-            calls: ctx.address().recipient(),
-            cancels: ctx.address().recipient(),
+            outbox: self.outbox.clone(),
             control: ctx.address().recipient(),
             ids: self.engine.call_ids(),
             remote_max,
@@ -398,10 +404,13 @@ impl Actor for Connection {
         if let Some(inbound) = self.inbound.take() {
             ctx.add_stream(inbound);
         }
+        ctx.add_stream(self.outbox.ready());
         self.drive(ctx);
     }
 
     fn stopped(&mut self, ctx: &mut Context<Self>) {
+        // Calls still queued fail as `ConnectionLost`; no more are taken.
+        self.outbox.close();
         // The socket ended without a close frame, or the actor was stopped: the engine fails
         // what is pending and reports the end like any other. (Whoever waits for a handshake
         // that never ended in an event learns of it when `ready` is dropped with the actor.)
@@ -444,23 +453,24 @@ impl StreamHandler<Inbound> for Connection {
     }
 }
 
-impl Handler<OutboundCall> for Connection {
-    type Result = ();
-
-    fn handle(&mut self, call: OutboundCall, ctx: &mut Context<Self>) {
-        self.engine
-            .call(call.id, call.request, call.reply, Instant::now());
+/// Calls and cancels queued in the outbox: all of them at once, then one burst of frames.
+impl StreamHandler<()> for Connection {
+    fn handle(&mut self, (): (), ctx: &mut Context<Self>) {
+        let mut batch = std::mem::take(&mut self.batch);
+        self.outbox.take(&mut batch);
+        let now = Instant::now();
+        for call in batch.calls.drain(..) {
+            self.engine.call(call.id, call.request, call.reply, now);
+        }
+        for id in batch.cancels.drain(..) {
+            self.engine.cancel(id);
+        }
+        self.batch = batch;
         self.drive(ctx);
     }
-}
 
-impl Handler<CancelCall> for Connection {
-    type Result = ();
-
-    fn handle(&mut self, cancel: CancelCall, ctx: &mut Context<Self>) {
-        self.engine.cancel(cancel.id);
-        self.drive(ctx);
-    }
+    /// The outbox ends only when the link does, which stops the actor by other paths.
+    fn finished(&mut self, _ctx: &mut Context<Self>) {}
 }
 
 impl Handler<Control> for Connection {

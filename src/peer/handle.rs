@@ -96,7 +96,7 @@ impl PeerHandle {
             .shared
             .links()
             .into_iter()
-            .filter(|(_, link)| link.calls.connected())
+            .filter(|(_, link)| link.outbox.is_open())
             .map(|(peer, link)| {
                 let (outbound, address) = match &link.direction {
                     Direction::Inbound { remote } => (false, remote.clone()),

@@ -18,6 +18,7 @@ use super::config::Config;
 use super::data::AppData;
 use super::events::PeerEvent;
 use super::known_down::KnownDown;
+use super::outbox::{OutboundCall, Outbox};
 use crate::link::{Budgets, Counters};
 use crate::runtime::{Request, Runtime};
 use crate::{PeerId, RemoteError};
@@ -43,26 +44,6 @@ impl Direction {
     }
 }
 
-/// A call from any thread, to be sent over a link.
-pub(crate) struct OutboundCall {
-    pub(crate) id: u64,
-    pub(crate) request: Request,
-    pub(crate) reply: crate::link::Reply,
-}
-
-impl Message for OutboundCall {
-    type Result = ();
-}
-
-/// The caller of call `id` stopped waiting.
-pub(crate) struct CancelCall {
-    pub(crate) id: u64,
-}
-
-impl Message for CancelCall {
-    type Result = ();
-}
-
 /// What the peer asks of one of its links.
 pub(crate) enum Control {
     /// Close on purpose (`disconnect`): not reconnected.
@@ -77,13 +58,14 @@ impl Message for Control {
     type Result = ();
 }
 
-/// A live link to another peer, as the call path sees it: where its calls, cancels and
-/// control messages go (the link's actor, by message, so this table never names it).
+/// A live link to another peer, as the call path sees it: where its calls and cancels go
+/// (its outbox) and its control messages (the link's actor, by message, so this table never
+/// names it).
 #[derive(Clone)]
 pub(crate) struct Link {
     pub(crate) serial: u64,
-    pub(crate) calls: Recipient<OutboundCall>,
-    pub(crate) cancels: Recipient<CancelCall>,
+    /// Where calls and cancels go, taken by the link's thread in batches.
+    pub(crate) outbox: Arc<Outbox>,
     pub(crate) control: Recipient<Control>,
     /// Where calls take their ids (the link's engine hands them out).
     pub(crate) ids: Arc<AtomicU64>,
@@ -208,7 +190,7 @@ impl Shared {
 
     /// Whether a live link to `peer` is up.
     pub(crate) fn is_linked(&self, peer: PeerId) -> bool {
-        self.link(peer).is_some_and(|link| link.calls.connected())
+        self.link(peer).is_some_and(|link| link.outbox.is_open())
     }
 
     pub(crate) fn links(&self) -> Vec<(PeerId, Arc<Link>)> {
@@ -237,7 +219,7 @@ impl Shared {
         let inserted = {
             let mut links = self.write_links();
             match links.get(&peer) {
-                Some(existing) if existing.calls.connected() => false,
+                Some(existing) if existing.outbox.is_open() => false,
                 _ => {
                     links.insert(peer, Arc::new(link));
                     true
@@ -320,7 +302,7 @@ impl Shared {
     ) -> Result<Arc<Link>, RemoteError> {
         // The common case: the link is up; no waiter is registered.
         if !self.is_stopping()
-            && let Some(link) = self.link(peer).filter(|link| link.calls.connected())
+            && let Some(link) = self.link(peer).filter(|link| link.outbox.is_open())
         {
             return Ok(link);
         }
@@ -334,7 +316,7 @@ impl Shared {
                     block: None,
                 });
             }
-            if let Some(link) = self.link(peer).filter(|link| link.calls.connected()) {
+            if let Some(link) = self.link(peer).filter(|link| link.outbox.is_open()) {
                 return Ok(link);
             }
             if !wait_for_ready && self.is_known_down(peer) {
@@ -392,11 +374,17 @@ impl Shared {
         let name = request.name;
         let (reply, replied) = oneshot::channel();
         let mut guard = CancelOnDrop {
-            cancels: link.cancels.clone(),
+            outbox: &link.outbox,
             id,
             armed: true,
         };
-        link.calls.do_send(OutboundCall { id, request, reply });
+        if !link.outbox.call(OutboundCall { id, request, reply }) {
+            guard.armed = false;
+            return Err(RemoteError::ConnectionLost {
+                peer: target,
+                block: None,
+            });
+        }
         let result = replied.await.unwrap_or(Err(RemoteError::ConnectionLost {
             peer: target,
             block: None,
@@ -427,16 +415,16 @@ fn log_failure(error: &RemoteError) {
 }
 
 /// Sends `Cancel` for a call whose caller stopped waiting before the reply came.
-struct CancelOnDrop {
-    cancels: Recipient<CancelCall>,
+struct CancelOnDrop<'a> {
+    outbox: &'a Outbox,
     id: u64,
     armed: bool,
 }
 
-impl Drop for CancelOnDrop {
+impl Drop for CancelOnDrop<'_> {
     fn drop(&mut self) {
         if self.armed {
-            self.cancels.do_send(CancelCall { id: self.id });
+            self.outbox.cancel(self.id);
         }
     }
 }
