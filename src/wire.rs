@@ -278,7 +278,7 @@ impl Payload {
     ) -> Result<bytes::Bytes, RemoteError> {
         // The fields of `Frame::Call` in order, ending with the length of `captures`: the
         // same bytes bincode writes for the enum (variant index 0), followed by the payload.
-        let header = encode(&(
+        let header = (
             0u32,
             id,
             block,
@@ -286,14 +286,24 @@ impl Payload {
             deadline_ms,
             metadata,
             self.len() as u64,
-        ))?;
-        Ok(self.framed(&header))
+        );
+        self.with_header(&header)
     }
 
     /// The bytes of `Frame::Reply { id, result: Ok(payload) }`.
     pub(crate) fn into_reply_frame(self, id: u64) -> Result<bytes::Bytes, RemoteError> {
-        let header = encode(&(1u32, id, 0u32, self.len() as u64))?;
-        Ok(self.framed(&header))
+        let len = self.len() as u64;
+        self.with_header(&(1u32, id, 0u32, len))
+    }
+
+    /// [`Payload::framed`] with `header` encoded on the stack (most headers are a few dozen
+    /// bytes), or in a buffer of its own if it is longer.
+    fn with_header<H: Serialize>(self, header: &H) -> Result<bytes::Bytes, RemoteError> {
+        let mut stack = [0u8; 256];
+        match bincode::serde::encode_into_slice(header, &mut stack, config()) {
+            Ok(len) => Ok(self.framed(&stack[..len])),
+            Err(_too_long) => Ok(self.framed(&encode(header)?)),
+        }
     }
 }
 

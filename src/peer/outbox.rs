@@ -8,6 +8,7 @@
 //! pushes.
 
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 
@@ -29,6 +30,8 @@ pub(crate) struct Outbox {
     queue: Mutex<Queue>,
     /// The link, waiting for work.
     waker: AtomicWaker,
+    /// Set (under the queue's lock) once the link takes no more calls; read without it.
+    closed: AtomicBool,
 }
 
 #[derive(Default)]
@@ -50,6 +53,7 @@ impl Outbox {
         Arc::new(Self {
             queue: Mutex::new(Queue::default()),
             waker: AtomicWaker::new(),
+            closed: AtomicBool::new(false),
         })
     }
 
@@ -96,7 +100,7 @@ impl Outbox {
 
     /// Whether the link still takes calls.
     pub(crate) fn is_open(&self) -> bool {
-        !self.lock().closed
+        !self.closed.load(Ordering::Acquire)
     }
 
     /// Takes everything queued into `batch` (which should be empty: its buffers are reused).
@@ -112,6 +116,7 @@ impl Outbox {
         let dropped = {
             let mut queue = self.lock();
             queue.closed = true;
+            self.closed.store(true, Ordering::Release);
             queue.cancels.clear();
             std::mem::take(&mut queue.calls)
         };

@@ -331,6 +331,31 @@ impl Shared {
         }
     }
 
+    /// Waits for one of the link's pending-call slots until `deadline`.
+    async fn wait_for_slot(
+        &self,
+        link: &Link,
+        target: PeerId,
+        deadline: Instant,
+    ) -> Result<tokio::sync::OwnedSemaphorePermit, RemoteError> {
+        match select(
+            Box::pin(link.outbound_slots.clone().acquire_owned()),
+            self.sleep_until(deadline),
+        )
+        .await
+        {
+            Either::Left((Ok(slot), _)) => Ok(slot),
+            Either::Left((Err(_closed), _)) => Err(RemoteError::ConnectionLost {
+                peer: target,
+                block: None,
+            }),
+            Either::Right(((), _)) => Err(RemoteError::Timeout {
+                peer: Some(target),
+                block: None,
+            }),
+        }
+    }
+
     async fn call_remote(
         self: Arc<Self>,
         target: PeerId,
@@ -350,25 +375,9 @@ impl Shared {
             });
         }
         // At the pending limit a call waits for a slot until its deadline.
-        let slot = match select(
-            Box::pin(link.outbound_slots.clone().acquire_owned()),
-            self.sleep_until(request.deadline),
-        )
-        .await
-        {
-            Either::Left((Ok(slot), _)) => slot,
-            Either::Left((Err(_closed), _)) => {
-                return Err(RemoteError::ConnectionLost {
-                    peer: target,
-                    block: None,
-                });
-            }
-            Either::Right(((), _)) => {
-                return Err(RemoteError::Timeout {
-                    peer: Some(target),
-                    block: None,
-                });
-            }
+        let slot = match link.outbound_slots.clone().try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(_no_slot_now) => self.wait_for_slot(&link, target, request.deadline).await?,
         };
         let id = link.ids.fetch_add(1, Ordering::Relaxed);
         let name = request.name;
