@@ -20,7 +20,6 @@ use actix_web::dev::Extensions;
 use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
 use actix_ws::{CloseCode, CloseReason, Item, Message, ProtocolError};
 use bytes::Bytes;
-use futures_channel::mpsc;
 use futures_util::{SinkExt, Stream, StreamExt};
 use rustls::pki_types::CertificateDer;
 use rustls::{ClientConfig, RootCertStore};
@@ -163,13 +162,84 @@ pub(crate) fn remember_connection(connection: &dyn Any, extensions: &mut Extensi
     }
 }
 
+/// Frames on their way to a socket's writer task, on the connection's thread: a queue
+/// without a per-frame allocation, the writer woken once per burst.
+#[derive(Debug, Default)]
+struct Writes {
+    frames: RefCell<std::collections::VecDeque<Outgoing>>,
+    writer: RefCell<Option<Waker>>,
+    /// Live [`Sender`]s: when the last one is gone, the writer closes the socket.
+    senders: Cell<usize>,
+    /// The writer ended (the socket is gone): frames are dropped.
+    writer_gone: Cell<bool>,
+}
+
+impl Writes {
+    fn new() -> Rc<Self> {
+        Rc::new(Self {
+            senders: Cell::new(1),
+            ..Self::default()
+        })
+    }
+
+    fn push(&self, frame: Outgoing) {
+        if self.writer_gone.get() {
+            return;
+        }
+        let was_empty = {
+            let mut frames = self.frames.borrow_mut();
+            frames.push_back(frame);
+            frames.len() == 1
+        };
+        if was_empty {
+            self.wake();
+        }
+    }
+
+    fn wake(&self) {
+        if let Some(writer) = self.writer.borrow_mut().take() {
+            writer.wake();
+        }
+    }
+
+    /// The next frame, if one is queued now.
+    fn try_pop(&self) -> Option<Outgoing> {
+        self.frames.borrow_mut().pop_front()
+    }
+
+    /// The next frame; `None` once every sender is gone and the queue is empty.
+    async fn next(&self) -> Option<Outgoing> {
+        std::future::poll_fn(|cx| {
+            if let Some(frame) = self.try_pop() {
+                return Poll::Ready(Some(frame));
+            }
+            if self.senders.get() == 0 {
+                return Poll::Ready(None);
+            }
+            *self.writer.borrow_mut() = Some(cx.waker().clone());
+            Poll::Pending
+        })
+        .await
+    }
+}
+
+/// Ends a writer: what is still queued is dropped, and so is what comes later.
+struct WriterGone(Rc<Writes>);
+
+impl Drop for WriterGone {
+    fn drop(&mut self) {
+        self.0.writer_gone.set(true);
+        self.0.frames.borrow_mut().clear();
+    }
+}
+
 /// The events of a socket.
 pub(crate) type InboundStream = Pin<Box<dyn Stream<Item = Inbound>>>;
 
 /// One open WebSocket: its events, the channel to its writer, and its flow control.
 pub(crate) struct Socket {
     inbound: InboundStream,
-    outbound: mpsc::UnboundedSender<Outgoing>,
+    outbound: Sender,
     flow: Rc<Flow>,
     /// The accepted connection, where the server that accepted it kept a handle.
     connection: Option<Connection>,
@@ -184,31 +254,48 @@ impl std::fmt::Debug for Socket {
 }
 
 /// The sending half of a [`Socket`].
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct Sender {
-    outbound: mpsc::UnboundedSender<Outgoing>,
+    writes: Rc<Writes>,
     flow: Rc<Flow>,
 }
 
 impl Sender {
     /// Hands `frame` to the writer; its bytes count as unsent until the socket takes them.
-    /// (The channel itself is unbounded; what bounds it is that the link stops reading,
-    /// and so stops producing replies, past [`Flow`]'s cap.)
+    /// (The queue itself has no bound of its own; what bounds it is that the link stops
+    /// reading, and so stops producing replies, past [`Flow`]'s cap, and that a link whose
+    /// remote does not read ends after its write timeout.)
     pub(crate) fn send(&self, frame: Outgoing) {
         self.flow.unsent.set(self.flow.unsent.get() + frame.len());
-        // A closed writer means the socket is gone; the reader ends and the link stops.
-        let _gone = self.outbound.unbounded_send(frame);
+        // A writer that ended means the socket is gone; the reader ends and the link stops.
+        self.writes.push(frame);
+    }
+}
+
+impl Clone for Sender {
+    fn clone(&self) -> Self {
+        self.writes.senders.set(self.writes.senders.get() + 1);
+        Self {
+            writes: self.writes.clone(),
+            flow: self.flow.clone(),
+        }
+    }
+}
+
+impl Drop for Sender {
+    fn drop(&mut self) {
+        let left = self.writes.senders.get().saturating_sub(1);
+        self.writes.senders.set(left);
+        if left == 0 {
+            self.writes.wake();
+        }
     }
 }
 
 impl Socket {
     /// Splits into the event stream, the sender, the flow control and the connection.
     pub(crate) fn split(self) -> (InboundStream, Sender, Rc<Flow>, Option<Connection>) {
-        let sender = Sender {
-            outbound: self.outbound,
-            flow: self.flow.clone(),
-        };
-        (self.inbound, sender, self.flow, self.connection)
+        (self.inbound, self.outbound, self.flow, self.connection)
     }
 }
 
@@ -267,8 +354,8 @@ pub(crate) async fn accept(
             Ok(Message::Nop) => Ok(Raw::Nop),
             Err(error) => Err(error),
         });
-    let (sender, receiver) = mpsc::unbounded();
-    actix_web::rt::spawn(write_session(session, receiver, flow.clone()));
+    let writes = Writes::new();
+    actix_web::rt::spawn(write_session(session, writes.clone(), flow.clone()));
     let inbound = Frames {
         inner: raw,
         flow: flow.clone(),
@@ -280,7 +367,10 @@ pub(crate) async fn accept(
         response,
         Socket {
             inbound: Box::pin(inbound),
-            outbound: sender,
+            outbound: Sender {
+                writes,
+                flow: flow.clone(),
+            },
             flow,
             connection: request.conn_data::<Connection>().cloned(),
         },
@@ -314,12 +404,9 @@ impl Stream for Metered {
     }
 }
 
-async fn write_session(
-    mut session: actix_ws::Session,
-    mut frames: mpsc::UnboundedReceiver<Outgoing>,
-    flow: Rc<Flow>,
-) {
-    while let Some(frame) = frames.next().await {
+async fn write_session(mut session: actix_ws::Session, writes: Rc<Writes>, flow: Rc<Flow>) {
+    let writes = WriterGone(writes);
+    while let Some(frame) = writes.0.next().await {
         let len = frame.len();
         let sent = match frame {
             Outgoing::Binary(bytes) => session.binary(bytes).await,
@@ -449,12 +536,13 @@ pub(crate) async fn connect(
     };
     let flow = Flow::new(limits.send_cap, limits.first_limit);
     let (mut sink, stream) = framed.split();
-    let (sender, mut receiver) = mpsc::unbounded::<Outgoing>();
+    let writes = Writes::new();
+    let writer = WriterGone(writes.clone());
     let writer_flow = flow.clone();
     actix_rt::spawn(async move {
         // Write every frame already queued, then flush once: one system call for a burst of
         // frames instead of one per frame.
-        'link: while let Some(first) = receiver.next().await {
+        'link: while let Some(first) = writer.0.next().await {
             let mut next = Some(first);
             let mut written = 0;
             while let Some(frame) = next {
@@ -470,7 +558,7 @@ pub(crate) async fn connect(
                 if sink.feed(message).await.is_err() || last {
                     break 'link;
                 }
-                next = receiver.try_recv().ok();
+                next = writer.0.try_pop();
             }
             if sink.flush().await.is_err() {
                 break;
@@ -501,7 +589,10 @@ pub(crate) async fn connect(
     };
     Ok(Socket {
         inbound: Box::pin(inbound),
-        outbound: sender,
+        outbound: Sender {
+            writes,
+            flow: flow.clone(),
+        },
         flow,
         connection: None,
     })
