@@ -140,10 +140,23 @@ pub const fn block_id(module: &str, token_hash: u64) -> u64 {
     fnv1a(token_hash, module.as_bytes())
 }
 
-/// Decodes captures (at most the first `usize` bytes), runs the block, encodes its result
-/// (`TooLarge` if over the second `usize`, checked before the result is allocated).
-pub(crate) type Invoke =
-    fn(Bytes, usize, usize) -> LocalBoxFuture<'static, Result<Payload, RemoteError>>;
+/// Decodes captures, runs the block, encodes its result (`TooLarge` if over the invocation's
+/// `max_result`, checked before the result is allocated): one boxed future per call, the
+/// scope's guard and the span included.
+pub(crate) type Invoke = fn(Invocation) -> LocalBoxFuture<'static, Result<Payload, RemoteError>>;
+
+/// One call of a block, as [`Invoke`] takes it.
+pub(crate) struct Invocation {
+    /// The scope the body runs in, its deadline and panics guarded; `None` runs it bare.
+    pub(crate) scope: Option<crate::Scope>,
+    /// The span the call runs in.
+    pub(crate) span: tracing::Span,
+    /// The encoded captures, of which at most `max` bytes are decoded.
+    pub(crate) captures: Bytes,
+    pub(crate) max: usize,
+    /// The largest reply frame the caller accepts.
+    pub(crate) max_result: usize,
+}
 
 /// One registered block; submitted at link time by the generated code.
 #[doc(hidden)]
@@ -171,15 +184,25 @@ impl fmt::Debug for BlockEntry {
 inventory::collect!(BlockEntry);
 
 fn invoke<B: Block>(
-    captures: Bytes,
-    max: usize,
-    max_result: usize,
+    invocation: Invocation,
 ) -> LocalBoxFuture<'static, Result<Payload, RemoteError>> {
-    Box::pin(async move {
+    use tracing::Instrument;
+    let Invocation {
+        scope,
+        span,
+        captures,
+        max,
+        max_result,
+    } = invocation;
+    let body = async move {
         let captures: B::Captures = wire::decode_shared(&captures, max)?;
         let output = run::<B>(captures).await?;
         Payload::encode_within(&B::to_wire(output), wire::REPLY_ROOM, max_result)
-    })
+    };
+    match scope {
+        Some(scope) => Box::pin(scope.guard(body).instrument(span)),
+        None => Box::pin(body.instrument(span)),
+    }
 }
 
 /// Runs the body of `B` on the current peer: the one place where an `Err` of a body (its own,
@@ -441,11 +464,7 @@ mod tests {
         ));
     }
 
-    fn never_run(
-        _: Bytes,
-        _: usize,
-        _: usize,
-    ) -> LocalBoxFuture<'static, Result<Payload, RemoteError>> {
+    fn never_run(_: Invocation) -> LocalBoxFuture<'static, Result<Payload, RemoteError>> {
         Box::pin(std::future::pending())
     }
 

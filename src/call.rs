@@ -6,7 +6,6 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use futures_util::future::LocalBoxFuture;
 use tracing::Instrument;
 use tracing::field::{Empty, display};
 
@@ -16,8 +15,65 @@ use crate::scope::Scope;
 use crate::trace::{Hex, Trace, record_outcome};
 use crate::{PeerId, RemoteError, wire};
 
-type Start<T> =
-    Box<dyn FnOnce(Option<Duration>, bool) -> LocalBoxFuture<'static, Result<T, RemoteError>>>;
+/// A call of some block, its future made at its first poll (when its options are final):
+/// one allocation for the call and its future together.
+trait Start<T> {
+    fn poll_call(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        timeout: Option<Duration>,
+        wait_for_ready: bool,
+    ) -> Poll<Result<T, RemoteError>>;
+    fn started(&self) -> bool;
+}
+
+/// How a call's future is made.
+type Make<B, F> = fn(PeerId, Option<Duration>, bool, B) -> F;
+
+pin_project_lite::pin_project! {
+    struct Execute<B, F> {
+        start: Option<(PeerId, B)>,
+        make: Make<B, F>,
+        #[pin]
+        running: Option<F>,
+    }
+}
+
+impl<B: Block, F: Future<Output = Result<B::Output, RemoteError>>> Start<B::Output>
+    for Execute<B, F>
+{
+    fn poll_call(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        timeout: Option<Duration>,
+        wait_for_ready: bool,
+    ) -> Poll<Result<B::Output, RemoteError>> {
+        let mut this = self.project();
+        if let Some((target, block)) = this.start.take() {
+            this.running
+                .set(Some((this.make)(target, timeout, wait_for_ready, block)));
+        }
+        match this.running.as_pin_mut() {
+            Some(running) => running.poll(cx),
+            None => Poll::Pending,
+        }
+    }
+
+    fn started(&self) -> bool {
+        self.start.is_none()
+    }
+}
+
+fn erase<B: Block, F>(target: PeerId, block: B, make: Make<B, F>) -> Pin<Box<dyn Start<B::Output>>>
+where
+    F: Future<Output = Result<B::Output, RemoteError>> + 'static,
+{
+    Box::pin(Execute {
+        start: Some((target, block)),
+        make,
+        running: None,
+    })
+}
 
 /// A call of a block on a peer: a future of `Result<T, RemoteError>`.
 ///
@@ -30,39 +86,26 @@ type Start<T> =
 /// default of 30 s) and the deadline of the block it is made from.
 #[must_use = "a remote call does nothing unless awaited"]
 pub struct RemoteCall<T> {
-    state: State<T>,
-}
-
-enum State<T> {
-    Ready {
-        timeout: Option<Duration>,
-        wait_for_ready: bool,
-        start: Start<T>,
-    },
-    Running(LocalBoxFuture<'static, Result<T, RemoteError>>),
-    Done,
+    timeout: Option<Duration>,
+    wait_for_ready: bool,
+    /// `None` once complete.
+    call: Option<Pin<Box<dyn Start<T>>>>,
 }
 
 impl<T: 'static> RemoteCall<T> {
     #[doc(hidden)]
     pub fn new<B: Block<Output = T>>(target: PeerId, block: B) -> Self {
         Self {
-            state: State::Ready {
-                timeout: None,
-                wait_for_ready: false,
-                start: Box::new(move |timeout, wait_for_ready| {
-                    Box::pin(execute(target, timeout, wait_for_ready, block))
-                }),
-            },
+            timeout: None,
+            wait_for_ready: false,
+            call: Some(erase(target, block, execute::<B>)),
         }
     }
 
     /// Sets this call's deadline, counted from its first poll. A shorter deadline of the
     /// enclosing block still applies.
     pub fn timeout(mut self, limit: Duration) -> Self {
-        if let State::Ready { timeout, .. } = &mut self.state {
-            *timeout = Some(limit);
-        }
+        self.timeout = Some(limit);
         self
     }
 
@@ -73,9 +116,7 @@ impl<T: 'static> RemoteCall<T> {
     /// either case. [`PeerBuilder::wait_for_ready`](crate::PeerBuilder::wait_for_ready) makes
     /// it the default of a peer.
     pub fn wait_for_ready(mut self) -> Self {
-        if let State::Ready { wait_for_ready, .. } = &mut self.state {
-            *wait_for_ready = true;
-        }
+        self.wait_for_ready = true;
         self
     }
 }
@@ -85,34 +126,25 @@ impl<T> Future for RemoteCall<T> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        if let State::Ready { .. } = this.state
-            && let State::Ready {
-                timeout,
-                wait_for_ready,
-                start,
-            } = std::mem::replace(&mut this.state, State::Done)
-        {
-            this.state = State::Running(start(timeout, wait_for_ready));
+        let Some(call) = this.call.as_mut() else {
+            panic!("`RemoteCall` polled after completion")
+        };
+        let output = call
+            .as_mut()
+            .poll_call(cx, this.timeout, this.wait_for_ready);
+        if output.is_ready() {
+            this.call = None;
         }
-        match &mut this.state {
-            State::Running(future) => {
-                let output = future.as_mut().poll(cx);
-                if output.is_ready() {
-                    this.state = State::Done;
-                }
-                output
-            }
-            _ => panic!("`RemoteCall` polled after completion"),
-        }
+        output
     }
 }
 
 impl<T> fmt::Debug for RemoteCall<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let state = match self.state {
-            State::Ready { .. } => "ready",
-            State::Running(_) => "running",
-            State::Done => "done",
+        let state = match &self.call {
+            Some(call) if call.started() => "running",
+            Some(_) => "ready",
+            None => "done",
         };
         f.debug_struct("RemoteCall").field("state", &state).finish()
     }

@@ -39,9 +39,14 @@ pub(crate) async fn call_self(
         request.principal,
         Some(request.deadline),
     );
-    let reply = scope
-        .guard((entry.invoke)(request.captures.into_bytes(), max, max))
-        .await?;
+    let reply = (entry.invoke)(crate::block::Invocation {
+        scope: Some(scope),
+        span: tracing::Span::none(),
+        captures: request.captures.into_bytes(),
+        max,
+        max_result: max,
+    })
+    .await?;
     Ok(reply.into_bytes())
 }
 

@@ -400,10 +400,13 @@ impl Link {
         )
         .with_trace(trace.or_else(|| (!span.is_disabled()).then(|| Trace::child_of(None))));
         let max = inner.config.limits.max_message_size;
-        let body = tracing::Instrument::instrument(
-            scope.guard((entry.invoke)(captures, max, max_result)),
-            span.clone(),
-        );
+        let body = (entry.invoke)(crate::block::Invocation {
+            scope: Some(scope),
+            span: span.clone(),
+            captures,
+            max,
+            max_result,
+        });
         let (handle, registration) = AbortHandle::new_pair();
         let body = Abortable::new(body, registration);
         self.running.borrow_mut().insert(id, handle);

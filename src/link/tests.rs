@@ -189,12 +189,15 @@ fn replied(replied: &mut Replied) -> Result<Bytes, RemoteError> {
 /// Runs a `Run` the way an adapter does, without a runtime: the echo block finishes on its
 /// first poll.
 fn execute(engine: &mut Engine, run: Run) {
-    let result = futures_util::FutureExt::now_or_never((run.entry.invoke)(
-        run.captures,
-        1 << 20,
-        run.max_result,
-    ))
-    .expect("echo finishes at once");
+    let result =
+        futures_util::FutureExt::now_or_never((run.entry.invoke)(crate::block::Invocation {
+            scope: None,
+            span: tracing::Span::none(),
+            captures: run.captures,
+            max: 1 << 20,
+            max_result: run.max_result,
+        }))
+        .expect("echo finishes at once");
     engine.finish(run.id, result, Instant::now());
 }
 

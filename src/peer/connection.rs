@@ -330,10 +330,13 @@ impl Connection {
         )
         .with_trace(trace);
         let max = self.shared.config.max_message_size;
-        let mut body = Box::pin(tracing::Instrument::instrument(
-            scope.guard((entry.invoke)(captures, max, max_result)),
-            span.clone(),
-        ));
+        let mut body = (entry.invoke)(crate::block::Invocation {
+            scope: Some(scope),
+            span: span.clone(),
+            captures,
+            max,
+            max_result,
+        });
         // Most blocks finish on their first poll: reply at once, without spawning a task.
         if let Some(result) = futures_util::FutureExt::now_or_never(body.as_mut()) {
             record_outcome(&span, started, &result);
