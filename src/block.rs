@@ -149,6 +149,9 @@ pub(crate) type Invoke = fn(Invocation) -> LocalBoxFuture<'static, Result<Payloa
 pub(crate) struct Invocation {
     /// The scope the body runs in, its deadline and panics guarded; `None` runs it bare.
     pub(crate) scope: Option<crate::Scope>,
+    /// Whether the scope's deadline is enforced here (else the link that runs the call
+    /// aborts it at its deadline).
+    pub(crate) timed: bool,
     /// The span the call runs in.
     pub(crate) span: tracing::Span,
     /// The encoded captures, of which at most `max` bytes are decoded.
@@ -189,6 +192,7 @@ fn invoke<B: Block>(
     use tracing::Instrument;
     let Invocation {
         scope,
+        timed,
         span,
         captures,
         max,
@@ -200,7 +204,7 @@ fn invoke<B: Block>(
         Payload::encode_within(&B::to_wire(output), wire::REPLY_ROOM, max_result)
     };
     match scope {
-        Some(scope) => Box::pin(scope.guard(body).instrument(span)),
+        Some(scope) => Box::pin(scope.guard_timed(body, timed).instrument(span)),
         None => Box::pin(body.instrument(span)),
     }
 }

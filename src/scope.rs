@@ -41,6 +41,7 @@ pub(crate) async fn call_self(
     );
     let reply = (entry.invoke)(crate::block::Invocation {
         scope: Some(scope),
+        timed: true,
         span: tracing::Span::none(),
         captures: request.captures.into_bytes(),
         max,
@@ -232,8 +233,18 @@ impl Scope {
         self,
         body: impl Future<Output = Result<T, RemoteError>>,
     ) -> Result<T, RemoteError> {
+        self.guard_timed(body, true).await
+    }
+
+    /// [`Scope::guard`], with the deadline enforced here if `timed`, or by whoever runs it
+    /// (a link, which aborts a call at its deadline with one timer for all its calls).
+    pub(crate) async fn guard_timed<T>(
+        self,
+        body: impl Future<Output = Result<T, RemoteError>>,
+        timed: bool,
+    ) -> Result<T, RemoteError> {
         let runtime = self.0.runtime.clone();
-        let deadline = self.0.deadline;
+        let deadline = self.0.deadline.filter(|_| timed);
         let mut body = std::pin::pin!(AssertUnwindSafe(self.enter(body)).catch_unwind());
         // Most bodies finish on their first poll: arm the deadline timer only for the others.
         let outcome = match futures_util::poll!(body.as_mut()) {

@@ -402,6 +402,7 @@ impl Link {
         let max = inner.config.limits.max_message_size;
         let body = (entry.invoke)(crate::block::Invocation {
             scope: Some(scope),
+            timed: false,
             span: span.clone(),
             captures,
             max,

@@ -107,7 +107,9 @@ pub(crate) enum Event {
     },
     /// The handshake completed.
     Up { remote: PeerId },
-    /// Run a block; report its outcome with [`Engine::finish`].
+    /// Run a block; report its outcome with [`Engine::finish`]. A block still running at its
+    /// deadline is aborted ([`Event::Abort`]) and answered `Timeout` by the engine: adapters
+    /// arm no timer per call.
     Run(Run),
     /// Stop a running block (cancelled by the remote, or the link is over); no reply.
     Abort(u64),
@@ -186,6 +188,9 @@ pub(crate) struct Engine {
     deadlines: BinaryHeap<Reverse<(Instant, u64)>>,
     /// Calls of the remote running here, with the bytes charged for each.
     running: HashMap<u64, Charge>,
+    /// The deadlines of running calls, earliest first (stale entries as for `deadlines`):
+    /// a call still running at its deadline is aborted and answers `Timeout`.
+    run_deadlines: BinaryHeap<Reverse<(Instant, u64)>>,
     /// Calls of the remote waiting for a slot, by id (O(1) duplicate checks and cancels) ...
     queued: HashMap<u64, Queued>,
     /// ... and in arrival order; ids cancelled meanwhile are skipped, and the order is
@@ -268,6 +273,7 @@ impl Engine {
             pending: HashMap::new(),
             deadlines: BinaryHeap::new(),
             running: HashMap::new(),
+            run_deadlines: BinaryHeap::new(),
             queued: HashMap::new(),
             queue: VecDeque::new(),
             inbound_bytes: 0,
@@ -378,6 +384,7 @@ impl Engine {
                 consider(Some(self.next_ping));
                 consider(Some(self.last_heard + self.limits.liveness_timeout));
                 consider(self.deadlines.peek().map(|Reverse((at, _))| *at));
+                consider(self.run_deadlines.peek().map(|Reverse((at, _))| *at));
             }
         }
         consider(
@@ -416,8 +423,9 @@ impl Engine {
             tracing::info!(target: "distributed_scope::auth", "token expired, closing link");
             return self.close(close::POLICY, "token expired");
         }
-        if let Phase::Live { remote, .. } = self.phase {
+        if let Phase::Live { remote, remote_max } = self.phase {
             self.expire_calls(remote, now);
+            self.expire_runs(remote_max, now);
             let silent = now.saturating_duration_since(self.last_heard);
             if silent >= self.limits.liveness_timeout {
                 tracing::warn!(peer = %remote, ?silent, "link silent past the liveness timeout");
@@ -450,6 +458,42 @@ impl Engine {
                 self.send_frame(&Frame::Cancel { id });
             }
         }
+    }
+
+    /// Aborts the remote's calls still running at their deadline; they answer `Timeout`.
+    fn expire_runs(&mut self, remote_max: usize, now: Instant) {
+        let mut expired = false;
+        while let Some(Reverse((at, id))) = self.run_deadlines.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.run_deadlines.pop();
+            if let Some(charged) = self.running.remove(&id) {
+                expired = true;
+                self.release(charged);
+                self.events.push_back(Event::Abort(id));
+                let error = RemoteError::Timeout {
+                    peer: None,
+                    block: None,
+                };
+                self.reply_error(id, remote_max, error);
+            }
+        }
+        if expired {
+            self.start_queued(remote_max, now);
+        }
+    }
+
+    /// Starts an admitted call: the adapter runs it, this engine bounds its time.
+    fn start_run(&mut self, run: Run, charged: Charge) {
+        if self.run_deadlines.len() > 2 * self.running.len() + 64 {
+            let running = &self.running;
+            self.run_deadlines
+                .retain(|Reverse((_, id))| running.contains_key(id));
+        }
+        self.run_deadlines.push(Reverse((run.deadline, run.id)));
+        self.running.insert(run.id, charged);
+        self.events.push_back(Event::Run(run));
     }
 
     /// The adapter's count of bytes handed to the socket and not yet taken by it.
@@ -730,6 +774,7 @@ impl Engine {
             );
             let _caller_gone = reply.send(Err(lost));
         }
+        self.run_deadlines.clear();
         for (id, _) in self.running.drain() {
             self.events.push_back(Event::Abort(id));
         }
@@ -874,8 +919,7 @@ impl Engine {
             trace: call.trace,
         };
         if slot_free {
-            self.running.insert(id, charged);
-            self.events.push_back(Event::Run(run));
+            self.start_run(run, charged);
         } else {
             self.queue.push_back(id);
             self.queued.insert(id, Queued { run, charged });
@@ -934,8 +978,7 @@ impl Engine {
                 self.reply_error(id, remote_max, error);
                 continue;
             }
-            self.running.insert(id, queued.charged);
-            self.events.push_back(Event::Run(queued.run));
+            self.start_run(queued.run, queued.charged);
         }
     }
 

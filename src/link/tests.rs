@@ -192,6 +192,7 @@ fn execute(engine: &mut Engine, run: Run) {
     let result =
         futures_util::FutureExt::now_or_never((run.entry.invoke)(crate::block::Invocation {
             scope: None,
+            timed: true,
             span: tracing::Span::none(),
             captures: run.captures,
             max: 1 << 20,
@@ -269,6 +270,41 @@ fn a_call_past_its_deadline_fails_with_timeout_and_is_cancelled_on_the_remote() 
     assert!(
         entries <= 2 * pending + 65,
         "{entries} entries for {pending} calls"
+    );
+}
+
+#[test]
+fn a_run_past_its_deadline_is_aborted_and_answers_timeout() {
+    let (mut a, mut b, _) = linked(Limits::default());
+    let now = Instant::now();
+    let (reply, mut waiting) = oneshot::channel();
+    let id = a.next_call_id();
+    a.call(id, request(7, Duration::from_secs(1)), reply, now);
+    pump(&mut a, &mut b, now);
+    assert_eq!(runs(&events(&mut b)), vec![id]);
+    // The callee's one timer covers the running call's deadline (less the caller's margin).
+    let due = b.poll_timeout().expect("a timeout is due");
+    assert!(due <= Instant::now() + Duration::from_secs(1), "{due:?}");
+    let later = Instant::now() + Duration::from_secs(2);
+    b.on_timeout(later);
+    let aborted: Vec<u64> = events(&mut b)
+        .into_iter()
+        .filter_map(|event| match event {
+            Event::Abort(id) => Some(id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(aborted, vec![id], "the block is stopped");
+    // A finish after the abort sends nothing more: the caller gets exactly one reply.
+    b.finish(
+        id,
+        Ok(Payload::encode(&7u32, crate::wire::REPLY_ROOM).unwrap()),
+        later,
+    );
+    pump(&mut b, &mut a, later);
+    assert!(
+        matches!(replied(&mut waiting), Err(RemoteError::Timeout { .. })),
+        "the caller hears Timeout"
     );
 }
 

@@ -332,6 +332,7 @@ impl Connection {
         let max = self.shared.config.max_message_size;
         let mut body = (entry.invoke)(crate::block::Invocation {
             scope: Some(scope),
+            timed: false,
             span: span.clone(),
             captures,
             max,
