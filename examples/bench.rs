@@ -29,9 +29,16 @@ mod types;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, Command, Stdio};
+use std::task::Poll;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use actix_rt::net::TcpStream;
+use actix_tls::connect::{
+    ConnectError, ConnectInfo, Connection as TcpConnection, ConnectorService,
+};
+use actix_web::dev::Service;
+use actix_web::http::Uri;
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use actix_ws::AggregatedMessage;
 use anyhow::{Context as _, anyhow, bail, ensure};
@@ -43,7 +50,7 @@ use distributed_scope::actix::System;
 use distributed_scope::testing::PeerThread;
 use distributed_scope::{Peer, PeerHandle, PeerId, RemoteError, remote};
 use futures_channel::oneshot;
-use futures_util::future::join_all;
+use futures_util::future::{LocalBoxFuture, join_all};
 use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt as _, Sink, SinkExt, Stream, StreamExt};
 use placement::Placement;
@@ -331,6 +338,7 @@ impl RawServer {
                 System::new().block_on(async move {
                     let server = HttpServer::new(|| App::new().route("/", web::get().to(raw_echo)))
                         .workers(1)
+                        .tcp_nodelay(true)
                         .disable_signals()
                         .shutdown_timeout(1)
                         .bind("127.0.0.1:0");
@@ -390,8 +398,35 @@ struct RawClient<S> {
     socket: S,
 }
 
+/// awc's TCP connector, with `TCP_NODELAY` set on each connection it makes.
+#[derive(Clone, Default)]
+struct NoDelayConnector(ConnectorService);
+
+impl Service<ConnectInfo<Uri>> for NoDelayConnector {
+    type Response = TcpConnection<Uri, TcpStream>;
+    type Error = ConnectError;
+    type Future = LocalBoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&self, _: &mut std::task::Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&self, info: ConnectInfo<Uri>) -> Self::Future {
+        let connecting = self.0.call(info);
+        Box::pin(async move {
+            let connection = connecting.await?;
+            connection
+                .io_ref()
+                .set_nodelay(true)
+                .map_err(ConnectError::Io)?;
+            Ok(connection)
+        })
+    }
+}
+
 async fn raw_connect(url: &str) -> anyhow::Result<RawClient<impl RawSocket>> {
     let (_response, socket) = awc::Client::builder()
+        .connector(awc::Connector::new().connector(NoDelayConnector::default()))
         .finish()
         .ws(url)
         .max_frame_size(MAX_FRAME)
