@@ -994,14 +994,19 @@ fn run(settings: Settings, placement: Placement) -> anyhow::Result<Vec<Row>> {
             server: server_id,
             hop: hop_id,
         };
+        // Idle connections first, while this process's heap holds no memory freed by the
+        // large payloads, which the idle client peers would reuse instead of growing the RSS
+        // that measures them; their rows still come last.
+        let mut idle = Vec::new();
+        if settings.wants("idle") {
+            progress("idle connections");
+            idle_rows(settings.idle_connections, &mut idle).await?;
+        }
         let mut rows = Vec::new();
         client.run(bench.measure(&mut rows)).await?;
         drop(bench);
         client.stop().await?;
-        if settings.wants("idle") {
-            progress("idle connections");
-            idle_rows(settings.idle_connections, &mut rows).await?;
-        }
+        rows.extend(idle);
         anyhow::Ok(rows)
     })?;
     drop((server, hop, raw_server, tarpc_server));
