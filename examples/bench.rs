@@ -9,8 +9,9 @@
 //! `-- --quick` for the shorter run `cargo bench` makes, and
 //! `-- --smoke` for a few seconds' check of the harness itself (its timings mean nothing),
 //! `-- --only GROUP` (local, roundtrip, throughput, tarpc, payload, types, chain, growth,
-//! idle) to run one group, e.g. under a profiler, `-- --no-tarpc` to leave tarpc out and
-//! `-- --no-pin` to leave thread placement to the scheduler.
+//! idle) to run one group, e.g. under a profiler, `-- --no-tarpc` to leave tarpc out,
+//! `-- --no-pin` to leave thread placement to the scheduler and `-- --same-core` to pin
+//! every thread to one core (the loopback's other latency mode).
 //!
 //! Arrangement, the same for every side: the server (a listening peer, the raw echo, or the
 //! tarpc echo) runs on its own thread (an actix system with one HTTP worker; tarpc: a tokio
@@ -53,7 +54,7 @@ use futures_channel::oneshot;
 use futures_util::future::{LocalBoxFuture, join_all};
 use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt as _, Sink, SinkExt, Stream, StreamExt};
-use placement::Placement;
+use placement::{Pinning, Placement};
 use serde_bytes::ByteBuf;
 use tarpc_echo::{TarpcClient, TarpcServer};
 
@@ -131,7 +132,7 @@ impl Mode {
                 growth_calls: 100_000,
                 idle_connections: 1_000,
                 only: None,
-                pin: true,
+                pinning: Pinning::Split,
                 tarpc: true,
             },
             Self::Quick => Settings {
@@ -149,7 +150,7 @@ impl Mode {
                 growth_calls: 20_000,
                 idle_connections: 200,
                 only: None,
-                pin: true,
+                pinning: Pinning::Split,
                 tarpc: true,
             },
             Self::Smoke => Settings {
@@ -167,7 +168,7 @@ impl Mode {
                 growth_calls: 500,
                 idle_connections: 10,
                 only: None,
-                pin: true,
+                pinning: Pinning::Split,
                 tarpc: true,
             },
         }
@@ -192,8 +193,8 @@ struct Settings {
     idle_connections: usize,
     /// Index into [`GROUPS`] of the one group to run, if not all.
     only: Option<usize>,
-    /// Pin the client and the servers to different cores (`--no-pin`: not).
-    pin: bool,
+    /// Where the client and the servers run (`--same-core`, `--no-pin`).
+    pinning: Pinning,
     /// Measure the tarpc baseline (`--no-tarpc`: not).
     tarpc: bool,
 }
@@ -217,7 +218,7 @@ pub(crate) fn cli(default: Mode) -> anyhow::Result<()> {
     let mut mode = default;
     let mut json = None;
     let mut only = None;
-    let (mut pin, mut tarpc) = (true, true);
+    let (mut pinning, mut tarpc) = (Pinning::Split, true);
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -226,7 +227,8 @@ pub(crate) fn cli(default: Mode) -> anyhow::Result<()> {
             "--smoke" => mode = Mode::Smoke,
             "--json" => json = Some(args.next().context("`--json` needs a path")?),
             "--only" => only = Some(args.next().context("`--only` needs a group")?),
-            "--no-pin" => pin = false,
+            "--no-pin" => pinning = Pinning::Off,
+            "--same-core" => pinning = Pinning::Same,
             "--no-tarpc" => tarpc = false,
             "--idle-server" => {
                 return idle_server(&args.next().context("`--idle-server` needs peer|raw")?);
@@ -234,7 +236,7 @@ pub(crate) fn cli(default: Mode) -> anyhow::Result<()> {
             // `cargo bench` passes `--bench`.
             "--bench" => {}
             other => bail!(
-                "unknown argument `{other}`; usage: bench [--full|--quick|--smoke] [--json PATH] [--only GROUP] [--no-tarpc] [--no-pin]"
+                "unknown argument `{other}`; usage: bench [--full|--quick|--smoke] [--json PATH] [--only GROUP] [--no-tarpc] [--no-pin|--same-core]"
             ),
         }
     }
@@ -246,13 +248,13 @@ pub(crate) fn cli(default: Mode) -> anyhow::Result<()> {
     }
     let mut settings = mode.settings();
     settings.only = only.map(|group| GROUPS.iter().position(|known| *known == group).unwrap_or(0));
-    settings.pin = pin;
+    settings.pinning = pinning;
     settings.tarpc = tarpc;
     let load = load_average();
     let started = Instant::now();
     // Before pinning: a pinned thread sees one core.
     let cores = std::thread::available_parallelism().map_or(0, usize::from);
-    let placement = Placement::choose(settings.pin);
+    let placement = Placement::choose(settings.pinning);
     let rows = run(settings, placement)?;
     let run = Run {
         mode,

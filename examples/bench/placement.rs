@@ -9,6 +9,19 @@ use core_affinity::CoreId;
 /// A core to pin a thread to.
 pub(crate) type Core = CoreId;
 
+/// How to place the threads, from the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Pinning {
+    /// The client on one core, the servers on another (the default): every round trip
+    /// crosses cores.
+    Split,
+    /// Everything on one core (`--same-core`): the other mode of the loopback, where a
+    /// message wakes a thread on the core it was sent from.
+    Same,
+    /// Placement left to the scheduler (`--no-pin`).
+    Off,
+}
+
 /// Where the threads of a run go.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Placement {
@@ -19,23 +32,29 @@ pub(crate) struct Placement {
 }
 
 impl Placement {
-    /// Two different cores if `pin` and the process may run on at least two; otherwise none.
-    pub(crate) fn choose(pin: bool) -> Self {
-        let cores = if pin {
-            core_affinity::get_core_ids().unwrap_or_default()
-        } else {
-            Vec::new()
+    /// For [`Pinning::Split`], two different cores if the process may run on at least two;
+    /// for [`Pinning::Same`], one core; otherwise (or if this thread may not be pinned) none.
+    pub(crate) fn choose(pinning: Pinning) -> Self {
+        let cores = match pinning {
+            Pinning::Split | Pinning::Same => core_affinity::get_core_ids().unwrap_or_default(),
+            Pinning::Off => Vec::new(),
         };
-        match cores.as_slice() {
-            // Only if this thread may be pinned at all.
-            [client, server, ..] if core_affinity::set_for_current(*client) => Self {
-                client: Some(*client),
-                server: Some(*server),
-            },
-            _ => Self {
-                client: None,
-                server: None,
-            },
+        let none = Self {
+            client: None,
+            server: None,
+        };
+        let (client, server) = match (pinning, cores.as_slice()) {
+            (Pinning::Split, [client, server, ..]) => (*client, *server),
+            (Pinning::Same, [core, ..]) => (*core, *core),
+            _ => return none,
+        };
+        if core_affinity::set_for_current(client) {
+            Self {
+                client: Some(client),
+                server: Some(server),
+            }
+        } else {
+            none
         }
     }
 
@@ -51,6 +70,10 @@ impl Placement {
     /// For the report's header.
     pub(crate) fn describe(&self) -> String {
         match (self.client, self.server) {
+            (Some(client), Some(server)) if client.id == server.id => format!(
+                "threads pinned: client, chain hop and servers all on core {}",
+                client.id
+            ),
             (Some(client), Some(server)) => format!(
                 "threads pinned: client and chain hop on core {}, servers (with their worker threads) on core {}",
                 client.id, server.id
