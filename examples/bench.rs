@@ -1,27 +1,45 @@
 //! The benchmark: `remote!` side by side with the bare transport it runs on, a raw
-//! actix-web + actix-ws echo server answered by an awc client, in ONE process run, so that
-//! machine noise cancels out in the ratios. Prints a table of every figure with its ratio
-//! to the raw echo and the target of SPEC section 8; `docs/performance.md` explains them.
+//! actix-web + actix-ws echo server answered by an awc client, and with tarpc over TCP, in
+//! ONE process run, so that machine noise cancels out in the ratios. Prints a table of every
+//! figure with its ratios to the raw echo and to tarpc and the targets; `docs/performance.md`
+//! explains them.
 //!
-//! Run: `cargo run --release --example bench` (about a minute),
+//! Run: `cargo run --release --example bench` (a few minutes),
 //! `-- --json out.json` to also write every figure and ratio as JSON,
 //! `-- --quick` for the shorter run `cargo bench` makes, and
 //! `-- --smoke` for a few seconds' check of the harness itself (its timings mean nothing),
-//! and `-- --only GROUP` (local, roundtrip, throughput, payload, chain, growth, idle) to run
-//! one group, e.g. under a profiler.
+//! `-- --only GROUP` (local, roundtrip, throughput, tarpc, payload, types, chain, growth,
+//! idle) to run one group, e.g. under a profiler, `-- --no-tarpc` to leave tarpc out,
+//! `-- --no-pin` to leave thread placement to the scheduler and `-- --same-core` to pin
+//! every thread to one core (the loopback's other latency mode).
 //!
-//! Arrangement, the same for both sides: the server (a listening peer, or the raw echo) runs
-//! in its own actix system on its own thread with one HTTP worker; the client runs in the
-//! main thread's actix system. Idle connections are measured against a server in a child
-//! process (this binary again, `--idle-server peer|raw`) so that its RSS starts clean.
-//! Raw and peer series alternate in rounds, so that a burst of load elsewhere on the machine
-//! hits both.
+//! Arrangement, the same for every side: the server (a listening peer, the raw echo, or the
+//! tarpc echo) runs on its own thread (an actix system with one HTTP worker; tarpc: a tokio
+//! current-thread runtime); the client runs in the main thread's actix system. The client
+//! threads are pinned to one core and the servers to another (`bench/placement.rs`).
+//! Idle connections are measured against a server in a child process (this binary again,
+//! `--idle-server peer|raw`) so that its RSS starts clean. The series alternate in rounds,
+//! so that a burst of load elsewhere on the machine hits all of them.
+
+#[path = "bench/placement.rs"]
+mod placement;
+#[path = "bench/tarpc_echo.rs"]
+mod tarpc_echo;
+#[path = "bench/types.rs"]
+mod types;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, Command, Stdio};
+use std::task::Poll;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use actix_rt::net::TcpStream;
+use actix_tls::connect::{
+    ConnectError, ConnectInfo, Connection as TcpConnection, ConnectorService,
+};
+use actix_web::dev::Service;
+use actix_web::http::Uri;
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use actix_ws::AggregatedMessage;
 use anyhow::{Context as _, anyhow, bail, ensure};
@@ -33,9 +51,12 @@ use distributed_scope::actix::System;
 use distributed_scope::testing::PeerThread;
 use distributed_scope::{Peer, PeerHandle, PeerId, RemoteError, remote};
 use futures_channel::oneshot;
-use futures_util::future::join_all;
+use futures_util::future::{LocalBoxFuture, join_all};
 use futures_util::stream::FuturesUnordered;
-use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use futures_util::{FutureExt as _, Sink, SinkExt, Stream, StreamExt};
+use placement::{Pinning, Placement};
+use serde_bytes::ByteBuf;
+use tarpc_echo::{TarpcClient, TarpcServer};
 
 /// Frame limit of the raw echo, the same as a peer's default `max_message_size`.
 const MAX_FRAME: usize = distributed_scope::DEFAULT_MAX_MESSAGE_SIZE;
@@ -48,12 +69,15 @@ const SIZES: [(usize, &str); 4] = [
     (4 << 20, "4 MiB"),
 ];
 
-/// The groups of measurements, for `--only`.
-const GROUPS: [&str; 7] = [
+/// The groups of measurements, for `--only`. `tarpc` is the round trip and throughput
+/// groups, whose rows carry the tarpc baseline.
+const GROUPS: [&str; 9] = [
     "local",
     "roundtrip",
     "throughput",
+    "tarpc",
     "payload",
+    "types",
     "chain",
     "growth",
     "idle",
@@ -101,11 +125,15 @@ impl Mode {
                 throughput_time: seconds(2.0),
                 payload_samples: 10_000,
                 payload_time: seconds(1.5),
+                types_samples: 2_000,
+                types_time: seconds(0.8),
                 local_calls: 1_000_000,
                 chain_samples: 10_000,
                 growth_calls: 100_000,
                 idle_connections: 1_000,
                 only: None,
+                pinning: Pinning::Split,
+                tarpc: true,
             },
             Self::Quick => Settings {
                 warmup: 500,
@@ -115,11 +143,15 @@ impl Mode {
                 throughput_time: seconds(0.6),
                 payload_samples: 400,
                 payload_time: seconds(0.5),
+                types_samples: 200,
+                types_time: seconds(0.2),
                 local_calls: 200_000,
                 chain_samples: 2_000,
                 growth_calls: 20_000,
                 idle_connections: 200,
                 only: None,
+                pinning: Pinning::Split,
+                tarpc: true,
             },
             Self::Smoke => Settings {
                 warmup: 5,
@@ -129,11 +161,15 @@ impl Mode {
                 throughput_time: seconds(0.05),
                 payload_samples: 2,
                 payload_time: seconds(0.1),
+                types_samples: 2,
+                types_time: seconds(0.05),
                 local_calls: 1_000,
                 chain_samples: 20,
                 growth_calls: 500,
                 idle_connections: 10,
                 only: None,
+                pinning: Pinning::Split,
+                tarpc: true,
             },
         }
     }
@@ -149,17 +185,31 @@ struct Settings {
     throughput_time: Duration,
     payload_samples: usize,
     payload_time: Duration,
+    types_samples: usize,
+    types_time: Duration,
     local_calls: u64,
     chain_samples: usize,
     growth_calls: u64,
     idle_connections: usize,
     /// Index into [`GROUPS`] of the one group to run, if not all.
     only: Option<usize>,
+    /// Where the client and the servers run (`--same-core`, `--no-pin`).
+    pinning: Pinning,
+    /// Measure the tarpc baseline (`--no-tarpc`: not).
+    tarpc: bool,
 }
 
 impl Settings {
     fn wants(&self, group: &str) -> bool {
-        self.only.is_none_or(|only| GROUPS[only] == group)
+        self.only.is_none_or(|only| {
+            GROUPS[only] == group
+                || (GROUPS[only] == "tarpc" && matches!(group, "roundtrip" | "throughput"))
+        })
+    }
+
+    /// Whether the tarpc echo is needed at all.
+    fn wants_tarpc(&self) -> bool {
+        self.tarpc && (self.wants("roundtrip") || self.wants("throughput"))
     }
 }
 
@@ -168,6 +218,7 @@ pub(crate) fn cli(default: Mode) -> anyhow::Result<()> {
     let mut mode = default;
     let mut json = None;
     let mut only = None;
+    let (mut pinning, mut tarpc) = (Pinning::Split, true);
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -176,13 +227,16 @@ pub(crate) fn cli(default: Mode) -> anyhow::Result<()> {
             "--smoke" => mode = Mode::Smoke,
             "--json" => json = Some(args.next().context("`--json` needs a path")?),
             "--only" => only = Some(args.next().context("`--only` needs a group")?),
+            "--no-pin" => pinning = Pinning::Off,
+            "--same-core" => pinning = Pinning::Same,
+            "--no-tarpc" => tarpc = false,
             "--idle-server" => {
                 return idle_server(&args.next().context("`--idle-server` needs peer|raw")?);
             }
             // `cargo bench` passes `--bench`.
             "--bench" => {}
             other => bail!(
-                "unknown argument `{other}`; usage: bench [--full|--quick|--smoke] [--json PATH] [--only GROUP]"
+                "unknown argument `{other}`; usage: bench [--full|--quick|--smoke] [--json PATH] [--only GROUP] [--no-tarpc] [--no-pin|--same-core]"
             ),
         }
     }
@@ -194,13 +248,21 @@ pub(crate) fn cli(default: Mode) -> anyhow::Result<()> {
     }
     let mut settings = mode.settings();
     settings.only = only.map(|group| GROUPS.iter().position(|known| *known == group).unwrap_or(0));
+    settings.pinning = pinning;
+    settings.tarpc = tarpc;
     let load = load_average();
     let started = Instant::now();
-    let rows = run(settings)?;
+    // Before pinning: a pinned thread sees one core.
+    let cores = std::thread::available_parallelism().map_or(0, usize::from);
+    let placement = Placement::choose(settings.pinning);
+    let rows = run(settings, placement)?;
     let run = Run {
         mode,
         elapsed: started.elapsed(),
         load: (load, load_average()),
+        cores,
+        placement,
+        tarpc: settings.wants_tarpc(),
     };
     print_table(&run, &rows);
     if let Some(path) = json {
@@ -217,10 +279,6 @@ pub(crate) fn cli(default: Mode) -> anyhow::Result<()> {
 
 async fn echo_bytes(server: PeerId, data: ScopeBytes) -> Result<ScopeBytes, RemoteError> {
     remote!(server, [data: ScopeBytes] -> ScopeBytes { data }).await
-}
-
-async fn echo_vec(server: PeerId, data: Vec<u8>) -> Result<Vec<u8>, RemoteError> {
-    remote!(server, [data: Vec<u8>] -> Vec<u8> { data }).await
 }
 
 async fn increment(target: PeerId, x: u64) -> Result<u64, RemoteError> {
@@ -282,6 +340,7 @@ impl RawServer {
                 System::new().block_on(async move {
                     let server = HttpServer::new(|| App::new().route("/", web::get().to(raw_echo)))
                         .workers(1)
+                        .tcp_nodelay(true)
                         .disable_signals()
                         .shutdown_timeout(1)
                         .bind("127.0.0.1:0");
@@ -341,8 +400,35 @@ struct RawClient<S> {
     socket: S,
 }
 
+/// awc's TCP connector, with `TCP_NODELAY` set on each connection it makes.
+#[derive(Clone, Default)]
+struct NoDelayConnector(ConnectorService);
+
+impl Service<ConnectInfo<Uri>> for NoDelayConnector {
+    type Response = TcpConnection<Uri, TcpStream>;
+    type Error = ConnectError;
+    type Future = LocalBoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&self, _: &mut std::task::Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&self, info: ConnectInfo<Uri>) -> Self::Future {
+        let connecting = self.0.call(info);
+        Box::pin(async move {
+            let connection = connecting.await?;
+            connection
+                .io_ref()
+                .set_nodelay(true)
+                .map_err(ConnectError::Io)?;
+            Ok(connection)
+        })
+    }
+}
+
 async fn raw_connect(url: &str) -> anyhow::Result<RawClient<impl RawSocket>> {
     let (_response, socket) = awc::Client::builder()
+        .connector(awc::Connector::new().connector(NoDelayConnector::default()))
         .finish()
         .ws(url)
         .max_frame_size(MAX_FRAME)
@@ -353,20 +439,49 @@ async fn raw_connect(url: &str) -> anyhow::Result<RawClient<impl RawSocket>> {
 }
 
 impl<S: RawSocket> RawClient<S> {
+    /// Writes one message and flushes it.
     async fn send(&mut self, payload: Bytes) -> anyhow::Result<()> {
         self.socket.send(Message::Binary(payload)).await?;
         Ok(())
     }
 
+    /// Queues one message in the codec's write buffer without flushing it.
+    async fn feed(&mut self, payload: Bytes) -> anyhow::Result<()> {
+        self.socket.feed(Message::Binary(payload)).await?;
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> anyhow::Result<()> {
+        self.socket.flush().await?;
+        Ok(())
+    }
+
     async fn receive(&mut self) -> anyhow::Result<Bytes> {
         loop {
-            match self.socket.next().await {
-                Some(Ok(Frame::Binary(bytes))) => return Ok(bytes),
-                Some(Ok(Frame::Ping(_) | Frame::Pong(_))) => {}
-                Some(Ok(other)) => bail!("unexpected frame from the raw echo: {other:?}"),
-                Some(Err(error)) => return Err(error.into()),
-                None => bail!("the raw echo closed the connection"),
+            if let Some(bytes) = Self::binary(self.socket.next().await)? {
+                return Ok(bytes);
             }
+        }
+    }
+
+    /// A message already received and decoded, if there is one, without waiting.
+    fn try_receive(&mut self) -> anyhow::Result<Option<Bytes>> {
+        while let Some(item) = self.socket.next().now_or_never() {
+            if let Some(bytes) = Self::binary(item)? {
+                return Ok(Some(bytes));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The payload of a binary frame; `None` for a control frame.
+    fn binary(item: Option<Result<Frame, WsProtocolError>>) -> anyhow::Result<Option<Bytes>> {
+        match item {
+            Some(Ok(Frame::Binary(bytes))) => Ok(Some(bytes)),
+            Some(Ok(Frame::Ping(_) | Frame::Pong(_))) => Ok(None),
+            Some(Ok(other)) => bail!("unexpected frame from the raw echo: {other:?}"),
+            Some(Err(error)) => Err(error.into()),
+            None => bail!("the raw echo closed the connection"),
         }
     }
 
@@ -379,6 +494,12 @@ impl<S: RawSocket> RawClient<S> {
     }
 
     /// Keeps `window` echoes in flight until `calls` are sent or `time` has passed.
+    ///
+    /// Written the way the library writes (its link writer queues every frame at hand, then
+    /// flushes once): every echo already received is taken before refilling the window, and
+    /// the refill is one flush for however many messages, so with many in flight one system
+    /// call carries many messages, like the echo server's replies (actix-ws encodes every
+    /// queued message into one body chunk).
     async fn pipelined(
         &mut self,
         window: usize,
@@ -389,15 +510,28 @@ impl<S: RawSocket> RawClient<S> {
         let started = Instant::now();
         let (mut sent, mut done, mut in_flight) = (0u64, 0u64, 0usize);
         while in_flight < window && sent < calls {
-            self.send(payload.clone()).await?;
+            self.feed(payload.clone()).await?;
             (sent, in_flight) = (sent + 1, in_flight + 1);
         }
+        self.flush().await?;
         while in_flight > 0 {
-            ensure!(self.receive().await?.len() == payload.len(), "bad echo");
-            (done, in_flight) = (done + 1, in_flight - 1);
-            if sent < calls && started.elapsed() < time {
-                self.send(payload.clone()).await?;
-                (sent, in_flight) = (sent + 1, in_flight + 1);
+            let mut echoed = Some(self.receive().await?);
+            while let Some(echo) = echoed {
+                ensure!(echo == payload, "bad echo");
+                (done, in_flight) = (done + 1, in_flight - 1);
+                echoed = if in_flight > 0 {
+                    self.try_receive()?
+                } else {
+                    None
+                };
+            }
+            let mut fed = false;
+            while in_flight < window && sent < calls && started.elapsed() < time {
+                self.feed(payload.clone()).await?;
+                (sent, in_flight, fed) = (sent + 1, in_flight + 1, true);
+            }
+            if fed {
+                self.flush().await?;
             }
         }
         Ok(Throughput {
@@ -494,23 +628,53 @@ struct Budget {
 }
 
 /// Times `raw` and `peer` call by call, alternating in rounds.
-async fn latency_pair(
+async fn latency_pair<R, P>(
     budget: Budget,
-    raw: &mut impl AsyncFnMut() -> anyhow::Result<()>,
-    peer: &mut impl AsyncFnMut() -> anyhow::Result<()>,
-) -> anyhow::Result<(Stats, Stats)> {
+    raw: &mut R,
+    peer: &mut P,
+) -> anyhow::Result<(Stats, Stats)>
+where
+    R: AsyncFnMut() -> anyhow::Result<()>,
+    P: AsyncFnMut() -> anyhow::Result<()>,
+{
+    let (raw, peer, _) = latency_series(budget, raw, peer, None::<&mut R>).await?;
+    Ok((raw, peer))
+}
+
+/// Times `raw`, `peer` and, if given, `tarpc` call by call, alternating in rounds.
+async fn latency_series<R, P, T>(
+    budget: Budget,
+    raw: &mut R,
+    peer: &mut P,
+    mut tarpc: Option<&mut T>,
+) -> anyhow::Result<(Stats, Stats, Option<Stats>)>
+where
+    R: AsyncFnMut() -> anyhow::Result<()>,
+    P: AsyncFnMut() -> anyhow::Result<()>,
+    T: AsyncFnMut() -> anyhow::Result<()>,
+{
     for _ in 0..budget.warmup {
         raw().await?;
         peer().await?;
+        if let Some(tarpc) = tarpc.as_mut() {
+            tarpc().await?;
+        }
     }
     let samples = budget.samples.div_ceil(budget.rounds);
     let time = budget.time / budget.rounds as u32;
-    let (mut raw_nanos, mut peer_nanos) = (Vec::new(), Vec::new());
+    let (mut raw_nanos, mut peer_nanos, mut tarpc_nanos) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..budget.rounds {
         time_calls(samples, time, &mut raw_nanos, raw).await?;
         time_calls(samples, time, &mut peer_nanos, peer).await?;
+        if let Some(tarpc) = tarpc.as_mut() {
+            time_calls(samples, time, &mut tarpc_nanos, *tarpc).await?;
+        }
     }
-    Ok((Stats::of(raw_nanos)?, Stats::of(peer_nanos)?))
+    let tarpc = match tarpc {
+        Some(_) => Some(Stats::of(tarpc_nanos)?),
+        None => None,
+    };
+    Ok((Stats::of(raw_nanos)?, Stats::of(peer_nanos)?, tarpc))
 }
 
 async fn time_calls(
@@ -535,6 +699,7 @@ async fn time_calls(
 struct Bench<S> {
     settings: Settings,
     raw: RawClient<S>,
+    tarpc: Option<TarpcClient>,
     client: PeerHandle,
     server: PeerId,
     hop: PeerId,
@@ -576,25 +741,24 @@ impl<S: RawSocket> Bench<S> {
         let mut raw_p50_64 = None;
         if settings.wants("roundtrip") || settings.wants("chain") {
             progress("round trip, 64 B");
-            let (raw, peer) = self
-                .sweep_point(
-                    64,
-                    self.budget(
-                        settings.latency_samples,
-                        settings.latency_time,
-                        settings.warmup,
-                    ),
-                    false,
-                )
-                .await?;
-            rows.push(
-                Row::new("round trip 64 B, p50", Unit::Micros, peer.p50_us)
-                    .baseline(raw.p50_us)
-                    .target(Target::RatioAtMost(1.15)),
+            let budget = self.budget(
+                settings.latency_samples,
+                settings.latency_time,
+                settings.warmup,
             );
-            rows.push(
-                Row::new("round trip 64 B, p99", Unit::Micros, peer.p99_us).baseline(raw.p99_us),
-            );
+            let (raw, peer, tarpc) = self.round_trips(budget).await?;
+            let mut p50 = Row::new("round trip 64 B, p50", Unit::Micros, peer.p50_us)
+                .baseline(raw.p50_us)
+                .target(Target::RatioAtMost(Base::Raw, 1.15));
+            let mut p99 =
+                Row::new("round trip 64 B, p99", Unit::Micros, peer.p99_us).baseline(raw.p99_us);
+            if let Some(tarpc) = tarpc {
+                p50 = p50
+                    .tarpc(tarpc.p50_us)
+                    .target(Target::RatioAtMost(Base::Tarpc, 0.9));
+                p99 = p99.tarpc(tarpc.p99_us);
+            }
+            rows.extend([p50, p99]);
             raw_p50_64 = Some(raw.p50_us);
         }
 
@@ -603,15 +767,21 @@ impl<S: RawSocket> Bench<S> {
             let warmup = (settings.warmup as u64).max(window as u64);
             self.raw.pipelined(window, warmup, Duration::MAX).await?;
             peer_pipelined(server, window, warmup, Duration::MAX).await?;
+            if let Some(tarpc) = &self.tarpc {
+                tarpc.pipelined(window, warmup, Duration::MAX).await?;
+            }
             let time = settings.throughput_time / settings.rounds as u32;
             let zero = Throughput {
                 calls: 0,
                 elapsed: Duration::ZERO,
             };
-            let (mut raw, mut peer) = (zero, zero);
+            let (mut raw, mut peer, mut tarpc) = (zero, zero, zero);
             for _ in 0..settings.rounds {
                 raw = raw.add(self.raw.pipelined(window, u64::MAX, time).await?);
                 peer = peer.add(peer_pipelined(server, window, u64::MAX, time).await?);
+                if let Some(client) = &self.tarpc {
+                    tarpc = tarpc.add(client.pipelined(window, u64::MAX, time).await?);
+                }
             }
             let mut row = Row::new(
                 format!("throughput, {window} in flight"),
@@ -620,31 +790,36 @@ impl<S: RawSocket> Bench<S> {
             )
             .baseline(raw.per_second());
             if window == 64 {
-                row = row.target(Target::RatioAtLeast(0.8));
+                row = row.target(Target::RatioAtLeast(Base::Raw, 0.8));
+            }
+            if self.tarpc.is_some() {
+                row = row.tarpc(tarpc.per_second());
+                if window > 1 {
+                    row = row.target(Target::RatioAtLeast(Base::Tarpc, 3.0));
+                }
             }
             rows.push(row);
         }
 
-        for vec in [false, true]
-            .into_iter()
-            .filter(|_| settings.wants("payload"))
-        {
-            for (size, label) in SIZES {
-                let kind = if vec { "Vec<u8>" } else { "Bytes" };
-                progress(&format!("payload {label}, {kind}"));
-                let budget = self.budget(settings.payload_samples, settings.payload_time, 20);
-                let (raw, peer) = self.sweep_point(size, budget, vec).await?;
-                let mut row = Row::new(
-                    format!("payload {label} `{kind}`, p50"),
-                    Unit::Micros,
-                    peer.p50_us,
-                )
-                .baseline(raw.p50_us);
-                if size == 4 << 20 && !vec {
-                    row = row.target(Target::RatioAtMost(1.2));
-                }
-                rows.push(row);
+        for (size, label) in SIZES.into_iter().filter(|_| settings.wants("payload")) {
+            progress(&format!("payload {label}, Bytes"));
+            let budget = self.budget(settings.payload_samples, settings.payload_time, 20);
+            let (raw, peer) = self.sweep_point(size, budget).await?;
+            let mut row = Row::new(
+                format!("payload {label} `Bytes`, p50"),
+                Unit::Micros,
+                peer.p50_us,
+            )
+            .baseline(raw.p50_us);
+            if size == 4 << 20 {
+                row = row.target(Target::RatioAtMost(Base::Raw, 1.2));
             }
+            rows.push(row);
+        }
+
+        if settings.wants("types") {
+            let budget = self.budget(settings.types_samples, settings.types_time, 20);
+            types::rows(&mut self.raw, server, budget, rows).await?;
         }
 
         if settings.wants("chain") {
@@ -708,14 +883,50 @@ impl<S: RawSocket> Bench<S> {
         Ok(())
     }
 
+    /// Round trips of 64 B: raw, peer and tarpc (if measured), alternating in rounds.
+    async fn round_trips(
+        &mut self,
+        budget: Budget,
+    ) -> anyhow::Result<(Stats, Stats, Option<Stats>)> {
+        let server = self.server;
+        let raw_client = &mut self.raw;
+        let mut raw_payload = Bytes::from(vec![7u8; 64]);
+        let mut raw = async || -> anyhow::Result<()> {
+            raw_payload = raw_client
+                .round_trip(std::mem::take(&mut raw_payload))
+                .await?;
+            Ok(())
+        };
+        let mut payload = ScopeBytes::from(vec![7u8; 64]);
+        let mut peer = async || -> anyhow::Result<()> {
+            payload = echo_bytes(server, std::mem::take(&mut payload)).await?;
+            ensure!(payload.len() == 64, "bad echo");
+            Ok(())
+        };
+        let tarpc_client = self.tarpc.clone();
+        let mut tarpc_payload = ByteBuf::from(vec![7u8; 64]);
+        let mut tarpc = async || -> anyhow::Result<()> {
+            if let Some(client) = &tarpc_client {
+                client.round_trip(&mut tarpc_payload).await?;
+            }
+            Ok(())
+        };
+        let tarpc = self.tarpc.is_some().then_some(&mut tarpc);
+        let stats = latency_series(budget, &mut raw, &mut peer, tarpc).await?;
+        ensure!(
+            raw_payload[..] == [7u8; 64] && payload[..] == [7u8; 64],
+            "an echo changed the payload"
+        );
+        ensure!(
+            tarpc_payload[..] == [7u8; 64],
+            "the tarpc echo changed the payload"
+        );
+        Ok(stats)
+    }
+
     /// Round trips of one payload size, raw and peer, each echo fed back as the next payload
     /// so that no side copies its payload per call.
-    async fn sweep_point(
-        &mut self,
-        size: usize,
-        budget: Budget,
-        vec: bool,
-    ) -> anyhow::Result<(Stats, Stats)> {
+    async fn sweep_point(&mut self, size: usize, budget: Budget) -> anyhow::Result<(Stats, Stats)> {
         let server = self.server;
         let raw_client = &mut self.raw;
         let mut raw_payload = Bytes::from(vec![7u8; size]);
@@ -725,23 +936,18 @@ impl<S: RawSocket> Bench<S> {
                 .await?;
             Ok(())
         };
-        if vec {
-            let mut payload = vec![7u8; size];
-            let mut peer = async || -> anyhow::Result<()> {
-                payload = echo_vec(server, std::mem::take(&mut payload)).await?;
-                ensure!(payload.len() == size, "bad echo");
-                Ok(())
-            };
-            latency_pair(budget, &mut raw, &mut peer).await
-        } else {
-            let mut payload = ScopeBytes::from(vec![7u8; size]);
-            let mut peer = async || -> anyhow::Result<()> {
-                payload = echo_bytes(server, std::mem::take(&mut payload)).await?;
-                ensure!(payload.len() == size, "bad echo");
-                Ok(())
-            };
-            latency_pair(budget, &mut raw, &mut peer).await
-        }
+        let mut payload = ScopeBytes::from(vec![7u8; size]);
+        let mut peer = async || -> anyhow::Result<()> {
+            payload = echo_bytes(server, std::mem::take(&mut payload)).await?;
+            ensure!(payload.len() == size, "bad echo");
+            Ok(())
+        };
+        let stats = latency_pair(budget, &mut raw, &mut peer).await?;
+        ensure!(
+            raw_payload.iter().all(|byte| *byte == 7) && payload.iter().all(|byte| *byte == 7),
+            "an echo changed the payload"
+        );
+        Ok(stats)
     }
 }
 
@@ -750,17 +956,27 @@ fn progress(what: &str) {
 }
 
 /// Runs every measurement and returns the rows of the table.
-fn run(settings: Settings) -> anyhow::Result<Vec<Row>> {
-    let raw_server = RawServer::start()?;
+fn run(settings: Settings, placement: Placement) -> anyhow::Result<Vec<Row>> {
     let server_id = PeerId::from_name("bench-server");
     let hop_id = PeerId::from_name("bench-hop");
     let client_id = PeerId::from_name("bench-client");
-    let server = PeerThread::start(Peer::builder(server_id).listen("127.0.0.1:0"))?;
+    // The servers' threads (and the threads they start) on one core; this thread, the
+    // client's, and the chain's hop on the other.
+    let (raw_server, server, tarpc_server) = placement.on_server_core(|| {
+        let raw = RawServer::start()?;
+        let server = PeerThread::start(Peer::builder(server_id).listen("127.0.0.1:0"))?;
+        let tarpc = match settings.wants_tarpc() {
+            true => Some(TarpcServer::start(placement.server)?),
+            false => None,
+        };
+        anyhow::Ok((raw, server, tarpc))
+    })?;
     let hop = PeerThread::start(Peer::builder(hop_id).listen("127.0.0.1:0"))?;
     let server_url = server.handle().url().context("the server listens")?;
     let hop_url = hop.handle().url().context("the hop listens")?;
     let server_handle = server.handle().clone();
     let raw_url = raw_server.url.clone();
+    let tarpc_server_ref = tarpc_server.as_ref();
 
     let rows = System::new().block_on(async move {
         let client = Peer::builder(client_id).start().await?;
@@ -768,24 +984,34 @@ fn run(settings: Settings) -> anyhow::Result<Vec<Row>> {
         // The chain: A (client) -> B (server) -> C (hop) -> A.
         client.connect(&hop_url).await?;
         server_handle.connect(&hop_url).await?;
+        let tarpc = match tarpc_server_ref {
+            Some(server) => Some(TarpcClient::connect(server).await?),
+            None => None,
+        };
         let mut bench = Bench {
             settings,
             raw: raw_connect(&raw_url).await?,
+            tarpc,
             client: client.clone(),
             server: server_id,
             hop: hop_id,
         };
+        // Idle connections first, while this process's heap holds no memory freed by the
+        // large payloads, which the idle client peers would reuse instead of growing the RSS
+        // that measures them; their rows still come last.
+        let mut idle = Vec::new();
+        if settings.wants("idle") {
+            progress("idle connections");
+            idle_rows(settings.idle_connections, &mut idle).await?;
+        }
         let mut rows = Vec::new();
         client.run(bench.measure(&mut rows)).await?;
         drop(bench);
         client.stop().await?;
-        if settings.wants("idle") {
-            progress("idle connections");
-            idle_rows(settings.idle_connections, &mut rows).await?;
-        }
+        rows.extend(idle);
         anyhow::Ok(rows)
     })?;
-    drop((server, hop, raw_server));
+    drop((server, hop, raw_server, tarpc_server));
     Ok(rows)
 }
 
@@ -1034,12 +1260,28 @@ impl Unit {
     }
 }
 
+/// What a ratio is taken to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Base {
+    Raw,
+    Tarpc,
+}
+
+impl Base {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Raw => "raw",
+            Self::Tarpc => "tarpc",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 enum Target {
-    /// The figure divided by the raw figure is at most this (latencies).
-    RatioAtMost(f64),
-    /// The figure divided by the raw figure is at least this (throughput).
-    RatioAtLeast(f64),
+    /// The figure divided by the baseline's is at most this (latencies).
+    RatioAtMost(Base, f64),
+    /// The figure divided by the baseline's is at least this (throughput).
+    RatioAtLeast(Base, f64),
     /// The figure itself is below this, in the row's unit.
     Below(f64),
 }
@@ -1049,9 +1291,12 @@ struct Row {
     name: String,
     unit: Unit,
     value: f64,
+    /// The raw actix-ws echo's figure.
     baseline: Option<f64>,
-    target: Option<Target>,
-    note: Option<&'static str>,
+    /// tarpc's figure.
+    tarpc: Option<f64>,
+    targets: Vec<Target>,
+    note: Option<String>,
 }
 
 impl Row {
@@ -1061,7 +1306,8 @@ impl Row {
             unit,
             value,
             baseline: None,
-            target: None,
+            tarpc: None,
+            targets: Vec::new(),
             note: None,
         }
     }
@@ -1071,37 +1317,69 @@ impl Row {
         self
     }
 
-    fn target(mut self, target: Target) -> Self {
-        self.target = Some(target);
+    fn tarpc(mut self, tarpc: f64) -> Self {
+        self.tarpc = Some(tarpc);
         self
     }
 
-    fn note(mut self, note: &'static str) -> Self {
-        self.note = Some(note);
+    fn target(mut self, target: Target) -> Self {
+        self.targets.push(target);
         self
+    }
+
+    fn note(mut self, note: impl Into<String>) -> Self {
+        self.note = Some(note.into());
+        self
+    }
+
+    /// The figure divided by the raw echo's or tarpc's.
+    fn ratio_to(&self, base: Base) -> Option<f64> {
+        let baseline = match base {
+            Base::Raw => self.baseline,
+            Base::Tarpc => self.tarpc,
+        };
+        baseline
+            .filter(|baseline| *baseline != 0.0)
+            .map(|baseline| self.value / baseline)
     }
 
     fn ratio(&self) -> Option<f64> {
-        self.baseline
-            .filter(|raw| *raw != 0.0)
-            .map(|raw| self.value / raw)
+        self.ratio_to(Base::Raw)
     }
 
-    fn target_text(&self) -> String {
-        match self.target {
-            Some(Target::RatioAtMost(ratio)) => format!("<= {ratio:.2}x"),
-            Some(Target::RatioAtLeast(ratio)) => format!(">= {ratio:.2}x"),
-            Some(Target::Below(limit)) => format!("< {}", self.unit.format(limit)),
-            None => String::new(),
+    fn target_text(&self, target: Target) -> String {
+        match target {
+            Target::RatioAtMost(base, ratio) => format!("<= {ratio:.2}x {}", base.name()),
+            Target::RatioAtLeast(base, ratio) => format!(">= {ratio:.2}x {}", base.name()),
+            Target::Below(limit) => format!("< {}", self.unit.format(limit)),
         }
     }
 
-    fn met(&self) -> Option<bool> {
-        match self.target? {
-            Target::RatioAtMost(limit) => self.ratio().map(|ratio| ratio <= limit),
-            Target::RatioAtLeast(limit) => self.ratio().map(|ratio| ratio >= limit),
+    fn met_target(&self, target: Target) -> Option<bool> {
+        match target {
+            Target::RatioAtMost(base, limit) => self.ratio_to(base).map(|ratio| ratio <= limit),
+            Target::RatioAtLeast(base, limit) => self.ratio_to(base).map(|ratio| ratio >= limit),
             Target::Below(limit) => Some(self.value < limit),
         }
+    }
+
+    /// Every target's text, joined.
+    fn targets_text(&self) -> String {
+        let texts: Vec<String> = self
+            .targets
+            .iter()
+            .map(|target| self.target_text(*target))
+            .collect();
+        texts.join("; ")
+    }
+
+    /// Whether every target is met (`None` if one cannot be judged).
+    fn met(&self) -> Option<bool> {
+        self.targets
+            .iter()
+            .map(|target| self.met_target(*target))
+            .try_fold(true, |all, met| met.map(|met| all && met))
+            .filter(|_| !self.targets.is_empty())
     }
 }
 
@@ -1113,6 +1391,11 @@ struct Run {
     /// The 1-minute load average before and after: other work on the machine skews both
     /// sides, though not always equally.
     load: (Option<f64>, Option<f64>),
+    /// Cores this process may run on (before pinning).
+    cores: usize,
+    placement: Placement,
+    /// Whether the tarpc baseline was measured.
+    tarpc: bool,
 }
 
 fn load_average() -> Option<f64> {
@@ -1121,70 +1404,106 @@ fn load_average() -> Option<f64> {
 }
 
 fn print_table(run: &Run, rows: &[Row]) {
-    let cores = std::thread::available_parallelism().map_or(0, usize::from);
+    let cores = run.cores;
     let load = |load: Option<f64>| load.map_or("?".to_owned(), |load| format!("{load:.1}"));
     println!();
     println!(
-        "distributed-scope vs raw actix-ws echo ({} run, {cores} cores, load {} -> {}, {:.0} s)",
+        "distributed-scope vs raw actix-ws echo{} ({} run, {cores} cores, load {} -> {}, {:.0} s)",
+        if run.tarpc { " and tarpc" } else { "" },
         run.mode.name(),
         load(run.load.0),
         load(run.load.1),
         run.elapsed.as_secs_f64()
     );
+    println!("{}", run.placement.describe());
+    if run.tarpc {
+        println!("{TARPC}");
+    }
     if run.mode == Mode::Smoke {
         println!("smoke run: checks the harness only, its timings mean nothing");
     }
     println!();
-    println!("| measurement | distributed-scope | raw actix-ws | ratio | target | met |");
-    println!("|---|---:|---:|---:|---|---|");
-    for row in rows {
-        let baseline = row
-            .baseline
-            .map(|raw| row.unit.format(raw))
-            .unwrap_or_default();
-        let ratio = row
-            .ratio()
+    println!(
+        "| measurement | distributed-scope | raw actix-ws | ours / raw | tarpc | ours / tarpc | target | met |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---|---|");
+    let ratio = |ratio: Option<f64>| {
+        ratio
             .map(|ratio| format!("{ratio:.2}x"))
-            .unwrap_or_default();
-        let met = match row.met() {
-            Some(true) => "yes",
-            Some(false) => "**no**",
-            None => "",
+            .unwrap_or_default()
+    };
+    for row in rows {
+        let figure = |figure: Option<f64>| {
+            figure
+                .map(|figure| row.unit.format(figure))
+                .unwrap_or_default()
         };
-        let name = match row.note {
+        let met: Vec<&str> = row
+            .targets
+            .iter()
+            .map(|target| match row.met_target(*target) {
+                Some(true) => "yes",
+                Some(false) => "**no**",
+                None => "?",
+            })
+            .collect();
+        let name = match &row.note {
             Some(note) => format!("{} ({note})", row.name),
             None => row.name.clone(),
         };
         println!(
-            "| {name} | {} | {baseline} | {ratio} | {} | {met} |",
+            "| {name} | {} | {} | {} | {} | {} | {} | {} |",
             row.unit.format(row.value),
-            row.target_text()
+            figure(row.baseline),
+            ratio(row.ratio()),
+            figure(row.tarpc),
+            ratio(row.ratio_to(Base::Tarpc)),
+            row.targets_text(),
+            met.join("; ")
         );
     }
 }
+
+/// How the tarpc baseline runs, for the header and the JSON.
+const TARPC: &str = "tarpc: 0.38 over TCP (TCP_NODELAY), bincode transport, its echo server on its own thread (tokio current-thread runtime), one client for all calls in flight";
 
 fn to_json(run: &Run, rows: &[Row]) -> anyhow::Result<String> {
     let rows: Vec<serde_json::Value> = rows
         .iter()
         .map(|row| {
+            let targets: Vec<serde_json::Value> = row
+                .targets
+                .iter()
+                .map(|target| {
+                    serde_json::json!({
+                        "target": row.target_text(*target),
+                        "met": row.met_target(*target),
+                    })
+                })
+                .collect();
             serde_json::json!({
                 "name": row.name,
                 "unit": row.unit.name(),
                 "value": row.value,
                 "baseline": row.baseline,
                 "ratio": row.ratio(),
-                "target": row.target.map(|_| row.target_text()),
+                "tarpc": row.tarpc,
+                "tarpc_ratio": row.ratio_to(Base::Tarpc),
+                "target": (!row.targets.is_empty()).then(|| row.targets_text()),
                 "met": row.met(),
+                "targets": targets,
                 "note": row.note,
             })
         })
         .collect();
     let report = serde_json::json!({
         "mode": run.mode.name(),
-        "cores": std::thread::available_parallelism().map_or(0, usize::from),
+        "cores": run.cores,
         "load_average": [run.load.0, run.load.1],
         "seconds": run.elapsed.as_secs_f64(),
+        "placement": run.placement.describe(),
         "baseline": "raw actix-web + actix-ws echo server, awc client",
+        "tarpc": run.tarpc.then_some(TARPC),
         "rows": rows,
     });
     Ok(serde_json::to_string_pretty(&report)?)
