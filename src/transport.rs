@@ -154,6 +154,11 @@ pub(crate) fn remember_connection(connection: &dyn Any, extensions: &mut Extensi
     } else {
         return;
     };
+    // Small messages answered at once: no Nagle delay (also for an endpoint mounted in the
+    // application's own server).
+    if let Err(error) = tcp.set_nodelay(true) {
+        tracing::debug!(%error, "cannot set TCP_NODELAY on a connection");
+    }
     match socket2::SockRef::from(tcp).try_clone() {
         Ok(socket) => {
             extensions.insert(Connection(Arc::new(socket)));
@@ -506,7 +511,11 @@ pub(crate) async fn connect(
         }
     }
     let client = awc::Client::builder()
-        .connector(awc::Connector::new().rustls_0_23(tls))
+        .connector(
+            awc::Connector::new()
+                .connector(NoDelay::default())
+                .rustls_0_23(tls),
+        )
         .timeout(timeout)
         .finish();
     let mut request = client.ws(url).max_frame_size(limits.max_frame);
@@ -596,6 +605,35 @@ pub(crate) async fn connect(
         flow,
         connection: None,
     })
+}
+
+/// awc's TCP connector, with `TCP_NODELAY` set on each connection it makes: calls and
+/// replies are small messages, which Nagle's algorithm would hold back.
+#[derive(Clone, Default)]
+struct NoDelay(actix_tls::connect::ConnectorService);
+
+type TcpConnection =
+    actix_tls::connect::Connection<actix_web::http::Uri, actix_web::rt::net::TcpStream>;
+
+impl actix_web::dev::Service<actix_tls::connect::ConnectInfo<actix_web::http::Uri>> for NoDelay {
+    type Response = TcpConnection;
+    type Error = actix_tls::connect::ConnectError;
+    type Future = futures_util::future::LocalBoxFuture<'static, Result<TcpConnection, Self::Error>>;
+
+    fn poll_ready(&self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&self, info: actix_tls::connect::ConnectInfo<actix_web::http::Uri>) -> Self::Future {
+        let connecting = self.0.call(info);
+        Box::pin(async move {
+            let connection = connecting.await?;
+            if let Err(error) = connection.io_ref().set_nodelay(true) {
+                tracing::debug!(%error, "cannot set TCP_NODELAY on a link");
+            }
+            Ok(connection)
+        })
+    }
 }
 
 /// One WebSocket frame, from either side's codec.

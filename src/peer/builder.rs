@@ -390,6 +390,9 @@ impl PeerBuilder {
                     .route("/", web::get().to(upgrade::accept))
             })
             .on_connect(transport::remember_connection)
+            // Calls and replies are small messages, often answered at once: without this,
+            // Nagle's algorithm holds a reply back until the previous one is acknowledged.
+            .tcp_nodelay(true)
             .workers(shared.config.workers)
             .disable_signals()
             .shutdown_timeout(1);
