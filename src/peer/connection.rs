@@ -275,7 +275,7 @@ impl Connection {
                     .map(crate::RemoteBlock::from)
                     .collect(),
             ),
-            outbound_slots: Arc::new(tokio::sync::Semaphore::new(
+            outbound_slots: Arc::new(super::outbox::Slots::new(
                 self.shared.config.max_pending_outbound,
             )),
             #[cfg(feature = "auth")]

@@ -8,7 +8,7 @@
 //! pushes.
 
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 
@@ -129,6 +129,72 @@ impl Outbox {
     }
 }
 
+/// The pending-call slots of one link (`max_pending_outbound`): a caller takes one before it
+/// queues a call and gives it back when the call is over. Taking a free slot is one atomic
+/// operation; at the limit, callers wait to be told a slot was freed.
+pub(crate) struct Slots {
+    max: usize,
+    taken: AtomicUsize,
+    waiting: AtomicUsize,
+    freed: tokio::sync::Notify,
+}
+
+impl Slots {
+    pub(crate) fn new(max: usize) -> Self {
+        Self {
+            max,
+            taken: AtomicUsize::new(0),
+            waiting: AtomicUsize::new(0),
+            freed: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// A free slot, if there is one now.
+    pub(crate) fn try_take(&self) -> Option<Slot<'_>> {
+        if self.taken.fetch_add(1, Ordering::SeqCst) < self.max {
+            return Some(Slot(self));
+        }
+        self.taken.fetch_sub(1, Ordering::SeqCst);
+        None
+    }
+
+    /// A slot, when one is free (the caller bounds the wait).
+    pub(crate) async fn take(&self) -> Slot<'_> {
+        loop {
+            let freed = self.freed.notified();
+            let mut freed = std::pin::pin!(freed);
+            freed.as_mut().enable();
+            self.waiting.fetch_add(1, Ordering::SeqCst);
+            let slot = self.try_take();
+            if slot.is_none() {
+                freed.await;
+            }
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+            if let Some(slot) = slot {
+                return slot;
+            }
+        }
+    }
+
+    /// Calls holding a slot now.
+    #[cfg(test)]
+    fn taken(&self) -> usize {
+        self.taken.load(Ordering::SeqCst)
+    }
+}
+
+/// One taken slot, given back when dropped.
+pub(crate) struct Slot<'a>(&'a Slots);
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.0.taken.fetch_sub(1, Ordering::SeqCst);
+        if self.0.waiting.load(Ordering::SeqCst) > 0 {
+            self.0.freed.notify_one();
+        }
+    }
+}
+
 /// Yields once whenever work is queued (several pushes may make one item): the link then
 /// [`Outbox::take`]s it.
 pub(crate) struct Ready(Arc<Outbox>);
@@ -220,6 +286,23 @@ mod tests {
             request: request(),
             reply
         }));
+    }
+
+    #[test]
+    fn slots_bound_the_calls_and_a_freed_slot_wakes_a_waiter() {
+        let slots = Slots::new(2);
+        let first = slots.try_take().expect("a free slot");
+        let second = slots.try_take().expect("a free slot");
+        assert!(slots.try_take().is_none(), "at the limit");
+        assert_eq!(slots.taken(), 2);
+        let mut waiting = Box::pin(slots.take());
+        assert!(futures_util::FutureExt::now_or_never(waiting.as_mut()).is_none());
+        drop(first);
+        let third = futures_util::FutureExt::now_or_never(waiting.as_mut())
+            .expect("the freed slot goes to the waiter");
+        assert_eq!(slots.taken(), 2);
+        drop((second, third));
+        assert_eq!(slots.taken(), 0);
     }
 
     trait PendingNow {

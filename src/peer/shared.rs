@@ -10,7 +10,7 @@ use actix::{Message, Recipient};
 use bytes::Bytes;
 use futures_channel::oneshot;
 use futures_util::future::{Either, LocalBoxFuture, select};
-use tokio::sync::{Semaphore, broadcast};
+use tokio::sync::broadcast;
 use web_time::Instant;
 
 use super::admission::Admission;
@@ -18,7 +18,7 @@ use super::config::Config;
 use super::data::AppData;
 use super::events::PeerEvent;
 use super::known_down::KnownDown;
-use super::outbox::{OutboundCall, Outbox};
+use super::outbox::{OutboundCall, Outbox, Slot, Slots};
 use crate::link::{Budgets, Counters};
 use crate::runtime::{Request, Runtime};
 use crate::{PeerId, RemoteError};
@@ -75,7 +75,7 @@ pub(crate) struct Link {
     /// The blocks the remote announced in its handshake.
     pub(crate) blocks: Arc<Vec<crate::RemoteBlock>>,
     /// Bounds the calls this peer has pending on the link.
-    pub(crate) outbound_slots: Arc<Semaphore>,
+    pub(crate) outbound_slots: Arc<Slots>,
     #[cfg(feature = "auth")]
     pub(crate) principal: Option<Arc<Principal>>,
 }
@@ -332,23 +332,19 @@ impl Shared {
     }
 
     /// Waits for one of the link's pending-call slots until `deadline`.
-    async fn wait_for_slot(
+    async fn wait_for_slot<'a>(
         &self,
-        link: &Link,
+        link: &'a Link,
         target: PeerId,
         deadline: Instant,
-    ) -> Result<tokio::sync::OwnedSemaphorePermit, RemoteError> {
+    ) -> Result<Slot<'a>, RemoteError> {
         match select(
-            Box::pin(link.outbound_slots.clone().acquire_owned()),
+            Box::pin(link.outbound_slots.take()),
             self.sleep_until(deadline),
         )
         .await
         {
-            Either::Left((Ok(slot), _)) => Ok(slot),
-            Either::Left((Err(_closed), _)) => Err(RemoteError::ConnectionLost {
-                peer: target,
-                block: None,
-            }),
+            Either::Left((slot, _)) => Ok(slot),
             Either::Right(((), _)) => Err(RemoteError::Timeout {
                 peer: Some(target),
                 block: None,
@@ -375,9 +371,9 @@ impl Shared {
             });
         }
         // At the pending limit a call waits for a slot until its deadline.
-        let slot = match link.outbound_slots.clone().try_acquire_owned() {
-            Ok(slot) => slot,
-            Err(_no_slot_now) => self.wait_for_slot(&link, target, request.deadline).await?,
+        let slot = match link.outbound_slots.try_take() {
+            Some(slot) => slot,
+            None => self.wait_for_slot(&link, target, request.deadline).await?,
         };
         let id = link.ids.fetch_add(1, Ordering::Relaxed);
         let name = request.name;
