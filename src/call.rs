@@ -168,23 +168,27 @@ async fn execute<B: Block>(
         deadline = deadline.min(outer);
     }
     let local = target == scope.peer_id() && !runtime.serialize_local();
-    let span = tracing::info_span!(
-        target: "distributed_scope::call",
-        "call",
-        block = name,
-        block_id = %Hex(B::INFO.id()),
-        call_id = Empty,
-        parent_id = Empty,
-        trace_id = Empty,
-        caller = %scope.peer_id(),
-        callee = %target,
-        local,
-        deadline_ms = deadline.saturating_duration_since(runtime.now()).as_millis() as u64,
-        outcome = Empty,
-        error_code = Empty,
-        error = Empty,
-        duration_ms = Empty,
-    );
+    let span = if !crate::trace::calls_recorded() {
+        tracing::Span::none()
+    } else {
+        tracing::info_span!(
+            target: "distributed_scope::call",
+            "call",
+            block = name,
+            block_id = %Hex(B::INFO.id()),
+            call_id = Empty,
+            parent_id = Empty,
+            trace_id = Empty,
+            caller = %scope.peer_id(),
+            callee = %target,
+            local,
+            deadline_ms = deadline.saturating_duration_since(runtime.now()).as_millis() as u64,
+            outcome = Empty,
+            error_code = Empty,
+            error = Empty,
+            duration_ms = Empty,
+        )
+    };
     // A trace context costs nothing unless someone records spans here, or the call is part of
     // a trace that came in from another peer (so that the chain stays linked through peers
     // that do not record).

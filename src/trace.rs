@@ -84,6 +84,13 @@ fn random_id() -> u64 {
     (z ^ (z >> 31)).max(1)
 }
 
+/// Whether a subscriber records call spans here. Without one, the `call` and `serve` spans
+/// are not built at all: a dependency turns on `tracing`'s `log` feature, under which a
+/// disabled span still evaluates its fields (a clock read among them) for the `log` crate.
+pub(crate) fn calls_recorded() -> bool {
+    tracing::enabled!(target: "distributed_scope::call", tracing::Level::INFO)
+}
+
 /// Records how a call ended on its span: `outcome` (`ok` or `error`), the error and its
 /// kind code, and `duration_ms`. Does nothing for a disabled span.
 pub(crate) fn record_outcome<T>(

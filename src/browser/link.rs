@@ -378,17 +378,21 @@ impl Link {
             max_result,
             trace,
         } = run;
-        let span = tracing::info_span!(
-            target: "distributed_scope::call",
-            "serve",
-            block = entry.info.name(),
-            caller = %remote,
-            callee = %inner.id,
-            outcome = tracing::field::Empty,
-            error_code = tracing::field::Empty,
-            error = tracing::field::Empty,
-            duration_ms = tracing::field::Empty,
-        );
+        let span = if !crate::trace::calls_recorded() {
+            tracing::Span::none()
+        } else {
+            tracing::info_span!(
+                target: "distributed_scope::call",
+                "serve",
+                block = entry.info.name(),
+                caller = %remote,
+                callee = %inner.id,
+                outcome = tracing::field::Empty,
+                error_code = tracing::field::Empty,
+                error = tracing::field::Empty,
+                duration_ms = tracing::field::Empty,
+            )
+        };
         let started = (!span.is_disabled()).then(Instant::now);
         let runtime: Arc<dyn Runtime> = inner.clone();
         let scope = Scope::new(

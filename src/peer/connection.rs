@@ -300,21 +300,25 @@ impl Connection {
             trace,
         } = run;
         // The callee's side of the caller's `call` span: same call id and trace id.
-        let span = tracing::info_span!(
-            target: "distributed_scope::call",
-            "serve",
-            block = entry.info.name(),
-            block_id = %Hex(entry.info.id()),
-            call_id = tracing::field::Empty,
-            trace_id = tracing::field::Empty,
-            caller = %remote,
-            callee = %self.shared.id,
-            deadline_ms = deadline.saturating_duration_since(Instant::now()).as_millis() as u64,
-            outcome = tracing::field::Empty,
-            error_code = tracing::field::Empty,
-            error = tracing::field::Empty,
-            duration_ms = tracing::field::Empty,
-        );
+        let span = if !crate::trace::calls_recorded() {
+            tracing::Span::none()
+        } else {
+            tracing::info_span!(
+                target: "distributed_scope::call",
+                "serve",
+                block = entry.info.name(),
+                block_id = %Hex(entry.info.id()),
+                call_id = tracing::field::Empty,
+                trace_id = tracing::field::Empty,
+                caller = %remote,
+                callee = %self.shared.id,
+                deadline_ms = deadline.saturating_duration_since(Instant::now()).as_millis() as u64,
+                outcome = tracing::field::Empty,
+                error_code = tracing::field::Empty,
+                error = tracing::field::Empty,
+                duration_ms = tracing::field::Empty,
+            )
+        };
         let trace = trace.or_else(|| (!span.is_disabled()).then(|| Trace::child_of(None)));
         if let (Some(trace), false) = (trace, span.is_disabled()) {
             span.record("call_id", tracing::field::display(Hex(trace.call_id)));
