@@ -32,8 +32,10 @@ pub(crate) fn with_frame<T>(frame: &bytes::Bytes, decode: impl FnOnce() -> T) ->
 /// when received, shared with the frame they arrived in rather than copied into a new
 /// allocation.
 ///
-/// Use it instead of `Vec<u8>` for payloads: serde encodes a `Vec<u8>` element by element,
-/// and decoding it allocates and copies.
+/// A capture or result spelled `Vec<u8>` travels as a byte string too (the block macros see
+/// the type), but arrives as a copy in a new allocation; `Bytes` is not copied at all. A
+/// `Vec<u8>` nested in another type (a field, an `Option`) is encoded by serde element by
+/// element unless marked `#[serde(with = "serde_bytes")]`.
 ///
 /// ```no_run
 /// use distributed_scope::{remote, Bytes, PeerId, RemoteError};
