@@ -84,6 +84,43 @@ fn random_id() -> u64 {
     (z ^ (z >> 31)).max(1)
 }
 
+/// The callee's side of a caller's `call` span, for a call of `block` from `caller` admitted
+/// to run here until `deadline`: the span (none unless a subscriber records it) and the
+/// call's trace context (the caller's, or a new one if this peer records the call).
+pub(crate) fn serve_span(
+    block: &crate::block::BlockInfo,
+    caller: crate::PeerId,
+    callee: crate::PeerId,
+    deadline: Instant,
+    trace: Option<Trace>,
+) -> (tracing::Span, Option<Trace>) {
+    use tracing::field::{Empty, display};
+    if !calls_recorded() {
+        return (tracing::Span::none(), trace);
+    }
+    let span = tracing::info_span!(
+        target: "distributed_scope::call",
+        "serve",
+        block = block.name(),
+        block_id = %Hex(block.id()),
+        call_id = Empty,
+        trace_id = Empty,
+        caller = %caller,
+        callee = %callee,
+        deadline_ms = deadline.saturating_duration_since(Instant::now()).as_millis() as u64,
+        outcome = Empty,
+        error_code = Empty,
+        error = Empty,
+        duration_ms = Empty,
+    );
+    let trace = trace.or_else(|| (!span.is_disabled()).then(|| Trace::child_of(None)));
+    if let (Some(trace), false) = (trace, span.is_disabled()) {
+        span.record("call_id", display(Hex(trace.call_id)));
+        span.record("trace_id", display(Hex(trace.trace_id)));
+    }
+    (span, trace)
+}
+
 /// Whether a subscriber records call spans here. Without one, the `call` and `serve` spans
 /// are not built at all: a dependency turns on `tracing`'s `log` feature, under which a
 /// disabled span still evaluates its fields (a clock read among them) for the `log` crate.

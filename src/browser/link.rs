@@ -25,7 +25,7 @@ use crate::error::HandshakeError;
 use crate::link::{Engine, Event, Run, Transmit, close};
 use crate::runtime::{Request, Runtime};
 use crate::scope::Scope;
-use crate::trace::{Trace, record_outcome};
+use crate::trace::record_outcome;
 use crate::{Error, PeerId, RemoteError};
 
 /// The subprotocol offered beside a token; the native peer selects it.
@@ -378,21 +378,8 @@ impl Link {
             max_result,
             trace,
         } = run;
-        let span = if !crate::trace::calls_recorded() {
-            tracing::Span::none()
-        } else {
-            tracing::info_span!(
-                target: "distributed_scope::call",
-                "serve",
-                block = entry.info.name(),
-                caller = %remote,
-                callee = %inner.id,
-                outcome = tracing::field::Empty,
-                error_code = tracing::field::Empty,
-                error = tracing::field::Empty,
-                duration_ms = tracing::field::Empty,
-            )
-        };
+        let (span, trace) =
+            crate::trace::serve_span(&entry.info, remote, inner.id, deadline, trace);
         let started = (!span.is_disabled()).then(Instant::now);
         let runtime: Arc<dyn Runtime> = inner.clone();
         let scope = Scope::new(
@@ -402,7 +389,7 @@ impl Link {
             None,
             Some(deadline),
         )
-        .with_trace(trace.or_else(|| (!span.is_disabled()).then(|| Trace::child_of(None))));
+        .with_trace(trace);
         let max = inner.config.limits.max_message_size;
         let body = (entry.invoke)(crate::block::Invocation {
             scope: Some(scope),

@@ -179,6 +179,16 @@ fn runs(events: &[Event]) -> Vec<u64> {
         .collect()
 }
 
+fn aborts(events: &[Event]) -> Vec<u64> {
+    events
+        .iter()
+        .filter_map(|event| match event {
+            Event::Abort(id) => Some(*id),
+            _ => None,
+        })
+        .collect()
+}
+
 fn replied(replied: &mut Replied) -> Result<Bytes, RemoteError> {
     replied
         .try_recv()
@@ -253,13 +263,7 @@ fn a_call_past_its_deadline_fails_with_timeout_and_is_cancelled_on_the_remote() 
     );
     // The remote is told to stop it: it aborts the run.
     pump(&mut a, &mut b, later);
-    let aborted: Vec<u64> = events(&mut b)
-        .into_iter()
-        .filter_map(|event| match event {
-            Event::Abort(id) => Some(id),
-            _ => None,
-        })
-        .collect();
+    let aborted = aborts(&events(&mut b));
     assert_eq!(aborted, vec![late_id]);
     // Completed calls leave no deadline behind that outlives them for long.
     for x in 0..1_000 {
@@ -287,13 +291,7 @@ fn a_run_past_its_deadline_is_aborted_and_answers_timeout() {
     assert!(due <= Instant::now() + Duration::from_secs(1), "{due:?}");
     let later = Instant::now() + Duration::from_secs(2);
     b.on_timeout(later);
-    let aborted: Vec<u64> = events(&mut b)
-        .into_iter()
-        .filter_map(|event| match event {
-            Event::Abort(id) => Some(id),
-            _ => None,
-        })
-        .collect();
+    let aborted = aborts(&events(&mut b));
     assert_eq!(aborted, vec![id], "the block is stopped");
     // A finish after the abort sends nothing more: the caller gets exactly one reply.
     b.finish(

@@ -21,7 +21,7 @@ use super::shared::{Control, Direction, Link, Shared};
 use crate::error::{Error, HandshakeError};
 use crate::link::{Engine, Event, Identity, Role, Run, Transmit, close};
 use crate::scope::Scope;
-use crate::trace::{Hex, Trace, record_outcome};
+use crate::trace::record_outcome;
 use crate::transport::{self, Flow, Inbound, Outgoing, Sender, Socket};
 use crate::{PeerId, RemoteError};
 
@@ -300,30 +300,8 @@ impl Connection {
             trace,
         } = run;
         // The callee's side of the caller's `call` span: same call id and trace id.
-        let span = if !crate::trace::calls_recorded() {
-            tracing::Span::none()
-        } else {
-            tracing::info_span!(
-                target: "distributed_scope::call",
-                "serve",
-                block = entry.info.name(),
-                block_id = %Hex(entry.info.id()),
-                call_id = tracing::field::Empty,
-                trace_id = tracing::field::Empty,
-                caller = %remote,
-                callee = %self.shared.id,
-                deadline_ms = deadline.saturating_duration_since(Instant::now()).as_millis() as u64,
-                outcome = tracing::field::Empty,
-                error_code = tracing::field::Empty,
-                error = tracing::field::Empty,
-                duration_ms = tracing::field::Empty,
-            )
-        };
-        let trace = trace.or_else(|| (!span.is_disabled()).then(|| Trace::child_of(None)));
-        if let (Some(trace), false) = (trace, span.is_disabled()) {
-            span.record("call_id", tracing::field::display(Hex(trace.call_id)));
-            span.record("trace_id", tracing::field::display(Hex(trace.trace_id)));
-        }
+        let (span, trace) =
+            crate::trace::serve_span(&entry.info, remote, self.shared.id, deadline, trace);
         let started = (!span.is_disabled()).then(Instant::now);
         let scope = Scope::new(
             self.shared.clone(),
