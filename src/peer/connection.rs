@@ -62,6 +62,11 @@ pub(crate) struct Connection {
     drained: Vec<oneshot::Sender<()>>,
     /// Closed on purpose (`disconnect`, `stop`): not reconnected.
     intentional: bool,
+    /// Close once idle ([`Control::CloseWhenIdle`]).
+    close_when_idle: bool,
+    /// The permits of this peer's calls on the link (see [`Link::outbound_slots`]): a call
+    /// holds one from before it reaches this actor until its caller has the reply.
+    outbound_slots: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 impl Connection {
@@ -151,11 +156,19 @@ impl Connection {
             timer: None,
             drained: Vec::new(),
             intentional: false,
+            close_when_idle: false,
+            outbound_slots: None,
         })
     }
 
     /// Carries out what the engine asks after any input: writes, events, the timer.
     fn drive(&mut self, ctx: &mut Context<Self>) {
+        if self.close_when_idle && self.is_idle() {
+            self.close_when_idle = false;
+            self.intentional = true;
+            self.engine
+                .close(close::NORMAL, "address no longer discovered");
+        }
         let mut reported = None;
         loop {
             while let Some(transmit) = self.engine.poll_transmit() {
@@ -183,6 +196,17 @@ impl Connection {
             }
         }
         self.arm_timer(ctx);
+    }
+
+    /// No call in flight on the link: the engine has none, and no caller holds a slot (a call
+    /// on its way to this actor, or a reply not yet taken).
+    fn is_idle(&self) -> bool {
+        let max = self.shared.config.max_pending_outbound;
+        self.engine.is_idle()
+            && self
+                .outbound_slots
+                .as_ref()
+                .is_none_or(|slots| slots.available_permits() >= max)
     }
 
     fn arm_timer(&mut self, ctx: &mut Context<Self>) {
@@ -269,9 +293,12 @@ impl Connection {
                     .map(crate::RemoteBlock::from)
                     .collect(),
             ),
-            outbound_slots: Arc::new(tokio::sync::Semaphore::new(
-                self.shared.config.max_pending_outbound,
-            )),
+            outbound_slots: self
+                .outbound_slots
+                .insert(Arc::new(tokio::sync::Semaphore::new(
+                    self.shared.config.max_pending_outbound,
+                )))
+                .clone(),
             #[cfg(feature = "auth")]
             principal: self.link_auth.principal(),
         };
@@ -472,6 +499,8 @@ impl Handler<Control> for Connection {
                 self.intentional = true;
                 self.engine.close(close::NORMAL, "closed by this peer");
             }
+            // Checked by `drive`, now and after every later input.
+            Control::CloseWhenIdle => self.close_when_idle = true,
             Control::Drain(drained) => {
                 if self.engine.drain() {
                     let _now = drained.send(());

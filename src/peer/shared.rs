@@ -67,6 +67,9 @@ impl Message for CancelCall {
 pub(crate) enum Control {
     /// Close on purpose (`disconnect`): not reconnected.
     Close,
+    /// Close on purpose once no call is pending, running or queued on the link in either
+    /// direction (discovery no longer finds its address): not reconnected.
+    CloseWhenIdle,
     /// Refuse new calls of the remote; answer once none runs or waits.
     Drain(oneshot::Sender<()>),
     /// The drain timeout passed: fail what still runs with `ShuttingDown`, close with 1001.
