@@ -141,10 +141,7 @@ impl Members {
         };
         let (next, after) = match result {
             Ok(peer) => (Address::Linked(*peer), AfterDial::Keep),
-            Err(Error::Handshake {
-                reason: HandshakeError::SelfConnection,
-                ..
-            }) => (Address::Myself, AfterDial::Drop),
+            Err(error) if reached_itself(error) => (Address::Myself, AfterDial::Drop),
             Err(Error::Handshake {
                 reason: HandshakeError::Duplicate(peer),
                 ..
@@ -171,6 +168,24 @@ impl Members {
     #[cfg(test)]
     fn len(&self) -> usize {
         self.addresses.len()
+    }
+}
+
+/// Whether a dial reached this very peer: its own handshake saw its own id, or the accepting
+/// side (this peer too) saw it first and refused the link saying so. The refusal travels as
+/// the close reason, the `Display` of [`HandshakeError::SelfConnection`] (the only way the
+/// protocol says why), so that is what is matched.
+fn reached_itself(error: &Error) -> bool {
+    match error {
+        Error::Handshake {
+            reason: HandshakeError::SelfConnection,
+            ..
+        } => true,
+        Error::Handshake {
+            reason: HandshakeError::Refused(why),
+            ..
+        } => why.ends_with(&HandshakeError::SelfConnection.to_string()),
+        _ => false,
     }
 }
 
@@ -246,21 +261,21 @@ mod tests {
 
     #[test]
     fn own_address_is_never_dialled_again() {
-        let now = Instant::now();
-        let mut members = Members::default();
-        members.update(set(&["ws://me/"]), now);
-        members.due(now, true, |_| false);
-        let after = members.dialled(
-            "ws://me/",
-            &refused(HandshakeError::SelfConnection),
-            now,
-            |_| false,
-            second,
-        );
-        assert_eq!(after, AfterDial::Drop);
-        assert_eq!(members.next_due(), None);
-        let later = now + Duration::from_secs(3600);
-        assert!(members.due(later, true, |_| false).is_empty());
+        let by_the_remote = format!("closed by the remote: {}", HandshakeError::SelfConnection);
+        for reason in [
+            HandshakeError::SelfConnection,
+            HandshakeError::Refused(by_the_remote),
+        ] {
+            let now = Instant::now();
+            let mut members = Members::default();
+            members.update(set(&["ws://me/"]), now);
+            members.due(now, true, |_| false);
+            let after = members.dialled("ws://me/", &refused(reason), now, |_| false, second);
+            assert_eq!(after, AfterDial::Drop);
+            assert_eq!(members.next_due(), None);
+            let later = now + Duration::from_secs(3600);
+            assert!(members.due(later, true, |_| false).is_empty());
+        }
     }
 
     #[test]
