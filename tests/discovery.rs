@@ -337,11 +337,7 @@ fn srv_records_link_each_target_at_its_port() {
 fn a_static_list_links_every_peer_even_one_that_starts_later_and_skips_itself() {
     let b = listening("static-b", "127.0.0.1:0");
     let b_url = b.handle().url().expect("listens");
-    let free = |_| {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binds");
-        listener.local_addr().expect("bound").port()
-    };
-    let (own_port, c_port) = (free(0), free(1));
+    let (own_port, c_port) = (free_port(), free_port());
     let own_url = format!("ws://127.0.0.1:{own_port}/");
     let c_url = format!("ws://127.0.0.1:{c_port}/");
     let c_id = PeerId::from_name("static-c");
@@ -371,6 +367,108 @@ fn a_static_list_links_every_peer_even_one_that_starts_later_and_skips_itself() 
         assert!(own <= 1, "dialled itself {own} times");
         off_thread(move || drop((b, c))).await;
     });
+}
+
+#[test]
+fn peers_that_discover_each_other_keep_one_link_and_stop_dialling() {
+    let (a_port, b_port) = (free_port(), free_port());
+    let urls = [
+        format!("ws://127.0.0.1:{a_port}/"),
+        format!("ws://127.0.0.1:{b_port}/"),
+    ];
+    let (a_id, b_id) = (PeerId::from_name("mesh-a"), PeerId::from_name("mesh-b"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("distributed_scope=debug")
+        .with_test_writer()
+        .try_init();
+    let b = PeerThread::start(
+        quick_reconnect(Peer::builder(b_id))
+            .listen(format!("127.0.0.1:{b_port}"))
+            .discover(Discovery::urls(urls.clone())),
+    )
+    .expect("b starts");
+    let b_handle = b.handle().clone();
+    block_on(async move {
+        let a = quick_reconnect(Peer::builder(a_id))
+            .listen(format!("127.0.0.1:{a_port}"))
+            .discover(Discovery::urls(urls))
+            .start()
+            .await
+            .expect("a starts");
+        let mut events = a.events();
+        until("a and b are linked", || {
+            a.connected_peers().iter().any(|link| link.peer == b_id)
+                && b_handle
+                    .connected_peers()
+                    .iter()
+                    .any(|link| link.peer == a_id)
+        })
+        .await;
+        // Each dialled the other (and itself) once: the second link between them was refused
+        // as a duplicate, or replaced if both dialled at once. What that left settles first.
+        while let Ok(Some(_settling)) =
+            tokio::time::timeout(Duration::from_millis(200), events.next()).await
+        {}
+        // Then nothing more: with the reconnect backoff at 50..300 ms, a peer that kept
+        // dialling the other, or itself, would be refused several times in this window.
+        let window = Instant::now();
+        while window.elapsed() < Duration::from_millis(1500) {
+            if let Ok(Some(event)) =
+                tokio::time::timeout(Duration::from_millis(50), events.next()).await
+            {
+                panic!("the mesh formed, yet: {event:?}");
+            }
+        }
+        assert_eq!(a.connected_peers().len(), 1);
+        assert_eq!(b_handle.connected_peers().len(), 1);
+        off_thread(move || drop(b)).await;
+    });
+}
+
+#[test]
+fn peers_that_dial_each_other_at_once_keep_one_link_the_same_on_both_sides() {
+    for round in 0..5 {
+        let (a_id, b_id) = (
+            PeerId::from_name(&format!("cross-a-{round}")),
+            PeerId::from_name(&format!("cross-b-{round}")),
+        );
+        let b = PeerThread::start(Peer::builder(b_id).listen("127.0.0.1:0")).expect("b starts");
+        let b_handle = b.handle().clone();
+        block_on(async move {
+            let a = Peer::builder(a_id)
+                .listen("127.0.0.1:0")
+                .start()
+                .await
+                .expect("a starts");
+            let (a_url, b_url) = (a.url().expect("listens"), b_handle.url().expect("listens"));
+            let (to_b, to_a) = futures_util::join!(a.connect(&b_url), b_handle.connect(&a_url));
+            // The later dial may be refused by the remote, which holds the earlier link already.
+            assert!(to_b.is_ok() || to_a.is_ok(), "{to_b:?} {to_a:?}");
+            let one_link = || {
+                let (at_a, at_b) = (a.connected_peers(), b_handle.connected_peers());
+                at_a.len() == 1 && at_b.len() == 1 && at_a[0].outbound != at_b[0].outbound
+            };
+            until(
+                "one link, outbound on one side and inbound on the other",
+                one_link,
+            )
+            .await;
+            // It stays: neither side is left to close it.
+            let mut events = a.events();
+            if let Ok(Some(event)) =
+                tokio::time::timeout(Duration::from_millis(300), events.next()).await
+            {
+                panic!("round {round}: the link settled, yet: {event:?}");
+            }
+            assert!(one_link(), "round {round}");
+            off_thread(move || drop(b)).await;
+        });
+    }
+}
+
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binds");
+    listener.local_addr().expect("bound").port()
 }
 
 #[test]

@@ -302,7 +302,14 @@ impl Connection {
             #[cfg(feature = "auth")]
             principal: self.link_auth.principal(),
         };
-        if self.shared.insert_link(peer, link) {
+        // Two peers that dial each other at once keep the dial of the lower id.
+        let crossed = matches!(self.direction, Direction::Outbound { .. }) && self.shared.id < peer;
+        let inserted = if crossed {
+            self.shared.insert_crossed_link(peer, link)
+        } else {
+            self.shared.insert_link(peer, link)
+        };
+        if inserted {
             crate::manifest::warn_of_differences(peer, manifest);
             self.engine.accept(Instant::now());
         } else {
@@ -399,15 +406,21 @@ impl Connection {
     /// A live link ended: it leaves the table, `stop()` stops waiting for it, and an
     /// outbound link that went down on its own is brought back.
     fn went_down(&mut self, remote: PeerId, reason: String) {
-        self.shared.remove_link(remote, self.serial);
-        tracing::info!(peer = %remote.label(), reason, "link down");
+        // A link replaced by a newer one to the same peer (see `insert_crossed_link`) leaves
+        // the peer linked: that is no loss.
+        let lost = self.shared.remove_link(remote, self.serial);
         for drained in self.drained.drain(..) {
             let _stopper_gone = drained.send(());
         }
-        self.shared.emit(PeerEvent::Lost {
-            peer: remote,
-            reason,
-        });
+        if lost {
+            tracing::info!(peer = %remote.label(), reason, "link down");
+            self.shared.emit(PeerEvent::Lost {
+                peer: remote,
+                reason,
+            });
+        } else {
+            tracing::debug!(peer = %remote.label(), reason, "replaced link down");
+        }
         if let Direction::Outbound { url } = &self.direction
             && !self.intentional
             && !self.shared.is_stopping()

@@ -21,12 +21,14 @@ use actix::prelude::*;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use hickory_resolver::TokioResolver;
+use tokio::sync::broadcast;
 use web_time::Instant;
 
 use self::lookup::Query;
 use self::members::{AfterDial, Members};
 use super::Peer;
 use super::actor::{Connect, TokenSource};
+use super::events::PeerEvent;
 use super::shared::{Control, Direction, Shared};
 use crate::PeerId;
 
@@ -274,6 +276,7 @@ impl Plan {
         let mut stopped = std::pin::pin!(stopped);
         let backoff = shared.config.reconnect;
         let linked = |peer: PeerId| shared.is_linked(peer);
+        let mut events = shared.events.subscribe();
         loop {
             if shared.is_stopping() || !peer.connected() {
                 return;
@@ -316,6 +319,13 @@ impl Plan {
             tokio::select! {
                 () = &mut stopped => return,
                 () = sleep => {}
+                event = events.recv() => match event {
+                    Ok(PeerEvent::Lost { .. }) | Err(broadcast::error::RecvError::Lagged(_)) => {
+                        members.link_lost(Instant::now());
+                    }
+                    Ok(_) => {}
+                    Err(broadcast::error::RecvError::Closed) => return,
+                },
                 Some((address, result)) = dials.next(), if !dials.is_empty() => {
                     // The peer actor is gone: so is discovery.
                     let Ok(result) = result else { return };
@@ -324,7 +334,7 @@ impl Plan {
                         Err(error) => tracing::debug!(address, %error, "discovered address not linked"),
                     }
                     let delay = |attempt| backoff.delay(attempt, crate::link::jitter_unit());
-                    match members.dialled(&address, &result, Instant::now(), linked, delay) {
+                    match members.dialled(shared.id, &address, &result, Instant::now(), linked, delay) {
                         AfterDial::Keep => {}
                         AfterDial::Drop => peer.do_send(Forget { url: address, close: false }),
                         AfterDial::Close => peer.do_send(Forget { url: address, close: true }),

@@ -31,9 +31,11 @@ enum Address {
     Dialling { attempt: u32 },
     /// Its link came up: the peer's reconnection keeps it up from here on.
     Linked(PeerId),
-    /// The dial reached `PeerId`, which another link already joins to this peer (it dialled
-    /// us, or it is the same peer at another address): dialled again once that link is gone.
-    Covered(PeerId),
+    /// The dial reached a peer another link already joins to this one (it dialled us, or it
+    /// is the same peer at another address): dialled again once that link is gone. The peer
+    /// is known when this side refused the second link; when the remote refused it, only
+    /// that it holds a link to us, so the address is dialled again after any link is lost.
+    Covered(Option<PeerId>),
     /// This peer's own address (a headless Service lists every pod, this one included).
     Myself,
 }
@@ -92,7 +94,7 @@ impl Members {
         for (address, state) in &mut self.addresses {
             let attempt = match *state {
                 Address::Dial { attempt, at } if at <= now => attempt,
-                Address::Covered(peer) if !linked(peer) => 0,
+                Address::Covered(Some(peer)) if !linked(peer) => 0,
                 Address::Linked(peer) if !reconnects && !linked(peer) => 0,
                 Address::Dial { .. }
                 | Address::Dialling { .. }
@@ -104,6 +106,19 @@ impl Members {
             due.push(address.clone());
         }
         due
+    }
+
+    /// A link of this peer went down: addresses covered by a link of unknown peer are
+    /// dialled again.
+    pub(super) fn link_lost(&mut self, now: Instant) {
+        for state in self.addresses.values_mut() {
+            if *state == Address::Covered(None) {
+                *state = Address::Dial {
+                    attempt: 0,
+                    at: now,
+                };
+            }
+        }
     }
 
     /// When the next address is due, if one waits for a retry.
@@ -124,6 +139,7 @@ impl Members {
     /// (the reconnect backoff for the attempt number given).
     pub(super) fn dialled(
         &mut self,
+        local: PeerId,
         address: &str,
         result: &Result<PeerId, Error>,
         now: Instant,
@@ -145,7 +161,10 @@ impl Members {
             Err(Error::Handshake {
                 reason: HandshakeError::Duplicate(peer),
                 ..
-            }) if linked(*peer) => (Address::Covered(*peer), AfterDial::Drop),
+            }) if linked(*peer) => (Address::Covered(Some(*peer)), AfterDial::Drop),
+            Err(error) if refused_as(error, &HandshakeError::Duplicate(local)) => {
+                (Address::Covered(None), AfterDial::Drop)
+            }
             Err(_) => {
                 let attempt = attempt.saturating_add(1);
                 let at = now + delay(attempt);
@@ -173,20 +192,25 @@ impl Members {
 
 /// Whether a dial reached this very peer: its own handshake saw its own id, or the accepting
 /// side (this peer too) saw it first and refused the link saying so. The refusal travels as
-/// the close reason, the `Display` of [`HandshakeError::SelfConnection`] (the only way the
-/// protocol says why), so that is what is matched.
+/// the close reason, the `Display` of the [`HandshakeError`] (the only way the protocol says
+/// why), so that is what is matched.
 fn reached_itself(error: &Error) -> bool {
-    match error {
+    matches!(
+        error,
         Error::Handshake {
             reason: HandshakeError::SelfConnection,
             ..
-        } => true,
-        Error::Handshake {
-            reason: HandshakeError::Refused(why),
-            ..
-        } => why.ends_with(&HandshakeError::SelfConnection.to_string()),
-        _ => false,
-    }
+        }
+    ) || refused_as(error, &HandshakeError::SelfConnection)
+}
+
+/// Whether the remote refused the link with `reason` (which travels as the close reason).
+fn refused_as(error: &Error, reason: &HandshakeError) -> bool {
+    matches!(
+        error,
+        Error::Handshake { reason: HandshakeError::Refused(why), .. }
+            if why.ends_with(&reason.to_string())
+    )
 }
 
 #[cfg(test)]
@@ -205,6 +229,10 @@ mod tests {
             url: "ws://a/".into(),
             reason,
         })
+    }
+
+    fn local() -> PeerId {
+        PeerId::from_name("a")
     }
 
     fn second(_attempt: u32) -> Duration {
@@ -238,7 +266,7 @@ mod tests {
         members.update(set(&["ws://a/"]), now);
         members.due(now, true, |_| false);
         let error = refused(HandshakeError::Timeout);
-        let after = members.dialled("ws://a/", &error, now, |_| false, second);
+        let after = members.dialled(local(), "ws://a/", &error, now, |_| false, second);
         assert_eq!(after, AfterDial::Drop);
         assert_eq!(members.next_due(), Some(now + Duration::from_secs(1)));
         assert!(members.due(now, true, |_| false).is_empty());
@@ -247,6 +275,7 @@ mod tests {
         // The attempt count grows while dials fail.
         let attempts = std::cell::Cell::new(0);
         members.dialled(
+            local(),
             "ws://a/",
             &error,
             later,
@@ -270,7 +299,14 @@ mod tests {
             let mut members = Members::default();
             members.update(set(&["ws://me/"]), now);
             members.due(now, true, |_| false);
-            let after = members.dialled("ws://me/", &refused(reason), now, |_| false, second);
+            let after = members.dialled(
+                local(),
+                "ws://me/",
+                &refused(reason),
+                now,
+                |_| false,
+                second,
+            );
             assert_eq!(after, AfterDial::Drop);
             assert_eq!(members.next_due(), None);
             let later = now + Duration::from_secs(3600);
@@ -286,9 +322,28 @@ mod tests {
         members.update(set(&["ws://b/"]), now);
         members.due(now, true, |_| false);
         let duplicate = refused(HandshakeError::Duplicate(peer));
-        let after = members.dialled("ws://b/", &duplicate, now, |_| true, second);
+        let after = members.dialled(local(), "ws://b/", &duplicate, now, |_| true, second);
         assert_eq!(after, AfterDial::Drop);
         assert!(members.due(now, true, |_| true).is_empty(), "covered");
+        assert_eq!(members.due(now, true, |_| false), ["ws://b/"]);
+    }
+
+    #[test]
+    fn an_address_whose_peer_holds_a_link_to_us_is_dialled_again_after_a_link_is_lost() {
+        let now = Instant::now();
+        let mut members = Members::default();
+        members.update(set(&["ws://b/"]), now);
+        members.due(now, true, |_| false);
+        let reason = format!(
+            "closed by the remote: {}",
+            HandshakeError::Duplicate(local())
+        );
+        let duplicate = refused(HandshakeError::Refused(reason));
+        let after = members.dialled(local(), "ws://b/", &duplicate, now, |_| false, second);
+        assert_eq!(after, AfterDial::Drop);
+        assert_eq!(members.next_due(), None, "covered, not retried");
+        assert!(members.due(now, true, |_| false).is_empty());
+        members.link_lost(now);
         assert_eq!(members.due(now, true, |_| false), ["ws://b/"]);
     }
 
@@ -299,7 +354,7 @@ mod tests {
         let mut members = Members::default();
         members.update(set(&["ws://b/"]), now);
         members.due(now, true, |_| false);
-        let after = members.dialled("ws://b/", &Ok(peer), now, |_| false, second);
+        let after = members.dialled(local(), "ws://b/", &Ok(peer), now, |_| false, second);
         assert_eq!(after, AfterDial::Keep);
         assert!(members.due(now, true, |_| false).is_empty());
         // Without reconnection, discovery dials it again.
@@ -315,7 +370,7 @@ mod tests {
         members.due(now, true, |_| false);
         members.update(BTreeSet::new(), now);
         assert_eq!(members.len(), 0);
-        let after = members.dialled("ws://b/", &Ok(peer), now, |_| false, second);
+        let after = members.dialled(local(), "ws://b/", &Ok(peer), now, |_| false, second);
         assert_eq!(after, AfterDial::Close);
         assert_eq!(members.leaving(|_| true), ["ws://b/"]);
     }
