@@ -501,11 +501,20 @@ fn a_bad_discovery_fails_start_with_a_typed_error() {
         assert!(invalid(&error).contains("ws://"));
 
         let error = start(Discovery::urls(Vec::<String>::new())).await;
-        assert!(matches!(error, Error::Discovery(DiscoveryError::Option(_))));
+        assert!(matches!(
+            error,
+            Error::Discovery(DiscoveryError::InvalidOption(_))
+        ));
         let error =
             start(Discovery::dns("dns://peers.test:7000").interval(Duration::from_millis(1))).await;
-        assert!(matches!(error, Error::Discovery(DiscoveryError::Option(_))));
+        assert!(matches!(
+            error,
+            Error::Discovery(DiscoveryError::InvalidOption(_))
+        ));
         let error = start(Discovery::dns("dns://peers.test:7000").max_addresses(0)).await;
-        assert!(matches!(error, Error::Discovery(DiscoveryError::Option(_))));
+        assert!(matches!(
+            error,
+            Error::Discovery(DiscoveryError::InvalidOption(_))
+        ));
     });
 }

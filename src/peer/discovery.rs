@@ -176,28 +176,25 @@ impl Discovery {
     /// Checks the options and sets the resolver up.
     pub(super) fn plan(self) -> Result<Plan, DiscoveryError> {
         if self.interval < MIN_INTERVAL {
-            return Err(DiscoveryError::Option(
+            return Err(DiscoveryError::InvalidOption(
                 "the discovery interval is below 100 ms",
             ));
         }
         if self.max_addresses == 0 {
-            return Err(DiscoveryError::Option("max_addresses is zero"));
+            return Err(DiscoveryError::InvalidOption("max_addresses is zero"));
         }
         let lookup = match self.source {
             Source::Urls(urls) => {
                 if urls.is_empty() {
-                    return Err(DiscoveryError::Option("the list of urls is empty"));
+                    return Err(DiscoveryError::InvalidOption("the list of urls is empty"));
                 }
                 for url in &urls {
-                    super::upgrade::check_url(url).map_err(|error| match error {
-                        crate::Error::InvalidUrl { url, reason } => {
-                            DiscoveryError::InvalidUrl { url, reason }
-                        }
-                        _ => DiscoveryError::InvalidUrl {
+                    if let Some(reason) = super::upgrade::url_problem(url) {
+                        return Err(DiscoveryError::InvalidUrl {
                             url: url.clone(),
-                            reason: "not a peer url",
-                        },
-                    })?;
+                            reason,
+                        });
+                    }
                 }
                 Lookup::Static(urls.into_iter().collect())
             }
@@ -233,7 +230,7 @@ pub enum DiscoveryError {
     },
     /// An option is out of range.
     #[error("invalid discovery option: {0}")]
-    Option(&'static str),
+    InvalidOption(&'static str),
     /// The DNS resolver could not be set up (no nameserver was given, and the system's
     /// configuration could not be read).
     #[error("cannot set up the dns resolver")]
@@ -329,14 +326,12 @@ impl Plan {
                 Some((address, result)) = dials.next(), if !dials.is_empty() => {
                     // The peer actor is gone: so is discovery.
                     let Ok(result) = result else { return };
-                    match &result {
-                        Ok(remote) => tracing::info!(address, peer = %remote.label(), "discovered peer linked"),
-                        Err(error) => tracing::debug!(address, %error, "discovered address not linked"),
-                    }
                     let delay = |attempt| backoff.delay(attempt, crate::link::jitter_unit());
-                    match members.dialled(shared.id, &address, &result, Instant::now(), linked, delay) {
+                    let after = members.dialled(shared.id, &address, &result, Instant::now(), linked, delay);
+                    log_dial(&address, &result, after);
+                    match after {
                         AfterDial::Keep => {}
-                        AfterDial::Drop => peer.do_send(Forget { url: address, close: false }),
+                        AfterDial::Retry | AfterDial::Drop => peer.do_send(Forget { url: address, close: false }),
                         AfterDial::Close => peer.do_send(Forget { url: address, close: true }),
                     }
                 }
@@ -366,6 +361,22 @@ impl Plan {
                     }
                 }
             }
+        }
+    }
+}
+
+/// Logs how a dial to a discovered address ended: a link, or a failure (INFO: an address in
+/// the records that cannot be reached is the operator's business), or else at DEBUG.
+fn log_dial(address: &str, result: &Result<PeerId, crate::Error>, after: AfterDial) {
+    match (result, after) {
+        (Ok(remote), _) => {
+            tracing::info!(address, peer = %remote.label(), "discovered peer linked")
+        }
+        (Err(error), AfterDial::Retry) => {
+            tracing::info!(address, %error, "discovered address not reached; dialling again after the backoff");
+        }
+        (Err(error), AfterDial::Keep | AfterDial::Drop | AfterDial::Close) => {
+            tracing::debug!(address, %error, "discovered address not dialled again");
         }
     }
 }

@@ -45,7 +45,11 @@ enum Address {
 pub(super) enum AfterDial {
     /// Keep the peer's outbound entry: the link is up and the peer keeps it up.
     Keep,
-    /// Drop the peer's outbound entry (no reconnection: discovery dials again itself).
+    /// The dial failed: drop the peer's outbound entry (no reconnection by the peer), and
+    /// discovery dials again after the backoff.
+    Retry,
+    /// The dial reached this peer itself, or a peer already linked: drop the peer's outbound
+    /// entry; not dialled again while that holds.
     Drop,
     /// The address left the records while it was dialled: drop the entry and close the link
     /// once idle.
@@ -168,7 +172,7 @@ impl Members {
             Err(_) => {
                 let attempt = attempt.saturating_add(1);
                 let at = now + delay(attempt);
-                (Address::Dial { attempt, at }, AfterDial::Drop)
+                (Address::Dial { attempt, at }, AfterDial::Retry)
             }
         };
         *state = next;
@@ -267,7 +271,7 @@ mod tests {
         members.due(now, true, |_| false);
         let error = refused(HandshakeError::Timeout);
         let after = members.dialled(local(), "ws://a/", &error, now, |_| false, second);
-        assert_eq!(after, AfterDial::Drop);
+        assert_eq!(after, AfterDial::Retry);
         assert_eq!(members.next_due(), Some(now + Duration::from_secs(1)));
         assert!(members.due(now, true, |_| false).is_empty());
         let later = now + Duration::from_secs(1);
