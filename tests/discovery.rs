@@ -255,7 +255,8 @@ fn dns_records_that_change_link_and_unlink_peers_within_two_intervals() {
         // is done: the call completes, and the link closes after it.
         let slow = peer.spawn(async move {
             remote!(c_id, [] -> u32 {
-                tokio::time::sleep(Duration::from_millis(1500)).await;
+                // Well beyond the two intervals the test watches, even on a slow machine.
+                tokio::time::sleep(Duration::from_millis(3000)).await;
                 7
             })
             .await
