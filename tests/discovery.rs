@@ -335,6 +335,36 @@ fn srv_records_link_each_target_at_its_port() {
 }
 
 #[test]
+fn a_dns_outage_unlinks_nobody() {
+    let dns = DnsServer::start();
+    let b = listening("outage-b", "127.0.0.1:0");
+    let b_id = b.handle().id();
+    let b_port = b.handle().local_addr().expect("listens").port();
+    block_on(async move {
+        let service = "_peer._tcp.outage.test.";
+        dns.set(service, RecordType::SRV, vec![srv(b_port, "localhost.")])
+            .await;
+        let discovery = Discovery::dns(format!("dns+srv://{service}"))
+            .nameserver(dns.address)
+            .interval(INTERVAL);
+        let peer = Peer::builder(PeerId::from_name("outage-a"))
+            .discover(discovery)
+            .start()
+            .await
+            .expect("starts");
+        until("b is linked", || linked(&peer, b_id)).await;
+        // The nameserver goes away: lookups fail (or time out after 2 s) and change nothing.
+        off_thread(move || drop(dns)).await;
+        let gone = Instant::now();
+        while gone.elapsed() < Duration::from_secs(5) {
+            assert!(linked(&peer, b_id), "b unlinked during the outage");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        off_thread(move || drop(b)).await;
+    });
+}
+
+#[test]
 fn a_static_list_links_every_peer_even_one_that_starts_later_and_skips_itself() {
     let b = listening("static-b", "127.0.0.1:0");
     let b_url = b.handle().url().expect("listens");
