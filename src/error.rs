@@ -848,6 +848,11 @@ pub enum Error {
     /// The configuration is invalid.
     #[error("invalid configuration: {0}")]
     Config(&'static str),
+    /// The discovery option ([`PeerBuilder::discover`](crate::PeerBuilder::discover)) is
+    /// invalid, or its resolver cannot be set up.
+    #[cfg(not(target_arch = "wasm32"))]
+    #[error("invalid discovery")]
+    Discovery(#[from] crate::peer::DiscoveryError),
     /// The auth configuration failed its check at start.
     #[cfg(feature = "auth")]
     #[error("invalid auth configuration")]

@@ -255,7 +255,8 @@ pub use crate::link::{Backoff, Metrics};
 pub use crate::manifest::RemoteBlock;
 #[cfg(not(target_arch = "wasm32"))]
 pub use crate::peer::{
-    Config, Events, LinkInfo, On, Peer, PeerBuilder, PeerEvent, PeerHandle, PeerStatus,
+    Config, Discovery, DiscoveryError, Events, LinkInfo, On, Peer, PeerBuilder, PeerEvent,
+    PeerHandle, PeerStatus,
 };
 pub use crate::scope::Scope;
 pub use crate::wire::{DEFAULT_MAX_MESSAGE_SIZE, MAX_MESSAGE_SIZE_CEILING};

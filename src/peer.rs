@@ -8,6 +8,7 @@ mod builder;
 pub(crate) mod config;
 pub(crate) mod connection;
 mod data;
+mod discovery;
 pub(crate) mod events;
 #[cfg(feature = "auth")]
 pub(crate) mod guard;
@@ -26,6 +27,7 @@ pub(crate) use self::actor::LinkDown;
 pub use self::actor::{On, Peer};
 pub use self::builder::PeerBuilder;
 pub use self::config::Config;
+pub use self::discovery::{Discovery, DiscoveryError};
 pub use self::events::{Events, PeerEvent};
 pub use self::handle::{LinkInfo, PeerHandle};
 #[cfg(feature = "auth")]

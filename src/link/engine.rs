@@ -1087,6 +1087,12 @@ impl Engine {
         self.running.is_empty() && self.queued.is_empty()
     }
 
+    /// No call in flight in either direction: none of ours waits for a reply, and nothing of
+    /// the remote runs or waits here.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.pending.is_empty() && self.is_drained()
+    }
+
     /// The drain timeout passed: what still runs or waits answers `ShuttingDown`, and the
     /// link closes with 1001.
     pub(crate) fn shutdown(&mut self) {

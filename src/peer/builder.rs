@@ -9,6 +9,7 @@ use actix_web::{App, HttpServer, web};
 
 use super::config::Config;
 use super::data::AppData;
+use super::discovery::Discovery;
 #[cfg(feature = "auth")]
 use super::guard;
 use super::shared::Shared;
@@ -27,6 +28,7 @@ pub struct PeerBuilder {
     client_tls: ClientTls,
     config: Config,
     data: AppData,
+    discovery: Option<Discovery>,
     #[cfg(feature = "auth")]
     guard: guard::Guard,
 }
@@ -318,13 +320,35 @@ impl PeerBuilder {
         self
     }
 
+    /// Links to the peers `discovery` finds: a static list of URLs, or a DNS name looked up
+    /// again every interval, each address found dialled and the links of addresses that
+    /// left closed once idle. See [`Discovery`].
+    ///
+    /// ```no_run
+    /// use distributed_scope::{Discovery, Peer, PeerId};
+    ///
+    /// # async fn example() -> Result<(), distributed_scope::Error> {
+    /// let peer = Peer::builder(PeerId::from_name("worker-0"))
+    ///     .listen("0.0.0.0:7000")
+    ///     .discover(Discovery::dns("dns://peers.default.svc.cluster.local:7000"))
+    ///     .start()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn discover(mut self, discovery: Discovery) -> Self {
+        self.discovery = Some(discovery);
+        self
+    }
+
     /// Starts the peer actor in the current actix system and, with [`listen`], its server.
     ///
     /// [`listen`]: PeerBuilder::listen
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] for an invalid option, [`Error::Bind`] if the address cannot be bound.
+    /// [`Error::Config`] for an invalid option, [`Error::Discovery`] for an invalid
+    /// [`discover`](PeerBuilder::discover) option, [`Error::Bind`] if the address cannot be
+    /// bound.
     pub async fn start(self) -> Result<PeerHandle, Error> {
         self.launch(false).await
     }
@@ -350,6 +374,7 @@ impl PeerBuilder {
             client_tls,
             config,
             data,
+            discovery,
             #[cfg(feature = "auth")]
             guard,
         } = self;
@@ -367,6 +392,7 @@ impl PeerBuilder {
         if config.max_message_size < 1024 {
             return Err(Error::Config("max_message_size is below 1 KiB"));
         }
+        let discovery = discovery.map(Discovery::plan).transpose()?;
         let tls = match client_tls {
             ClientTls::Default => transport::default_client_config(),
             ClientTls::Roots(roots) => transport::client_config_with_roots(roots)?,
@@ -424,6 +450,9 @@ impl PeerBuilder {
         } else {
             peer.start()
         };
+        if let Some(discovery) = discovery {
+            discovery.spawn(addr.clone(), shared.clone());
+        }
         Ok(PeerHandle {
             shared,
             addr,
@@ -443,6 +472,7 @@ impl Peer {
             client_tls: ClientTls::Default,
             config: Config::default(),
             data: AppData::default(),
+            discovery: None,
             #[cfg(feature = "auth")]
             guard: guard::Guard::default(),
         }

@@ -67,6 +67,11 @@ pub(crate) struct Connection {
     drained: Vec<oneshot::Sender<()>>,
     /// Closed on purpose (`disconnect`, `stop`): not reconnected.
     intentional: bool,
+    /// Close once idle ([`Control::CloseWhenIdle`]).
+    close_when_idle: bool,
+    /// The permits of this peer's calls on the link (see [`Link::outbound_slots`]): a call
+    /// holds one from before it reaches this actor until its caller has the reply.
+    outbound_slots: Option<Arc<super::outbox::Slots>>,
 }
 
 impl Connection {
@@ -158,11 +163,19 @@ impl Connection {
             timer: None,
             drained: Vec::new(),
             intentional: false,
+            close_when_idle: false,
+            outbound_slots: None,
         })
     }
 
     /// Carries out what the engine asks after any input: writes, events, the timer.
     fn drive(&mut self, ctx: &mut Context<Self>) {
+        if self.close_when_idle && self.is_idle() {
+            self.close_when_idle = false;
+            self.intentional = true;
+            self.engine
+                .close(close::NORMAL, "address no longer discovered");
+        }
         let mut reported = None;
         loop {
             while let Some(transmit) = self.engine.poll_transmit() {
@@ -190,6 +203,16 @@ impl Connection {
             }
         }
         self.arm_timer(ctx);
+    }
+
+    /// No call in flight on the link: the engine has none, and no caller holds a slot (a call
+    /// on its way to this actor, or a reply not yet taken).
+    fn is_idle(&self) -> bool {
+        self.engine.is_idle()
+            && self
+                .outbound_slots
+                .as_ref()
+                .is_none_or(|slots| slots.taken() == 0)
     }
 
     fn arm_timer(&mut self, ctx: &mut Context<Self>) {
@@ -275,13 +298,23 @@ impl Connection {
                     .map(crate::RemoteBlock::from)
                     .collect(),
             ),
-            outbound_slots: Arc::new(super::outbox::Slots::new(
-                self.shared.config.max_pending_outbound,
-            )),
+            outbound_slots: self
+                .outbound_slots
+                .insert(Arc::new(super::outbox::Slots::new(
+                    self.shared.config.max_pending_outbound,
+                )))
+                .clone(),
             #[cfg(feature = "auth")]
             principal: self.link_auth.principal(),
         };
-        if self.shared.insert_link(peer, link) {
+        // Two peers that dial each other at once keep the dial of the lower id.
+        let crossed = matches!(self.direction, Direction::Outbound { .. }) && self.shared.id < peer;
+        let inserted = if crossed {
+            self.shared.insert_crossed_link(peer, link)
+        } else {
+            self.shared.insert_link(peer, link)
+        };
+        if inserted {
             crate::manifest::warn_of_differences(peer, manifest);
             self.engine.accept(Instant::now());
         } else {
@@ -364,15 +397,21 @@ impl Connection {
     /// A live link ended: it leaves the table, `stop()` stops waiting for it, and an
     /// outbound link that went down on its own is brought back.
     fn went_down(&mut self, remote: PeerId, reason: String) {
-        self.shared.remove_link(remote, self.serial);
-        tracing::info!(peer = %remote.label(), reason, "link down");
+        // A link replaced by a newer one to the same peer (see `insert_crossed_link`) leaves
+        // the peer linked: that is no loss.
+        let lost = self.shared.remove_link(remote, self.serial);
         for drained in self.drained.drain(..) {
             let _stopper_gone = drained.send(());
         }
-        self.shared.emit(PeerEvent::Lost {
-            peer: remote,
-            reason,
-        });
+        if lost {
+            tracing::info!(peer = %remote.label(), reason, "link down");
+            self.shared.emit(PeerEvent::Lost {
+                peer: remote,
+                reason,
+            });
+        } else {
+            tracing::debug!(peer = %remote.label(), reason, "replaced link down");
+        }
         if let Direction::Outbound { url } = &self.direction
             && !self.intentional
             && !self.shared.is_stopping()
@@ -468,6 +507,8 @@ impl Handler<Control> for Connection {
                 self.intentional = true;
                 self.engine.close(close::NORMAL, "closed by this peer");
             }
+            // Checked by `drive`, now and after every later input.
+            Control::CloseWhenIdle => self.close_when_idle = true,
             Control::Drain(drained) => {
                 if self.engine.drain() {
                     let _now = drained.send(());

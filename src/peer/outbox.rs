@@ -177,8 +177,7 @@ impl Slots {
     }
 
     /// Calls holding a slot now.
-    #[cfg(test)]
-    fn taken(&self) -> usize {
+    pub(crate) fn taken(&self) -> usize {
         self.taken.load(Ordering::SeqCst)
     }
 }

@@ -48,6 +48,9 @@ impl Direction {
 pub(crate) enum Control {
     /// Close on purpose (`disconnect`): not reconnected.
     Close,
+    /// Close on purpose once no call is pending, running or queued on the link in either
+    /// direction (discovery no longer finds its address): not reconnected.
+    CloseWhenIdle,
     /// Refuse new calls of the remote; answer once none runs or waits.
     Drain(oneshot::Sender<()>),
     /// The drain timeout passed: fail what still runs with `ShuttingDown`, close with 1001.
@@ -233,9 +236,37 @@ impl Shared {
         inserted
     }
 
+    /// Adds `link`, one this peer dialled, also in place of a live *inbound* link to the same
+    /// peer, which is then closed. When two peers dial each other at once, each accepts the
+    /// other's dial before its own completes; if both then refused their own, neither link
+    /// would be left. So the peer with the lower id keeps its own dial (this), and the other
+    /// refuses its own ([`Shared::insert_link`]): one link remains, the same on both sides.
+    /// A live outbound link to `peer` is never replaced.
+    pub(crate) fn insert_crossed_link(&self, peer: PeerId, link: Link) -> bool {
+        let replaced = {
+            let mut links = self.write_links();
+            match links.get(&peer) {
+                Some(existing)
+                    if existing.outbox.is_open()
+                        && matches!(existing.direction, Direction::Outbound { .. }) =>
+                {
+                    return false;
+                }
+                _ => links.insert(peer, Arc::new(link)),
+            }
+        };
+        if let Some(replaced) = replaced.filter(|old| old.outbox.is_open()) {
+            tracing::info!(peer = %peer.label(), "both peers dialled each other: keeping this peer's dial");
+            replaced.control.do_send(Control::Close);
+        }
+        self.lock_known_down().remove(peer);
+        self.links_changed.notify_waiters();
+        true
+    }
+
     /// Removes the link to `peer` if it is still the one with `serial`: the peer is then
-    /// known down.
-    pub(crate) fn remove_link(&self, peer: PeerId, serial: u64) {
+    /// known down. Returns whether it was.
+    pub(crate) fn remove_link(&self, peer: PeerId, serial: u64) -> bool {
         let removed = {
             let mut links = self.write_links();
             let current = links.get(&peer).is_some_and(|link| link.serial == serial);
@@ -244,6 +275,7 @@ impl Shared {
         if removed {
             self.mark_down(peer);
         }
+        removed
     }
 
     fn lock_known_down(&self) -> std::sync::MutexGuard<'_, KnownDown> {

@@ -77,15 +77,22 @@ pub(crate) async fn accept(
 
 /// Checks that `url` is a `ws://` or `wss://` URL, for operations that dial later.
 pub(crate) fn check_url(url: &str) -> Result<(), Error> {
-    let reason = match url.parse::<actix_web::http::Uri>() {
-        Err(_not_a_uri) => "not a uri",
-        Ok(uri) if matches!(uri.scheme_str(), Some("ws" | "wss")) => return Ok(()),
-        Ok(_) => "the scheme must be ws:// or wss://",
-    };
-    Err(Error::InvalidUrl {
-        url: url.to_owned(),
-        reason,
-    })
+    match url_problem(url) {
+        None => Ok(()),
+        Some(reason) => Err(Error::InvalidUrl {
+            url: url.to_owned(),
+            reason,
+        }),
+    }
+}
+
+/// What makes `url` no `ws://` or `wss://` URL, if anything.
+pub(crate) fn url_problem(url: &str) -> Option<&'static str> {
+    match url.parse::<actix_web::http::Uri>() {
+        Err(_not_a_uri) => Some("not a uri"),
+        Ok(uri) if matches!(uri.scheme_str(), Some("ws" | "wss")) => None,
+        Ok(_) => Some("the scheme must be ws:// or wss://"),
+    }
 }
 
 /// The upgrade handler of [`PeerHandle::endpoint`](crate::PeerHandle::endpoint): as
