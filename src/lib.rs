@@ -227,6 +227,7 @@ mod blob;
 mod block;
 #[cfg(target_arch = "wasm32")]
 mod browser;
+mod budget;
 mod call;
 mod error;
 mod id;
@@ -393,6 +394,7 @@ pub mod __private {
     /// Runs the peer's frame and handshake decoding on untrusted bytes (for the fuzz target).
     pub fn fuzz_decode(bytes: &[u8]) {
         let _frame = crate::wire::decode::<crate::wire::Frame<'_>>(bytes, 1 << 20);
+        let _fast = crate::wire::decode_frame(bytes, 1 << 20);
         let _hello = crate::wire::Hello::from_bytes(bytes);
     }
 

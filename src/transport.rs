@@ -24,6 +24,7 @@ use futures_util::{SinkExt, Stream, StreamExt};
 use rustls::pki_types::CertificateDer;
 use rustls::{ClientConfig, RootCertStore};
 
+use crate::budget::Budget;
 use crate::error::Error;
 
 /// What a socket receives.
@@ -74,19 +75,62 @@ pub(crate) struct Flow {
     inbound_limit: Cell<usize>,
     /// Bytes taken from the network and not yet delivered as frames.
     buffered: Cell<usize>,
+    /// The peer-wide budget of unfinished messages, where what this socket buffers beyond
+    /// [`UNPARSED_SHARE`] is charged (none on connecting sockets) ...
+    partial: Option<Arc<Budget>>,
+    /// ... how much it holds of it ...
+    charged: Cell<usize>,
+    /// ... and whether it needed more than the budget had: the link then closes (1008).
+    exhausted: Cell<bool>,
     /// The reader, waiting for the writer to make room.
     reader: RefCell<Option<Waker>>,
 }
 
+/// Unparsed input a socket may always buffer without the peer-wide budget: small messages
+/// never wait for it, and a thousand idle links hold no budget.
+pub(crate) const UNPARSED_SHARE: usize = 64 << 10;
+
 impl Flow {
-    fn new(send_cap: usize, inbound_limit: usize) -> Rc<Self> {
+    fn new(send_cap: usize, inbound_limit: usize, partial: Option<Arc<Budget>>) -> Rc<Self> {
         Rc::new(Self {
             unsent: Cell::new(0),
             send_cap,
             inbound_limit: Cell::new(inbound_limit),
             buffered: Cell::new(0),
+            partial,
+            charged: Cell::new(0),
+            exhausted: Cell::new(false),
             reader: RefCell::new(None),
         })
+    }
+
+    /// `bytes` more were taken from the network: what goes beyond this socket's share is
+    /// charged to the peer-wide budget (all of it, even past the budget, since it is already
+    /// read: the link then closes, so one read's worth per link is the most it overshoots).
+    fn took(&self, bytes: usize) {
+        self.buffered.set(self.buffered.get() + bytes);
+        let Some(budget) = &self.partial else { return };
+        let excess = self.buffered.get().saturating_sub(UNPARSED_SHARE);
+        let more = excess.saturating_sub(self.charged.get());
+        if more > 0 {
+            if !budget.try_take(more) {
+                budget.force_take(more);
+                self.exhausted.set(true);
+            }
+            self.charged.set(self.charged.get() + more);
+        }
+    }
+
+    /// `bytes` were delivered as frames: the budget gets back what is no longer held.
+    fn delivered(&self, bytes: usize) {
+        self.buffered.set(self.buffered.get().saturating_sub(bytes));
+        let Some(budget) = &self.partial else { return };
+        let excess = self.buffered.get().saturating_sub(UNPARSED_SHARE);
+        let freed = self.charged.get().saturating_sub(excess);
+        if freed > 0 {
+            budget.give(freed);
+            self.charged.set(excess);
+        }
     }
 
     /// Bytes handed to the writer and not yet taken by the socket.
@@ -121,6 +165,14 @@ impl Flow {
     /// largest frame header.
     fn may_buffer(&self) -> bool {
         self.buffered.get() <= self.inbound_limit.get() + 14
+    }
+}
+
+impl Drop for Flow {
+    fn drop(&mut self) {
+        if let Some(budget) = &self.partial {
+            budget.give(self.charged.get());
+        }
     }
 }
 
@@ -305,7 +357,7 @@ impl Socket {
 }
 
 /// The limits a socket starts with.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct SocketLimits {
     /// The largest frame the codec accepts at all (the configured message size).
     pub(crate) max_frame: usize,
@@ -313,6 +365,9 @@ pub(crate) struct SocketLimits {
     pub(crate) first_limit: usize,
     /// Unsent bytes past which reading stops.
     pub(crate) send_cap: usize,
+    /// The peer-wide budget of unfinished messages that what an accepted socket buffers
+    /// beyond [`UNPARSED_SHARE`] is charged to.
+    pub(crate) partial: Option<Arc<Budget>>,
 }
 
 fn violation(error: &ProtocolError) -> Inbound {
@@ -335,7 +390,7 @@ pub(crate) async fn accept(
     protocols: &[&str],
     limits: SocketLimits,
 ) -> actix_web::Result<(HttpResponse, Socket)> {
-    let flow = Flow::new(limits.send_cap, limits.first_limit);
+    let flow = Flow::new(limits.send_cap, limits.first_limit, limits.partial);
     // Meter what the codec may buffer: the payload stream stops yielding input once a
     // message's worth is waiting, so a hostile frame header claiming megabytes is never
     // read into memory beyond the current limit.
@@ -401,9 +456,7 @@ impl Stream for Metered {
         }
         let polled = Pin::new(&mut self.inner).poll_next(cx);
         if let Poll::Ready(Some(Ok(bytes))) = &polled {
-            self.flow
-                .buffered
-                .set(self.flow.buffered.get() + bytes.len());
+            self.flow.took(bytes.len());
         }
         polled
     }
@@ -543,7 +596,7 @@ pub(crate) async fn connect(
             });
         }
     };
-    let flow = Flow::new(limits.send_cap, limits.first_limit);
+    let flow = Flow::new(limits.send_cap, limits.first_limit, None);
     let (mut sink, stream) = framed.split();
     let writes = Writes::new();
     let writer = WriterGone(writes.clone());
@@ -676,6 +729,14 @@ where
     type Item = Inbound;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Inbound>> {
+        if self.flow.exhausted.replace(false) {
+            // Messages being read on all links together hold the peer's budget for
+            // unfinished messages: this link, adding to it, closes.
+            return Poll::Ready(Some(Inbound::Violation(
+                CloseCode::Policy.into(),
+                "peer-wide budget for unfinished messages exhausted".to_owned(),
+            )));
+        }
         if !self.flow.may_read(cx) {
             return Poll::Pending;
         }
@@ -733,9 +794,7 @@ where
             }
         };
         let consumed = wire_len(payload, mask);
-        self.flow
-            .buffered
-            .set(self.flow.buffered.get().saturating_sub(consumed));
+        self.flow.delivered(consumed);
         // The metered input may have stopped for want of room: there is room again.
         if let Some(reader) = self.flow.reader.borrow_mut().take() {
             reader.wake();
@@ -778,5 +837,38 @@ impl<S> Frames<S> {
         } else {
             Inbound::Fragment(chunk.len())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unparsed_input_beyond_a_sockets_share_draws_on_the_peer_wide_budget() {
+        let budget = Arc::new(Budget::new(1 << 20));
+        let first = Flow::new(1 << 20, 16 << 20, Some(budget.clone()));
+        let second = Flow::new(1 << 20, 16 << 20, Some(budget.clone()));
+        // Within its share, a socket takes nothing from the budget.
+        first.took(UNPARSED_SHARE);
+        assert_eq!(budget.used(), 0);
+        // Beyond it, every byte is charged, and given back as frames are delivered.
+        first.took(600 << 10);
+        assert_eq!(budget.used(), 600 << 10);
+        assert!(!first.exhausted.get());
+        // The other socket needs more than is left: it is charged anyway (the bytes are in
+        // memory) and told to close.
+        second.took(UNPARSED_SHARE + (500 << 10));
+        assert!(second.exhausted.get());
+        assert_eq!(budget.used(), 1100 << 10);
+        first.delivered(600 << 10);
+        assert_eq!(budget.used(), 500 << 10);
+        // A socket that goes away gives back what it held.
+        drop(second);
+        assert_eq!(budget.used(), 0);
+        // Connecting sockets have no budget.
+        let connecting = Flow::new(1 << 20, 16 << 20, None);
+        connecting.took(8 << 20);
+        assert!(!connecting.exhausted.get());
     }
 }

@@ -85,6 +85,118 @@ pub(crate) fn decode<'a, T: Deserialize<'a>>(
     Ok(value)
 }
 
+/// [`decode`] for a frame, with a fast path for the frames of every call: a `Call` without
+/// metadata, an `Ok` reply, `Cancel`, `Ping` and `Pong` are read field by field (a few
+/// varints and a borrowed slice, each length checked against what is left of the input),
+/// the same way bincode reads them. Anything else, or anything the fast path does not take
+/// as it is, goes through [`decode`], which decides: the fast path never refuses a frame.
+pub(crate) fn decode_frame(bytes: &[u8], max: usize) -> Result<Frame<'_>, RemoteError> {
+    if bytes.len() <= max.min(MAX_MESSAGE_SIZE_CEILING)
+        && let Some(frame) = fast::frame(bytes)
+    {
+        return Ok(frame);
+    }
+    decode(bytes, max)
+}
+
+/// The fast path of [`decode_frame`]: `None` whenever it is not sure.
+mod fast {
+    use std::borrow::Cow;
+
+    use super::{Frame, Metadata, ReplyBody};
+
+    struct Reader<'a>(&'a [u8]);
+
+    impl<'a> Reader<'a> {
+        /// bincode's unsigned varint (little endian): one byte up to 250, else a marker
+        /// and 2, 4 or 8 bytes.
+        fn varint(&mut self) -> Option<u64> {
+            let (&first, rest) = self.0.split_first()?;
+            let (value, used) = match first {
+                0..=250 => (u64::from(first), 0),
+                251 => (
+                    u64::from(u16::from_le_bytes(rest.get(..2)?.try_into().ok()?)),
+                    2,
+                ),
+                252 => (
+                    u64::from(u32::from_le_bytes(rest.get(..4)?.try_into().ok()?)),
+                    4,
+                ),
+                253 => (u64::from_le_bytes(rest.get(..8)?.try_into().ok()?), 8),
+                _ => return None,
+            };
+            self.0 = &rest[used..];
+            Some(value)
+        }
+
+        fn bytes(&mut self) -> Option<&'a [u8]> {
+            let len = usize::try_from(self.varint()?).ok()?;
+            if len > self.0.len() {
+                return None;
+            }
+            let (taken, rest) = self.0.split_at(len);
+            self.0 = rest;
+            Some(taken)
+        }
+
+        fn str(&mut self) -> Option<&'a str> {
+            std::str::from_utf8(self.bytes()?).ok()
+        }
+
+        fn done<T>(&self, value: T) -> Option<T> {
+            self.0.is_empty().then_some(value)
+        }
+    }
+
+    pub(super) fn frame(bytes: &[u8]) -> Option<Frame<'_>> {
+        let mut reader = Reader(bytes);
+        match reader.varint()? {
+            0 => {
+                let id = reader.varint()?;
+                let block = reader.varint()?;
+                let name = reader.str()?;
+                let deadline_ms = reader.varint()?;
+                if reader.varint()? != 0 {
+                    return None;
+                }
+                let captures = reader.bytes()?;
+                reader.done(Frame::Call {
+                    id,
+                    block,
+                    name: Cow::Borrowed(name),
+                    deadline_ms,
+                    metadata: Metadata::default(),
+                    captures,
+                })
+            }
+            1 => {
+                let id = reader.varint()?;
+                if reader.varint()? != 0 {
+                    return None;
+                }
+                let output = reader.bytes()?;
+                reader.done(Frame::Reply {
+                    id,
+                    result: ReplyBody::Ok(output),
+                })
+            }
+            2 => {
+                let id = reader.varint()?;
+                reader.done(Frame::Cancel { id })
+            }
+            3 => {
+                let nonce = reader.varint()?;
+                reader.done(Frame::Ping { nonce })
+            }
+            4 => {
+                let nonce = reader.varint()?;
+                reader.done(Frame::Pong { nonce })
+            }
+            _ => None,
+        }
+    }
+}
+
 /// [`decode`] for a value inside `frame`: byte strings of [`Bytes`](crate::Bytes) values in it
 /// are shared with the frame instead of copied.
 pub(crate) fn decode_shared<T: serde::de::DeserializeOwned>(
@@ -527,6 +639,78 @@ impl Serialize for ReplyBody<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_fast_frame_path_agrees_with_serde_on_every_input() {
+        let frames = [
+            encode(&Frame::Call {
+                id: 300,
+                block: u64::MAX,
+                name: "app::echo".into(),
+                deadline_ms: 70_000,
+                metadata: Metadata::default(),
+                captures: b"captures",
+            })
+            .unwrap(),
+            encode(&Frame::Call {
+                id: 1,
+                block: 2,
+                name: "traced".into(),
+                deadline_ms: 3,
+                metadata: Metadata(vec![("traceparent".into(), "00-ab-cd-01".into())]),
+                captures: b"",
+            })
+            .unwrap(),
+            encode(&Frame::Reply {
+                id: 70_000,
+                result: ReplyBody::Ok(&[7; 300]),
+            })
+            .unwrap(),
+            encode(&Frame::Reply {
+                id: 5,
+                result: ReplyBody::Err(RemoteError::Timeout {
+                    peer: None,
+                    block: None,
+                }),
+            })
+            .unwrap(),
+            encode(&Frame::Cancel { id: 1 << 40 }).unwrap(),
+            encode(&Frame::Ping { nonce: 9 }).unwrap(),
+            encode(&Frame::Pong { nonce: 251 }).unwrap(),
+        ];
+        let mut taken = 0;
+        let mut check = |bytes: &[u8]| {
+            let slow = decode::<Frame<'_>>(bytes, 1 << 20);
+            if let Some(fast) = fast::frame(bytes) {
+                taken += 1;
+                assert_eq!(slow.as_ref().ok(), Some(&fast), "{bytes:?}");
+            }
+            assert_eq!(decode_frame(bytes, 1 << 20).ok(), slow.ok(), "{bytes:?}");
+        };
+        for frame in &frames {
+            check(frame);
+            // Every truncation, every extension, and every single-byte change.
+            for len in 0..frame.len() {
+                check(&frame[..len]);
+            }
+            let mut longer = frame.clone();
+            longer.push(0);
+            check(&longer);
+            for at in 0..frame.len() {
+                for value in [0u8, 1, 2, 4, 5, 127, 250, 251, 252, 253, 254, 255] {
+                    let mut changed = frame.clone();
+                    changed[at] = value;
+                    check(&changed);
+                }
+            }
+        }
+        assert!(taken > 1_000, "the fast path took {taken} inputs");
+        // Over the limit: refused before either path reads anything.
+        assert!(matches!(
+            decode_frame(&frames[0], 4),
+            Err(RemoteError::TooLarge { .. })
+        ));
+    }
 
     #[test]
     fn a_byte_vec_travels_as_the_bytes_of_a_vec_of_u8() {

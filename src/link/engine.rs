@@ -793,7 +793,7 @@ impl Engine {
     }
 
     fn on_frame(&mut self, remote: PeerId, remote_max: usize, bytes: &Bytes, now: Instant) {
-        let frame: Frame<'_> = match wire::decode(bytes, self.limits.max_message_size) {
+        let frame: Frame<'_> = match wire::decode_frame(bytes, self.limits.max_message_size) {
             Ok(frame) => frame,
             Err(error) => {
                 tracing::warn!(peer = %remote, %error, "undecodable frame");

@@ -3,7 +3,6 @@
 //! [`Config`](crate::Config) and `docs/security.md`) and a test that reaches it.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use crate::wire::{DEFAULT_MAX_MESSAGE_SIZE, MAX_HELLO_SIZE};
@@ -76,47 +75,7 @@ impl Default for Limits {
     }
 }
 
-/// Bytes of inbound messages a whole peer holds for its links (call frames running or
-/// queued, fragments being assembled): past it, calls answer `Overloaded` and fragmented
-/// messages close their link.
-#[derive(Debug)]
-pub(crate) struct Budget {
-    used: AtomicUsize,
-    cap: usize,
-}
-
-impl Budget {
-    pub(crate) fn new(cap: usize) -> Self {
-        Self {
-            used: AtomicUsize::new(0),
-            cap,
-        }
-    }
-
-    /// Takes `bytes` from the budget, or nothing if they do not fit.
-    pub(crate) fn try_take(&self, bytes: usize) -> bool {
-        self.used
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
-                used.checked_add(bytes).filter(|total| *total <= self.cap)
-            })
-            .is_ok()
-    }
-
-    /// Gives back `bytes` taken earlier.
-    pub(crate) fn give(&self, bytes: usize) {
-        let _previous = self
-            .used
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
-                Some(used.saturating_sub(bytes))
-            });
-    }
-
-    /// Bytes in use now.
-    #[cfg(test)]
-    pub(crate) fn used(&self) -> usize {
-        self.used.load(Ordering::Acquire)
-    }
-}
+pub(crate) use crate::budget::Budget;
 
 /// The peer-wide budgets a link draws on: one for calls, one for fragmented messages being
 /// assembled (apart, so that unfinished fragments cannot starve calls).

@@ -237,7 +237,8 @@ impl PeerBuilder {
     }
 
     /// Peer-wide bytes of inbound call frames beyond the 64 KiB each link may always hold
-    /// (default 128 MiB), and of unfinished fragmented messages (default 64 MiB).
+    /// (default 128 MiB), and of unfinished messages (default 64 MiB: fragments being assembled,
+    /// and input not yet a whole frame beyond 64 KiB a socket).
     pub fn max_buffered_bytes(mut self, calls: usize, fragments: usize) -> Self {
         self.config.max_buffered_bytes = calls;
         self.config.max_fragment_bytes = fragments;

@@ -39,7 +39,7 @@ use crate::wire::DEFAULT_MAX_MESSAGE_SIZE;
 /// | `max_handshakes` | 256 | inbound links in their handshake at once; more are refused with HTTP 503 |
 /// | `max_links_per_ip` | 64 | inbound links and handshakes from one IP address; more are refused with HTTP 503 |
 /// | `max_buffered_bytes` | 128 MiB per peer | bytes of inbound call frames all links hold beyond 64 KiB each; then calls answer `Overloaded` |
-/// | `max_fragment_bytes` | 64 MiB per peer | bytes of unfinished fragmented messages all links hold; then the link adding to them closes (1008) |
+/// | `max_fragment_bytes` | 64 MiB per peer | bytes of unfinished messages all links hold (fragments being assembled, and input not yet a whole frame beyond 64 KiB a socket); then the link adding to them closes (1008) |
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Config {
@@ -121,8 +121,9 @@ pub struct Config {
     /// the 64 KiB each link may always hold; past it calls answer `Overloaded`.
     /// Default 128 MiB.
     pub max_buffered_bytes: usize,
-    /// Bytes of unfinished fragmented messages all links of this peer hold; a fragment past
-    /// it closes its link (1008). Default 64 MiB.
+    /// Bytes of unfinished messages all links of this peer hold: fragments being assembled,
+    /// and input read but not yet a whole frame beyond 64 KiB a socket; the link adding past
+    /// it closes (1008). Default 64 MiB.
     pub max_fragment_bytes: usize,
 }
 

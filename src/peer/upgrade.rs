@@ -21,6 +21,7 @@ fn socket_limits(shared: &Shared) -> SocketLimits {
         max_frame: shared.config.max_message_size,
         first_limit: shared.config.max_hello_size,
         send_cap: shared.config.max_send_buffer,
+        partial: Some(shared.budgets.fragments.clone()),
     }
 }
 
