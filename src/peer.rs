@@ -16,6 +16,7 @@ mod handle;
 mod jwt;
 mod known_down;
 mod middleware;
+mod origin;
 pub(crate) mod shared;
 mod shutdown;
 mod upgrade;

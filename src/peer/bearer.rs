@@ -17,8 +17,6 @@ const BEARER_SUBPROTOCOL: &str = "bearer.";
 pub(crate) enum Refusal {
     #[error("bad or missing token")]
     Token(#[source] AuthError),
-    #[error("origin not allowed")]
-    Origin,
 }
 
 impl actix_web::ResponseError for Refusal {
@@ -47,7 +45,6 @@ impl Refusal {
                     "Bearer realm=\"distributed-scope\", error=\"invalid_token\"",
                 ))
                 .finish(),
-            Self::Origin => HttpResponse::Forbidden().finish(),
         }
     }
 }

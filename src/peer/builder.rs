@@ -11,6 +11,7 @@ use super::config::Config;
 use super::data::AppData;
 #[cfg(feature = "auth")]
 use super::guard;
+use super::origin::Origins;
 use super::shared::Shared;
 use super::upgrade::{self};
 use super::{Peer, PeerHandle};
@@ -27,6 +28,7 @@ pub struct PeerBuilder {
     client_tls: ClientTls,
     config: Config,
     data: AppData,
+    origins: Origins,
     #[cfg(feature = "auth")]
     guard: guard::Guard,
 }
@@ -105,11 +107,14 @@ impl PeerBuilder {
         self
     }
 
-    /// Accepts browser upgrades only from this `Origin` (repeatable). Clients that send no
-    /// `Origin` header (non-browsers) are not affected.
-    #[cfg(feature = "auth")]
+    /// Lets web pages of this origin open links (repeatable), e.g. `"https://app.example"`
+    /// or `"http://127.0.0.1:8080"`: scheme, host and port, compared exactly as browsers
+    /// send them. An upgrade carrying any other `Origin` header is refused with HTTP 403
+    /// before any WebSocket exists, with or without auth, so that no page the user happens
+    /// to open can drive a peer from the user's browser. Clients that send no `Origin`
+    /// (native peers) are not affected.
     pub fn allow_origin(mut self, origin: impl Into<String>) -> Self {
-        self.guard.allow_origin(origin.into());
+        self.origins.allow(origin.into());
         self
     }
 
@@ -350,6 +355,7 @@ impl PeerBuilder {
             client_tls,
             config,
             data,
+            origins,
             #[cfg(feature = "auth")]
             guard,
         } = self;
@@ -377,6 +383,7 @@ impl PeerBuilder {
             id,
             config,
             data,
+            origins,
             #[cfg(feature = "auth")]
             guard,
         ));
@@ -440,6 +447,7 @@ impl Peer {
             client_tls: ClientTls::Default,
             config: Config::default(),
             data: AppData::default(),
+            origins: Origins::default(),
             #[cfg(feature = "auth")]
             guard: guard::Guard::default(),
         }

@@ -1,11 +1,10 @@
-//! Who may open a link and run which block: the upgrade check (token, origin) and the
+//! Who may open a link and run which block: the upgrade's token check and the
 //! per-call authorization, done on the connection's thread before captures are decoded.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use actix_web::HttpRequest;
-use actix_web::http::header;
 
 use crate::auth::{AuthError, JwtAuth, Policy, Principal};
 use crate::{PeerId, RemoteError};
@@ -18,7 +17,6 @@ pub(crate) struct Guard {
     auth: Option<(JwtAuth, Policy)>,
     /// Per-peer narrowing: `None` denies everything, otherwise the allowed globs.
     peers: HashMap<PeerId, Option<Vec<String>>>,
-    origins: Option<Vec<String>>,
 }
 
 /// What a link is allowed by: the principal verified at its upgrade, or nothing.
@@ -57,10 +55,6 @@ impl Guard {
         self.peers.insert(peer, None);
     }
 
-    pub(crate) fn allow_origin(&mut self, origin: String) {
-        self.origins.get_or_insert_with(Vec::new).push(origin);
-    }
-
     pub(crate) fn has_auth(&self) -> bool {
         self.auth.is_some()
     }
@@ -72,19 +66,6 @@ impl Guard {
 
     /// Checks an upgrade request before any WebSocket exists.
     pub(crate) fn admit(&self, request: &HttpRequest) -> Result<LinkAuth, Refusal> {
-        if let Some(origins) = &self.origins {
-            let origin = request
-                .headers()
-                .get(header::ORIGIN)
-                .and_then(|value| value.to_str().ok());
-            // Non-browser clients send no Origin; an allowlist only binds browsers.
-            if let Some(origin) = origin
-                && !origins.iter().any(|allowed| allowed == origin)
-            {
-                tracing::info!(target: "distributed_scope::auth", origin, "origin refused");
-                return Err(Refusal::Origin);
-            }
-        }
         // Under `JwtMiddleware` the token was verified already; the policy still decides.
         if let Some(principal) = super::jwt::verified_principal(request) {
             tracing::info!(

@@ -101,6 +101,8 @@ pub(crate) struct Link {
 pub(crate) struct Shared {
     pub(crate) id: PeerId,
     pub(crate) config: Config,
+    /// The web pages allowed to open links.
+    pub(crate) origins: super::origin::Origins,
     #[cfg(feature = "auth")]
     pub(crate) guard: super::guard::Guard,
     pub(crate) counters: Arc<Counters>,
@@ -136,6 +138,7 @@ impl Shared {
         id: PeerId,
         config: Config,
         data: AppData,
+        origins: super::origin::Origins,
         #[cfg(feature = "auth")] guard: super::guard::Guard,
     ) -> Self {
         let budgets = Budgets::new(config.max_buffered_bytes, config.max_fragment_bytes);
@@ -147,6 +150,7 @@ impl Shared {
         Self {
             id,
             config,
+            origins,
             #[cfg(feature = "auth")]
             guard,
             counters: Arc::new(Counters::default()),

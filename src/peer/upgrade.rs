@@ -31,6 +31,11 @@ pub(crate) async fn accept(
     body: web::Payload,
     shared: web::Data<Arc<Shared>>,
 ) -> actix_web::Result<HttpResponse> {
+    // First: a page the peer does not know learns nothing else (not even whether it needs a
+    // token), and nothing is spent on it.
+    if !shared.origins.admits(&request) {
+        return Ok(HttpResponse::Forbidden().finish());
+    }
     #[cfg(feature = "auth")]
     let link_auth = match shared.guard.admit(&request) {
         Ok(link_auth) => link_auth,
