@@ -883,6 +883,11 @@ pub enum HandshakeError {
     /// The remote claims the id of a peer that already has a live link here.
     #[error("peer {0} is already connected")]
     Duplicate(PeerId),
+    /// The remote's token does not allow the named peer id it claims: on a peer with auth a
+    /// link may claim `PeerId::from_name(subject)`, a peer its token's `peers` claim lists,
+    /// or a random id.
+    #[error("the token does not allow peer id {0}")]
+    IdNotAllowed(PeerId),
     /// The remote claims this peer's own id.
     #[error("the remote claims this peer's own id")]
     SelfConnection,

@@ -71,6 +71,8 @@ pub struct JwtAuth {
 struct IssuedClaims<'a> {
     sub: &'a str,
     roles: &'a [&'a str],
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    peers: &'a [&'a str],
     iat: u64,
     nbf: u64,
     exp: u64,
@@ -263,6 +265,23 @@ impl JwtAuth {
     /// [`verify`](Self::verify), and [`AuthError::Signing`] or
     /// [`AuthError::BackendUnavailable`] if the backend fails.
     pub fn issue(&self, subject: &str, roles: &[&str], ttl: Duration) -> Result<String, AuthError> {
+        self.issue_with_peers(subject, roles, &[], ttl)
+    }
+
+    /// As [`issue`](Self::issue), with a `peers` claim: the peers the holder may link as
+    /// besides `PeerId::from_name(subject)`, each a peer name or a peer id's UUID (see
+    /// [`Principal::peers`](crate::Principal::peers)).
+    ///
+    /// # Errors
+    ///
+    /// As [`issue`](Self::issue).
+    pub fn issue_with_peers(
+        &self,
+        subject: &str,
+        roles: &[&str],
+        peers: &[&str],
+        ttl: Duration,
+    ) -> Result<String, AuthError> {
         if subject.is_empty() {
             return Err(AuthError::InvalidClaim { claim: "sub" });
         }
@@ -273,6 +292,7 @@ impl JwtAuth {
         let claims = IssuedClaims {
             sub: subject,
             roles,
+            peers,
             iat: now,
             nbf: now,
             exp: now.saturating_add(ttl.as_secs()),
@@ -564,6 +584,22 @@ mod tests {
         assert_eq!(claims["iat"], START);
         assert_eq!(claims["nbf"], START);
         assert_eq!(claims["exp"], START + 3600);
+    }
+
+    #[test]
+    fn issued_peers_claim_round_trips_and_is_absent_when_empty() {
+        let (auth, _clock) = hs256();
+        let token = auth
+            .issue_with_peers("deployer", &[], &["payments", "billing"], HOUR)
+            .unwrap();
+        assert_eq!(
+            auth.verify(&token).unwrap().peers(),
+            ["payments", "billing"]
+        );
+        let plain = auth.issue("guest", &[], HOUR).unwrap();
+        let principal = auth.verify(&plain).unwrap();
+        assert!(principal.peers().is_empty());
+        assert!(!principal.claims().contains_key("peers"));
     }
 
     #[test]

@@ -81,7 +81,11 @@ impl PeerBuilder {
     /// Requires a valid JWT on every inbound link (checked at the WebSocket upgrade: a
     /// missing or bad token gets HTTP 401 before any WebSocket exists), and checks every
     /// inbound call against `policy` by block name before its captures are decoded
-    /// (deny by default). Links this peer opens itself are trusted; narrow them with
+    /// (deny by default). An inbound link's token also binds the peer id it may claim in
+    /// the handshake: `PeerId::from_name(subject)`, a peer its `peers` claim lists (names or
+    /// UUIDs), or any random id ([`PeerId::random`], first come); any other claim is refused
+    /// at the handshake and the connecting side's error says why. Without auth, ids are
+    /// self-asserted. Links this peer opens itself are trusted; narrow them with
     /// [`allow_peer`](PeerBuilder::allow_peer) and [`deny_peer`](PeerBuilder::deny_peer).
     ///
     /// [`start`](PeerBuilder::start) fails if the configuration does not pass
@@ -360,11 +364,16 @@ impl PeerBuilder {
             guard,
         } = self;
         #[cfg(feature = "auth")]
-        {
-            guard.check()?;
-            if listen.is_some() && !guard.has_auth() {
-                tracing::warn!(peer = %id.label(), "listening without auth: any client may run any block");
-            }
+        guard.check()?;
+        #[cfg(feature = "auth")]
+        let open = !guard.has_auth();
+        #[cfg(not(feature = "auth"))]
+        let open = true;
+        if listen.is_some() && open {
+            tracing::warn!(
+                peer = %id.label(),
+                "listening without auth: any client may run any block, and peer ids are self-asserted (any client may claim any id not linked yet)"
+            );
         }
         crate::block::check_registry();
         if config.max_message_size > wire::MAX_MESSAGE_SIZE_CEILING {

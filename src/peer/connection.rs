@@ -250,6 +250,10 @@ impl Connection {
         let Some(remote_max) = self.engine.remote_max() else {
             return;
         };
+        #[cfg(feature = "auth")]
+        if let Err(refusal) = super::guard::Guard::may_claim(&self.link_auth, peer) {
+            return self.engine.refuse(refusal);
+        }
         if !self.ticket.promote() {
             return self.engine.refuse(HandshakeError::TooManyLinks);
         }

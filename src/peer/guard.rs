@@ -7,6 +7,7 @@ use std::sync::Arc;
 use actix_web::HttpRequest;
 
 use crate::auth::{AuthError, JwtAuth, Policy, Principal};
+use crate::error::HandshakeError;
 use crate::{PeerId, RemoteError};
 
 use super::bearer::{Refusal, token};
@@ -100,6 +101,32 @@ impl Guard {
                 );
                 Err(refusal)
             }
+        }
+    }
+
+    /// Whether the remote of `link` may claim `peer` in its hello. On a link with a verified
+    /// token a named id is bound to it: `PeerId::from_name(subject)`, or a name or UUID in
+    /// the token's `peers` claim. Random ids (v4) stay open to any authenticated link, first
+    /// come. Without a token ids are self-asserted.
+    pub(crate) fn may_claim(link: &LinkAuth, peer: PeerId) -> Result<(), HandshakeError> {
+        let LinkAuth::Verified(principal) = link else {
+            return Ok(());
+        };
+        let bound = peer.is_random()
+            || peer == PeerId::derive(principal.subject())
+            || principal.peers().iter().any(|listed| {
+                listed.parse::<PeerId>().ok() == Some(peer) || PeerId::derive(listed) == peer
+            });
+        if bound {
+            Ok(())
+        } else {
+            tracing::info!(
+                target: "distributed_scope::auth",
+                peer = %peer,
+                subject = principal.subject(),
+                "link refused: its token does not allow the peer id it claims"
+            );
+            Err(HandshakeError::IdNotAllowed(peer))
         }
     }
 

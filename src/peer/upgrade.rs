@@ -108,7 +108,7 @@ pub(crate) async fn accept_endpoint(
         tracing::warn!(
             peer = %shared.id.label(),
             path = request.path(),
-            "peer endpoint without auth (no PeerBuilder::auth, no JwtMiddleware): any client may run any block"
+            "peer endpoint without auth (no PeerBuilder::auth, no JwtMiddleware): any client may run any block, and peer ids are self-asserted (any client may claim any id not linked yet)"
         );
     }
     accept(request, body, shared).await
