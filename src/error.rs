@@ -888,6 +888,10 @@ pub enum HandshakeError {
     /// or a random id.
     #[error("the token does not allow peer id {0}")]
     IdNotAllowed(PeerId),
+    /// The remote did not prove to be the peer [`Expected`](crate::Expected) requires (no
+    /// proof, an invalid or replayed one, another id, subject or role).
+    #[error("the remote's identity does not match: {0}")]
+    IdentityMismatch(String),
     /// The remote claims this peer's own id.
     #[error("the remote claims this peer's own id")]
     SelfConnection,

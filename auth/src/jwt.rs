@@ -73,6 +73,8 @@ struct IssuedClaims<'a> {
     roles: &'a [&'a str],
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     peers: &'a [&'a str],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    nonce: Option<&'a str>,
     iat: u64,
     nbf: u64,
     exp: u64,
@@ -282,6 +284,36 @@ impl JwtAuth {
         peers: &[&str],
         ttl: Duration,
     ) -> Result<String, AuthError> {
+        self.issue_claims(subject, roles, peers, None, ttl)
+    }
+
+    /// As [`issue_with_peers`](Self::issue_with_peers), with a `nonce` claim: a proof of
+    /// identity bound to one handshake (the runtime's accepting peers answer a connecting
+    /// peer's nonce with one; see [`Principal::nonce`](crate::Principal::nonce)). Give it a
+    /// short `ttl`.
+    ///
+    /// # Errors
+    ///
+    /// As [`issue`](Self::issue).
+    pub fn issue_proof(
+        &self,
+        subject: &str,
+        roles: &[&str],
+        peers: &[&str],
+        nonce: &str,
+        ttl: Duration,
+    ) -> Result<String, AuthError> {
+        self.issue_claims(subject, roles, peers, Some(nonce), ttl)
+    }
+
+    fn issue_claims(
+        &self,
+        subject: &str,
+        roles: &[&str],
+        peers: &[&str],
+        nonce: Option<&str>,
+        ttl: Duration,
+    ) -> Result<String, AuthError> {
         if subject.is_empty() {
             return Err(AuthError::InvalidClaim { claim: "sub" });
         }
@@ -293,6 +325,7 @@ impl JwtAuth {
             sub: subject,
             roles,
             peers,
+            nonce,
             iat: now,
             nbf: now,
             exp: now.saturating_add(ttl.as_secs()),
@@ -600,6 +633,11 @@ mod tests {
         let principal = auth.verify(&plain).unwrap();
         assert!(principal.peers().is_empty());
         assert!(!principal.claims().contains_key("peers"));
+        assert_eq!(principal.nonce(), None);
+        let proof = auth
+            .issue_proof("payments", &[], &["payments"], "00ff", HOUR)
+            .unwrap();
+        assert_eq!(auth.verify(&proof).unwrap().nonce(), Some("00ff"));
     }
 
     #[test]

@@ -136,6 +136,12 @@ impl Principal {
         &self.peers
     }
 
+    /// The token's `nonce` claim, if it has one: what a proof of identity was bound to
+    /// (see [`JwtAuth::issue_proof`](crate::JwtAuth::issue_proof)).
+    pub fn nonce(&self) -> Option<&str> {
+        self.claims.get("nonce").and_then(serde_json::Value::as_str)
+    }
+
     /// Whether `role` is one of [`roles`](Self::roles) (exact, case-sensitive match).
     pub fn has_role(&self, role: &str) -> bool {
         self.roles.iter().any(|own| own == role)

@@ -64,6 +64,13 @@ pub(crate) enum Role {
 /// run the named block here.
 pub(crate) type Authorize = Box<dyn Fn(PeerId, &str) -> Result<(), RemoteError>>;
 
+/// Makes the accepting side's proof of identity, bound to the connecting side's nonce.
+pub(crate) type Prove = Box<dyn Fn(u128) -> Option<String>>;
+
+/// The longest close reason a WebSocket close frame carries (RFC 6455 section 5.5: 125
+/// bytes of payload, two of them the code).
+const MAX_CLOSE_REASON: usize = 123;
+
 /// What the adapter writes to the socket.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Transmit {
@@ -103,6 +110,8 @@ pub(crate) enum Event {
         app_version: Option<String>,
         /// The blocks the remote can run.
         manifest: crate::wire::Manifest,
+        /// The remote's proof of identity, bound to [`Engine::nonce`].
+        proof: Option<String>,
     },
     /// The handshake completed.
     Up { remote: PeerId },
@@ -173,6 +182,12 @@ pub(crate) struct Engine {
     budgets: Budgets,
     counters: Arc<Counters>,
     authorize: Authorize,
+    /// Makes the proof of identity in this side's hello (accepting side only).
+    prove: Option<Prove>,
+    /// This side's nonce, sent in its hello.
+    nonce: u128,
+    /// The remote's nonce, once its hello arrived.
+    remote_nonce: Option<u128>,
     phase: Phase,
     /// Call ids for this side's calls: taken by callers on any thread before they hand a
     /// call to the link's thread (so that they can cancel it by id).
@@ -225,6 +240,18 @@ impl std::fmt::Debug for Engine {
     }
 }
 
+/// Cuts a close reason to what a close frame carries (on a character boundary).
+fn close_reason(mut reason: String) -> String {
+    if reason.len() > MAX_CLOSE_REASON {
+        let mut end = MAX_CLOSE_REASON;
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        reason.truncate(end);
+    }
+    reason
+}
+
 /// Cuts a name echoed in an error to [`MAX_ERROR_NAME`] bytes (on a character boundary).
 fn truncated(name: &str) -> String {
     if name.len() <= MAX_ERROR_NAME {
@@ -259,6 +286,9 @@ impl Engine {
             budgets,
             counters,
             authorize,
+            prove: None,
+            nonce: uuid::Uuid::new_v4().as_u128(),
+            remote_nonce: None,
             ids: Arc::new(AtomicU64::new(1)),
             pending: HashMap::new(),
             running: HashMap::new(),
@@ -284,6 +314,25 @@ impl Engine {
             engine.send_hello();
         }
         engine
+    }
+
+    /// Proves this side's identity in its hello with `prove` (an accepting side's; the
+    /// connecting side speaks first and proves itself at the upgrade instead).
+    #[cfg_attr(
+        all(not(feature = "auth"), not(target_arch = "wasm32")),
+        expect(dead_code, reason = "identities are proven and checked with auth only")
+    )]
+    pub(crate) fn prove_with(&mut self, prove: Prove) {
+        self.prove = Some(prove);
+    }
+
+    /// This side's nonce: a proof of the remote's identity must be bound to it.
+    #[cfg_attr(
+        all(not(feature = "auth"), not(target_arch = "wasm32")),
+        expect(dead_code, reason = "identities are proven and checked with auth only")
+    )]
+    pub(crate) fn nonce(&self) -> u128 {
+        self.nonce
     }
 
     /// Closes the link when its credentials expire (`None`: never).
@@ -564,6 +613,7 @@ impl Engine {
         };
         match check_hello(bytes, &expect) {
             Ok((hello, remote_max)) => {
+                self.remote_nonce = Some(hello.nonce);
                 self.phase = Phase::Admitting {
                     remote: hello.peer,
                     remote_max,
@@ -572,6 +622,7 @@ impl Engine {
                     peer: hello.peer,
                     app_version: hello.app_version,
                     manifest: hello.manifest,
+                    proof: hello.proof,
                 });
             }
             Err(reason) => {
@@ -612,17 +663,23 @@ impl Engine {
         }
         self.transmits.push_back(Transmit::Close {
             code,
-            reason: reason.to_string(),
+            reason: close_reason(reason.to_string()),
         });
         self.end(reason.to_string(), Some(reason));
     }
 
     fn send_hello(&mut self) {
+        let proof = match (&self.prove, self.remote_nonce) {
+            (Some(prove), Some(nonce)) => prove(nonce),
+            _ => None,
+        };
         let hello = Hello {
             peer: self.identity.local,
             max_message_size: self.limits.max_message_size as u64,
             app_version: self.identity.app_version.clone(),
             manifest: crate::manifest::local().clone(),
+            nonce: self.nonce,
+            proof,
         };
         match hello.to_bytes() {
             Ok(bytes) => self.transmit(Bytes::from(bytes)),

@@ -8,6 +8,8 @@ fn hello(peer: &str, app_version: Option<&str>, max: u64) -> Vec<u8> {
         max_message_size: max,
         app_version: app_version.map(str::to_owned),
         manifest: Manifest::default(),
+        nonce: 1,
+        proof: None,
     }
     .to_bytes()
     .unwrap()
@@ -682,6 +684,8 @@ fn feed(engine: &mut Engine, input: Input, now: Instant) {
                     max_message_size: 1 << 20,
                     app_version: None,
                     manifest: Manifest::default(),
+                    nonce: 1,
+                    proof: None,
                 }
                 .to_bytes()
                 .unwrap(),

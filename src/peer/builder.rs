@@ -96,6 +96,30 @@ impl PeerBuilder {
         self
     }
 
+    /// Proves this peer's identity to the peers that connect to it and require one
+    /// ([`PeerHandle::connect_to`](crate::PeerHandle::connect_to)): in its handshake it
+    /// answers each connecting peer's nonce with a short-lived token signed by `signer`
+    /// (which needs a signing key: an HS256 secret, or `with_signing_pem`), naming `subject`
+    /// and `roles`. It proves the id `PeerId::from_name(subject)` only, so give this peer
+    /// that id. Connecting peers verify it with their own [`JwtAuth`](crate::auth::JwtAuth).
+    ///
+    /// With an HS256 secret every holder of the secret can sign proofs for any subject: use
+    /// an asymmetric key (EdDSA, RS256) where peers must not be able to pass for each other.
+    #[cfg(feature = "auth")]
+    pub fn identity(
+        mut self,
+        signer: crate::auth::JwtAuth,
+        subject: impl Into<String>,
+        roles: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Self {
+        self.guard.set_identity(
+            signer,
+            subject.into(),
+            roles.into_iter().map(Into::into).collect(),
+        );
+        self
+    }
+
     /// Lets `peer` run only blocks whose names match `glob` here (repeatable; `*` matches
     /// any run of characters, `?` one). Applies to links in both directions.
     #[cfg(feature = "auth")]

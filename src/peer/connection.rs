@@ -33,6 +33,8 @@ pub(crate) struct Launch {
     pub(crate) socket: Socket,
     /// Whoever waits for the handshake.
     pub(crate) ready: Option<oneshot::Sender<Result<PeerId, Error>>>,
+    /// What the remote of an outbound link must prove to be.
+    pub(crate) expect: super::Requirement,
     /// Told when an outbound link goes down on its own, to reconnect it.
     pub(crate) on_down: Option<Recipient<LinkDown>>,
     /// This link's place in the peer-wide link limits.
@@ -54,6 +56,7 @@ pub(crate) struct Connection {
     /// Blocks of the remote running here.
     running: HashMap<u64, SpawnHandle>,
     ready: Option<oneshot::Sender<Result<PeerId, Error>>>,
+    expect: super::Requirement,
     on_down: Option<Recipient<LinkDown>>,
     ticket: Ticket,
     /// The engine's next timeout, and the timer armed for it.
@@ -74,6 +77,7 @@ impl Connection {
             link_auth,
             socket,
             ready,
+            expect,
             on_down,
             ticket,
         } = launch;
@@ -132,6 +136,12 @@ impl Connection {
         #[cfg(not(feature = "auth"))]
         let expires = None;
         engine.expire_at(expires);
+        // An accepting side with an identity proves it in its hello.
+        #[cfg(feature = "auth")]
+        if role == Role::Accepting && shared.guard.has_identity() {
+            let shared = shared.clone();
+            engine.prove_with(Box::new(move |nonce| shared.guard.prove(nonce)));
+        }
         let (inbound, sender, flow, connection) = socket.split();
         Self::create(move |_ctx| Self {
             serial: shared.next_serial(),
@@ -146,6 +156,7 @@ impl Connection {
             inbound: Some(inbound),
             running: HashMap::new(),
             ready,
+            expect,
             on_down,
             ticket,
             timer: None,
@@ -211,7 +222,8 @@ impl Connection {
                 peer,
                 app_version,
                 manifest,
-            } => self.admit(peer, app_version, &manifest, ctx),
+                proof,
+            } => self.admit(peer, app_version, &manifest, proof.as_deref(), ctx),
             Event::Up { remote } => {
                 self.flow
                     .set_inbound_limit(self.engine.max_inbound_message());
@@ -245,6 +257,7 @@ impl Connection {
         peer: PeerId,
         app_version: Option<String>,
         manifest: &crate::wire::Manifest,
+        proof: Option<&str>,
         ctx: &mut Context<Self>,
     ) {
         let Some(remote_max) = self.engine.remote_max() else {
@@ -254,6 +267,23 @@ impl Connection {
         if let Err(refusal) = super::guard::Guard::may_claim(&self.link_auth, peer) {
             return self.engine.refuse(refusal);
         }
+        // The remote of an outbound link proves who it is before the link is up.
+        #[cfg(feature = "auth")]
+        let proven = match &self.expect {
+            Some(expected) => {
+                match self
+                    .shared
+                    .guard
+                    .check_remote(expected, peer, proof, self.engine.nonce())
+                {
+                    Ok(principal) => Some(principal),
+                    Err(refusal) => return self.engine.refuse(refusal),
+                }
+            }
+            None => None,
+        };
+        #[cfg(not(feature = "auth"))]
+        let _ = (proof, &self.expect);
         if !self.ticket.promote() {
             return self.engine.refuse(HandshakeError::TooManyLinks);
         }
@@ -277,7 +307,7 @@ impl Connection {
                 self.shared.config.max_pending_outbound,
             )),
             #[cfg(feature = "auth")]
-            principal: self.link_auth.principal(),
+            principal: self.link_auth.principal().or(proven),
         };
         if self.shared.insert_link(peer, link) {
             crate::manifest::warn_of_differences(peer, manifest);

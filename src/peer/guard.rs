@@ -18,7 +18,21 @@ pub(crate) struct Guard {
     auth: Option<(JwtAuth, Policy)>,
     /// Per-peer narrowing: `None` denies everything, otherwise the allowed globs.
     peers: HashMap<PeerId, Option<Vec<String>>>,
+    /// What this peer proves to connecting peers in its hello.
+    identity: Option<Identity>,
 }
+
+/// A peer's own identity: the key it signs proofs with, and the principal they name.
+#[derive(Debug, Clone)]
+struct Identity {
+    signer: JwtAuth,
+    subject: String,
+    roles: Vec<String>,
+}
+
+/// How long a proof of identity is valid: it is checked during the handshake it was made
+/// for, and bound to that handshake's nonce.
+const PROOF_TTL: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// What a link is allowed by: the principal verified at its upgrade, or nothing.
 #[derive(Debug, Clone)]
@@ -54,6 +68,94 @@ impl Guard {
 
     pub(crate) fn deny_peer(&mut self, peer: PeerId) {
         self.peers.insert(peer, None);
+    }
+
+    pub(crate) fn set_identity(&mut self, signer: JwtAuth, subject: String, roles: Vec<String>) {
+        self.identity = Some(Identity {
+            signer,
+            subject,
+            roles,
+        });
+    }
+
+    pub(crate) fn has_identity(&self) -> bool {
+        self.identity.is_some()
+    }
+
+    /// This peer's proof of identity for the handshake whose connecting side sent `nonce`:
+    /// a short-lived token naming its subject. It binds the id `PeerId::from_name(subject)`
+    /// only: a peer does not get to list ids for itself.
+    pub(crate) fn prove(&self, nonce: u128) -> Option<String> {
+        let identity = self.identity.as_ref()?;
+        let roles: Vec<&str> = identity.roles.iter().map(String::as_str).collect();
+        let nonce = format!("{nonce:032x}");
+        match identity
+            .signer
+            .issue_proof(&identity.subject, &roles, &[], &nonce, PROOF_TTL)
+        {
+            Ok(proof) => Some(proof),
+            Err(error) => {
+                tracing::warn!(target: "distributed_scope::auth", %error, "cannot sign a proof of identity");
+                None
+            }
+        }
+    }
+
+    /// Checks the proof of identity of an outbound link's remote against what `expected`
+    /// requires: verified by this peer's auth, made for this handshake (`nonce`), binding the
+    /// id the remote claims (its subject's id or one its `peers` claim lists; no random-id
+    /// shortcut), and naming the required id, subject and role.
+    pub(crate) fn check_remote(
+        &self,
+        expected: &super::Expected,
+        peer: PeerId,
+        proof: Option<&str>,
+        nonce: u128,
+    ) -> Result<Arc<Principal>, HandshakeError> {
+        let mismatch = |reason: String| {
+            tracing::info!(target: "distributed_scope::auth", peer = %peer, reason, "link refused: the remote's identity does not match");
+            HandshakeError::IdentityMismatch(reason)
+        };
+        let Some((auth, _)) = &self.auth else {
+            return Err(mismatch("no auth to verify a proof with".to_owned()));
+        };
+        let Some(proof) = proof else {
+            return Err(mismatch("the remote proved no identity".to_owned()));
+        };
+        let principal = auth
+            .verify(proof)
+            .map_err(|error| mismatch(format!("invalid proof: {error}")))?;
+        if principal.nonce() != Some(format!("{nonce:032x}").as_str()) {
+            return Err(mismatch("the proof was made for another link".to_owned()));
+        }
+        if !Self::binds(&principal, peer) {
+            return Err(mismatch(format!("the proof does not bind peer id {peer}")));
+        }
+        if let Some(wanted) = expected.peer
+            && wanted != peer
+        {
+            return Err(mismatch(format!("reached peer {peer}, not {wanted}")));
+        }
+        if let Some(subject) = &expected.subject
+            && principal.subject() != subject
+        {
+            return Err(mismatch(format!("not subject `{subject}`")));
+        }
+        if let Some(role) = &expected.role
+            && !principal.has_role(role)
+        {
+            return Err(mismatch(format!("no role `{role}`")));
+        }
+        Ok(Arc::new(principal))
+    }
+
+    /// Whether `principal`'s token names `peer`: its subject's id, or one its `peers` claim
+    /// lists (a name or a UUID).
+    fn binds(principal: &Principal, peer: PeerId) -> bool {
+        peer == PeerId::derive(principal.subject())
+            || principal.peers().iter().any(|listed| {
+                listed.parse::<PeerId>().ok() == Some(peer) || PeerId::derive(listed) == peer
+            })
     }
 
     pub(crate) fn has_auth(&self) -> bool {
@@ -112,12 +214,7 @@ impl Guard {
         let LinkAuth::Verified(principal) = link else {
             return Ok(());
         };
-        let bound = peer.is_random()
-            || peer == PeerId::derive(principal.subject())
-            || principal.peers().iter().any(|listed| {
-                listed.parse::<PeerId>().ok() == Some(peer) || PeerId::derive(listed) == peer
-            });
-        if bound {
+        if peer.is_random() || Self::binds(principal, peer) {
             Ok(())
         } else {
             tracing::info!(
@@ -193,5 +290,53 @@ impl Guard {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::peer::Expected;
+
+    const SECRET: &[u8] = b"a guard test secret of 32 bytes or more";
+
+    fn guard(subject: &str) -> Guard {
+        let mut guard = Guard::default();
+        guard.set_auth(JwtAuth::hs256(SECRET), Policy::deny_all());
+        guard.set_identity(JwtAuth::hs256(SECRET), subject.to_owned(), Vec::new());
+        guard
+    }
+
+    #[test]
+    fn a_proof_holds_for_its_own_handshake_only() {
+        let payments = PeerId::from_name("payments");
+        let server = guard("payments");
+        let client = guard("client");
+        let proof = server.prove(41).unwrap();
+        let expected = Expected::peer(payments).subject("payments");
+        let principal = client
+            .check_remote(&expected, payments, Some(&proof), 41)
+            .unwrap();
+        assert_eq!(principal.subject(), "payments");
+        // Replayed to another link (another nonce), it proves nothing.
+        let replayed = client.check_remote(&expected, payments, Some(&proof), 42);
+        assert!(
+            matches!(&replayed, Err(HandshakeError::IdentityMismatch(reason)) if reason.contains("another link")),
+            "{replayed:?}"
+        );
+        // Nor for another id than the one it binds.
+        let other = PeerId::from_name("billing");
+        let stolen = client.check_remote(&Expected::any_peer(), other, Some(&proof), 41);
+        assert!(matches!(stolen, Err(HandshakeError::IdentityMismatch(_))));
+        // A proof signed with another key is no proof.
+        let mut forger = Guard::default();
+        forger.set_identity(
+            JwtAuth::hs256(b"another secret of at least 32 bytes!!"),
+            "payments".to_owned(),
+            Vec::new(),
+        );
+        let forged = forger.prove(41).unwrap();
+        let refused = client.check_remote(&expected, payments, Some(&forged), 41);
+        assert!(matches!(refused, Err(HandshakeError::IdentityMismatch(_))));
     }
 }

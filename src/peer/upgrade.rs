@@ -74,6 +74,7 @@ pub(crate) async fn accept(
         link_auth,
         socket,
         ready: None,
+        expect: None,
         on_down: None,
         ticket,
     });
@@ -119,6 +120,7 @@ pub(crate) async fn dial(
     shared: Arc<Shared>,
     url: String,
     token: Option<String>,
+    expect: super::Requirement,
     tls: Arc<rustls::ClientConfig>,
     on_down: Recipient<LinkDown>,
 ) -> Result<PeerId, Error> {
@@ -138,6 +140,7 @@ pub(crate) async fn dial(
         link_auth: super::guard::LinkAuth::Outbound,
         socket,
         ready: Some(ready),
+        expect,
         on_down: Some(on_down),
         ticket: Ticket::outbound(),
     });
