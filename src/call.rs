@@ -170,6 +170,7 @@ async fn execute<B: Block>(
         scope
             .local_child(deadline)
             .with_trace(trace)
+            .with_root(B::INFO.entry_point())
             .guard(crate::block::run::<B>(block.into_captures()))
             .instrument(span.clone())
             .await
@@ -204,6 +205,7 @@ async fn remote<B: Block>(
         #[cfg(feature = "auth")]
         principal: scope.principal_arc(),
         trace,
+        root: scope.root(),
         wait_for_ready,
     };
     let call = runtime.clone().call(target, request);

@@ -57,6 +57,9 @@ pub(crate) struct Request {
     pub(crate) principal: Option<Arc<Principal>>,
     /// The call's trace context, sent as `traceparent` in the call's metadata.
     pub(crate) trace: Option<Trace>,
+    /// The entry point of the scope making the call, sent as `ds-root` in the call's
+    /// metadata: what a nested block called on another peer must belong to.
+    pub(crate) root: Option<u64>,
     /// Wait for the target's link until the deadline even while it is known down.
     #[cfg_attr(
         target_arch = "wasm32",

@@ -75,6 +75,9 @@ struct Inner {
     runtime: Arc<dyn Runtime>,
     /// The call this scope runs (its trace and id), if traced: nested calls name it as parent.
     trace: Cell<Option<Trace>>,
+    /// The entry point whose root call this scope belongs to (`None` outside any block): the
+    /// blocks nested in it may run on other peers as hops of this scope.
+    root: Cell<Option<u64>>,
 }
 
 thread_local! {
@@ -175,6 +178,7 @@ impl Scope {
             deadline,
             runtime,
             trace: Cell::new(None),
+            root: Cell::new(None),
         }))
     }
 
@@ -182,6 +186,16 @@ impl Scope {
     pub(crate) fn with_trace(self, trace: Option<Trace>) -> Self {
         self.0.trace.set(trace);
         self
+    }
+
+    /// Sets the entry point of the block this scope runs.
+    pub(crate) fn with_root(self, root: u64) -> Self {
+        self.0.root.set(Some(root));
+        self
+    }
+
+    pub(crate) fn root(&self) -> Option<u64> {
+        self.0.root.get()
     }
 
     pub(crate) fn trace(&self) -> Option<Trace> {

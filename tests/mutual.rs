@@ -82,8 +82,13 @@ fn connect_to_links_only_to_the_peer_it_requires() {
     let real_handle = real.handle().clone();
     block_on(async move {
         let client_id = PeerId::from_name("client");
+        // The client's policy decides what the peer it reaches may run on it, by the
+        // principal that peer proved.
         let client = Peer::builder(client_id)
-            .auth(issuer(), Policy::deny_all())
+            .auth(
+                issuer(),
+                Policy::deny_all().allow_subject("payments", "mutual@*"),
+            )
             .start()
             .await
             .unwrap();
@@ -132,6 +137,28 @@ fn connect_to_links_only_to_the_peer_it_requires() {
             Some("payments".to_owned())
         );
         assert_eq!(call_client(&real_handle, client_id).await, Ok(1));
+
+        // A peer with auth that links without requiring an identity learns no principal: the
+        // peer it reached may not run its entry points.
+        let unproven_id = PeerId::from_name("unproven-client");
+        let unproven = Peer::builder(unproven_id)
+            .auth(issuer(), Policy::deny_all().allow_subject("payments", "*"))
+            .start()
+            .await
+            .unwrap();
+        let token = issuer()
+            .issue_with_peers("client", &[], &["unproven-client"], HOUR)
+            .unwrap();
+        unproven
+            .connect_with_token(&real_url, &token)
+            .await
+            .unwrap();
+        let refused = call_client(&real_handle, unproven_id).await;
+        assert!(
+            matches!(refused, Err(RemoteError::Unauthenticated { .. })),
+            "{refused:?}"
+        );
+        assert_eq!(CLIENT_RUNS.load(Ordering::SeqCst), 1);
     });
 }
 

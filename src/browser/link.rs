@@ -398,7 +398,8 @@ impl Link {
             None,
             Some(deadline),
         )
-        .with_trace(trace.or_else(|| (!span.is_disabled()).then(|| Trace::child_of(None))));
+        .with_trace(trace.or_else(|| (!span.is_disabled()).then(|| Trace::child_of(None))))
+        .with_root(entry.info.entry_point());
         let max = inner.config.limits.max_message_size;
         let body = tracing::Instrument::instrument(
             scope.guard((entry.invoke)(captures, max, max_result)),

@@ -61,8 +61,9 @@ pub(crate) enum Role {
 }
 
 /// Decides, on the link's thread and before any capture is decoded, whether the remote may
-/// run the named block here.
-pub(crate) type Authorize = Box<dyn Fn(PeerId, &str) -> Result<(), RemoteError>>;
+/// run the named block here; the flag says the call is a hop of the block's own scope (a
+/// nested block called with its entry point as the caller's root).
+pub(crate) type Authorize = Box<dyn Fn(PeerId, &str, bool) -> Result<(), RemoteError>>;
 
 /// Makes the accepting side's proof of identity, bound to the connecting side's nonce.
 pub(crate) type Prove = Box<dyn Fn(u128) -> Option<String>>;
@@ -799,6 +800,9 @@ impl Engine {
                     return self.violation(close::POLICY, "call metadata over its limits");
                 }
                 let trace = metadata.get(Trace::KEY).and_then(Trace::from_traceparent);
+                let root = metadata
+                    .get(ROOT_KEY)
+                    .and_then(|root| u64::from_str_radix(root, 16).ok());
                 let wanted = std::time::Duration::from_millis(deadline_ms);
                 let call = Inbound {
                     id,
@@ -807,6 +811,7 @@ impl Engine {
                     captures: bytes.slice_ref(captures),
                     frame_len: bytes.len(),
                     trace,
+                    root,
                 };
                 self.on_call(remote, remote_max, call, &name);
             }
@@ -870,13 +875,33 @@ impl Engine {
         // more, and the captures stay opaque.
         let resolved = block::resolve(call.block, name);
         let authorized = resolved.as_ref().map_or(name, |entry| entry.info.name());
-        if let Err(error) = (self.authorize)(remote, authorized) {
+        let hop = resolved.as_ref().is_ok_and(|entry| {
+            !entry.info.is_entry_point() && call.root == Some(entry.info.entry_point())
+        });
+        if let Err(error) = (self.authorize)(remote, authorized, hop) {
             return self.reply_error(id, remote_max, truncate_error(error));
         }
         let entry = match resolved {
             Ok(entry) => entry,
             Err(error) => return self.reply_error(id, remote_max, truncate_error(error)),
         };
+        // A nested block runs only as a hop of a scope whose root call was its entry point:
+        // called directly, it would skip the enclosing block's own checks.
+        if !entry.info.is_entry_point() && !hop {
+            tracing::info!(
+                target: "distributed_scope::auth",
+                decision = "deny",
+                block = entry.info.name(),
+                peer = %remote.label(),
+                "a nested block called outside its entry point's scope"
+            );
+            let error = RemoteError::Forbidden {
+                block: entry.info.name().to_owned(),
+                subject: "a call outside the block's entry point".to_owned(),
+                peer: None,
+            };
+            return self.reply_error(id, remote_max, truncate_error(error));
+        }
         let overloaded = || RemoteError::Overloaded {
             peer: None,
             block: Some(entry.info.name().to_owned()),
@@ -1017,12 +1042,16 @@ impl Engine {
             return;
         }
         let deadline_ms = wire::deadline_ms(request.deadline.saturating_duration_since(now));
-        // Only traced calls carry metadata (and allocate for it).
+        // Only traced calls and calls from inside a block carry metadata (and allocate).
         let traceparent = request.trace.map(Trace::to_traceparent);
-        let metadata: Vec<(Cow<'_, str>, Cow<'_, str>)> = match &traceparent {
-            Some(value) => vec![(Trace::KEY.into(), value.as_str().into())],
-            None => Vec::new(),
-        };
+        let root = request.root.map(|root| format!("{root:016x}"));
+        let mut metadata: Vec<(Cow<'_, str>, Cow<'_, str>)> = Vec::new();
+        if let Some(value) = &traceparent {
+            metadata.push((Trace::KEY.into(), value.as_str().into()));
+        }
+        if let Some(root) = &root {
+            metadata.push((ROOT_KEY.into(), root.as_str().into()));
+        }
         // The captures were encoded with room for this header: no copy of them here.
         match request.captures.into_call_frame(
             id,
@@ -1107,7 +1136,12 @@ struct Inbound {
     captures: Bytes,
     frame_len: usize,
     trace: Option<Trace>,
+    /// The entry point of the caller's scope (`ds-root`), if it sent one.
+    root: Option<u64>,
 }
+
+/// The metadata key of the caller's entry point: 16 lowercase hex digits.
+pub(crate) const ROOT_KEY: &str = "ds-root";
 
 /// Cuts the block name an error echoes back to the caller.
 fn truncate_error(error: RemoteError) -> RemoteError {

@@ -76,7 +76,7 @@ fn engine(name: &str, role: Role, limits: Limits, budgets: &Budgets) -> Engine {
         limits,
         budgets.clone(),
         Arc::new(Counters::default()),
-        Box::new(|_remote, name| {
+        Box::new(|_remote, name, _hop| {
             if name.contains("forbidden") {
                 Err(RemoteError::Forbidden {
                     block: name.to_owned(),
@@ -153,6 +153,7 @@ fn request_named(x: u32, deadline: Duration, name: &'static str, block: u64) -> 
         #[cfg(feature = "auth")]
         principal: None,
         trace: None,
+        root: None,
         wait_for_ready: false,
     }
 }

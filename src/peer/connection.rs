@@ -24,6 +24,9 @@ use crate::trace::{Hex, Trace, record_outcome};
 use crate::transport::{self, Flow, Inbound, Outgoing, Sender, Socket};
 use crate::{PeerId, RemoteError};
 
+#[cfg(feature = "auth")]
+use crate::auth::Principal;
+
 /// What a new link starts with.
 pub(crate) struct Launch {
     pub(crate) shared: Arc<Shared>,
@@ -47,6 +50,9 @@ pub(crate) struct Connection {
     direction: Direction,
     #[cfg(feature = "auth")]
     link_auth: super::guard::LinkAuth,
+    /// The principal the remote of an outbound link proved (`connect_to`).
+    #[cfg(feature = "auth")]
+    proven: Rc<std::cell::OnceCell<Arc<Principal>>>,
     engine: Engine,
     sender: Sender,
     flow: Rc<Flow>,
@@ -90,11 +96,16 @@ impl Connection {
             app_version: shared.config.app_version.clone(),
             refuse_app_version_mismatch: shared.config.refuse_app_version_mismatch,
         };
+        // The principal the remote of an outbound link proves in its hello, once it has.
+        #[cfg(feature = "auth")]
+        let proven: Rc<std::cell::OnceCell<Arc<Principal>>> = Rc::default();
         let authorize: crate::link::Authorize = {
             let shared = shared.clone();
             #[cfg(feature = "auth")]
             let link_auth = link_auth.clone();
-            Box::new(move |remote, name| {
+            #[cfg(feature = "auth")]
+            let proven = proven.clone();
+            Box::new(move |remote, name, hop| {
                 if shared.is_stopping() {
                     return Err(RemoteError::ShuttingDown {
                         peer: None,
@@ -102,10 +113,12 @@ impl Connection {
                     });
                 }
                 #[cfg(feature = "auth")]
-                return shared.guard.authorize(&link_auth, remote, name);
+                return shared
+                    .guard
+                    .authorize(&link_auth, proven.get(), remote, name, hop);
                 #[cfg(not(feature = "auth"))]
                 {
-                    let _ = remote;
+                    let _ = (remote, hop);
                     Ok(())
                 }
             })
@@ -149,6 +162,8 @@ impl Connection {
             direction,
             #[cfg(feature = "auth")]
             link_auth,
+            #[cfg(feature = "auth")]
+            proven,
             engine,
             sender,
             flow,
@@ -276,7 +291,10 @@ impl Connection {
                     .guard
                     .check_remote(expected, peer, proof, self.engine.nonce())
                 {
-                    Ok(principal) => Some(principal),
+                    Ok(principal) => {
+                        let _set_once = self.proven.set(principal.clone());
+                        Some(principal)
+                    }
                     Err(refusal) => return self.engine.refuse(refusal),
                 }
             }
@@ -356,7 +374,8 @@ impl Connection {
             self.link_auth.principal(),
             Some(deadline),
         )
-        .with_trace(trace);
+        .with_trace(trace)
+        .with_root(entry.info.entry_point());
         let max = self.shared.config.max_message_size;
         let mut body = Box::pin(tracing::Instrument::instrument(
             scope.guard((entry.invoke)(captures, max, max_result)),

@@ -228,16 +228,23 @@ impl Guard {
     }
 
     /// Authorizes one inbound call by block name, before its captures are decoded.
+    ///
+    /// `proven` is the principal the remote of an outbound link proved in its hello, and
+    /// `hop` says the call is a nested block's hop of its own scope.
     pub(crate) fn authorize(
         &self,
         link: &LinkAuth,
+        proven: Option<&Arc<Principal>>,
         remote: PeerId,
         block: &str,
+        hop: bool,
     ) -> Result<(), RemoteError> {
-        let decision = self.decide(link, remote, block);
-        let subject = match link {
-            LinkAuth::Verified(principal) => principal.subject(),
-            LinkAuth::Outbound | LinkAuth::Open => "",
+        let decision = self.decide(link, proven, remote, block, hop);
+        let subject = match (link, proven) {
+            (LinkAuth::Verified(principal), _) | (LinkAuth::Outbound, Some(principal)) => {
+                principal.subject()
+            }
+            (LinkAuth::Outbound | LinkAuth::Open, _) => "",
         };
         match &decision {
             Ok(()) => tracing::debug!(
@@ -252,7 +259,14 @@ impl Guard {
         decision
     }
 
-    fn decide(&self, link: &LinkAuth, remote: PeerId, block: &str) -> Result<(), RemoteError> {
+    fn decide(
+        &self,
+        link: &LinkAuth,
+        proven: Option<&Arc<Principal>>,
+        remote: PeerId,
+        block: &str,
+        hop: bool,
+    ) -> Result<(), RemoteError> {
         let forbidden = |subject: String| RemoteError::Forbidden {
             block: block.to_owned(),
             subject,
@@ -274,9 +288,19 @@ impl Guard {
             }
         }
         match (link, &self.auth) {
-            (LinkAuth::Outbound | LinkAuth::Open, None)
-            | (LinkAuth::Outbound, _)
-            | (LinkAuth::Verified(_), None) => Ok(()),
+            (LinkAuth::Outbound | LinkAuth::Open, None) | (LinkAuth::Verified(_), None) => Ok(()),
+            // A link this peer opened runs the hops of scopes it started or joined (the
+            // engine checked the entry point), and entry points only as the policy allows
+            // the principal its remote proved.
+            (LinkAuth::Outbound, Some(_)) if hop => Ok(()),
+            (LinkAuth::Outbound, Some((_, policy))) => match proven {
+                Some(principal) if policy.allows(principal, block) => Ok(()),
+                Some(principal) => Err(forbidden(principal.subject().to_owned())),
+                None => Err(RemoteError::Unauthenticated {
+                    peer: None,
+                    block: Some(block.to_owned()),
+                }),
+            },
             // Cannot happen through `admit`, which refuses such upgrades; kept as a guard.
             (LinkAuth::Open, Some(_)) => Err(RemoteError::Unauthenticated {
                 peer: None,
