@@ -206,6 +206,7 @@ async fn remote<B: Block>(
         principal: scope.principal_arc(),
         trace,
         root: scope.root(),
+        authority: scope.authority(),
         wait_for_ready,
     };
     let call = runtime.clone().call(target, request);

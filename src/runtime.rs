@@ -39,6 +39,20 @@ pub(crate) trait Runtime: 'static {
     fn record(&self, outcome: Result<(), &RemoteError>) {
         let _ = outcome;
     }
+    /// A grant of `origin`'s authority for the scope of entry point `root`, narrowed to
+    /// `blocks` if given, valid until `deadline`, signed by this peer (`None` if it has no
+    /// identity to sign with).
+    #[cfg(feature = "auth")]
+    fn grant(
+        &self,
+        origin: &Principal,
+        root: u64,
+        blocks: Option<&[String]>,
+        deadline: Instant,
+    ) -> Option<Arc<str>> {
+        let _ = (origin, root, blocks, deadline);
+        None
+    }
     /// The application value of this type registered on the peer, if any.
     fn data(&self, type_id: TypeId) -> Option<Arc<dyn Any + Send + Sync>> {
         let _ = type_id;
@@ -60,6 +74,9 @@ pub(crate) struct Request {
     /// The entry point of the scope making the call, sent as `ds-root` in the call's
     /// metadata: what a nested block called on another peer must belong to.
     pub(crate) root: Option<u64>,
+    /// The signed grant of the scope's root principal, sent as `ds-grant` in the call's
+    /// metadata.
+    pub(crate) authority: Option<Arc<str>>,
     /// Wait for the target's link until the deadline even while it is known down.
     #[cfg_attr(
         target_arch = "wasm32",

@@ -45,6 +45,11 @@ pub(crate) async fn call_self(
     Ok(reply.into_bytes())
 }
 
+/// The verified principal of a scope's root call, and the signed grant of it that the
+/// scope's hops carry.
+#[cfg(feature = "auth")]
+pub(crate) type Authority = (Option<Arc<Principal>>, Option<Arc<str>>);
+
 /// The peer a block is running on, who called it, and with which principal.
 ///
 /// Inside a block body (and inside [`PeerHandle::run`](crate::PeerHandle::run)) the scope is
@@ -78,6 +83,10 @@ struct Inner {
     /// The entry point whose root call this scope belongs to (`None` outside any block): the
     /// blocks nested in it may run on other peers as hops of this scope.
     root: Cell<Option<u64>>,
+    /// The verified principal of the root call, and the signed grant of it that this
+    /// scope's hops carry.
+    #[cfg(feature = "auth")]
+    authority: RefCell<Authority>,
 }
 
 thread_local! {
@@ -118,6 +127,64 @@ impl Scope {
     #[cfg(feature = "auth")]
     pub fn principal(&self) -> Option<Principal> {
         self.0.principal.as_deref().cloned()
+    }
+
+    /// The principal that made the root call of this scope's chain, verified: for a block
+    /// called directly (an entry point) the principal of its link; for a hop of a scope
+    /// started on another peer, the principal carried by the hop's signed grant (signed by
+    /// the peer that admitted the root call). `None` without auth, or when the peer that
+    /// admitted the root call has no identity to sign grants with.
+    ///
+    /// In A -> B -> C, where A links to B with a `guest` token, C's block sees `origin()`
+    /// with subject `guest` while its [`principal`](Self::principal) is B's.
+    #[cfg(feature = "auth")]
+    pub fn origin(&self) -> Option<Principal> {
+        self.0.authority.borrow().0.as_deref().cloned()
+    }
+
+    /// Narrows the authority this scope's later hops carry to the blocks whose names match
+    /// `blocks` (globs, as in policies): a peer refuses a hop of this scope to any other
+    /// block with `Forbidden`. The grant is signed again by this peer, so it needs an
+    /// identity ([`PeerBuilder::identity`](crate::PeerBuilder::identity)); without one the
+    /// hops carry no authority at all (and peers with an origin policy refuse them).
+    #[cfg(feature = "auth")]
+    pub fn narrow<I, S>(&self, blocks: I)
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let blocks: Vec<String> = blocks.into_iter().map(Into::into).collect();
+        let mut authority = self.0.authority.borrow_mut();
+        let deadline = self
+            .0
+            .deadline
+            .unwrap_or_else(|| self.0.runtime.now() + self.0.runtime.default_deadline());
+        let grant = match (&authority.0, self.root()) {
+            (Some(origin), Some(root)) => {
+                self.0.runtime.grant(origin, root, Some(&blocks), deadline)
+            }
+            _ => None,
+        };
+        authority.1 = grant;
+    }
+
+    /// Sets the verified origin and grant of this scope.
+    #[cfg(feature = "auth")]
+    pub(crate) fn with_authority(
+        self,
+        origin: Option<Arc<Principal>>,
+        grant: Option<Arc<str>>,
+    ) -> Self {
+        *self.0.authority.borrow_mut() = (origin, grant);
+        self
+    }
+
+    /// The grant this scope's hops carry.
+    pub(crate) fn authority(&self) -> Option<Arc<str>> {
+        #[cfg(feature = "auth")]
+        return self.0.authority.borrow().1.clone();
+        #[cfg(not(feature = "auth"))]
+        None
     }
 
     /// The time left before the running call's deadline, if it has one.
@@ -179,6 +246,8 @@ impl Scope {
             runtime,
             trace: Cell::new(None),
             root: Cell::new(None),
+            #[cfg(feature = "auth")]
+            authority: RefCell::new((None, None)),
         }))
     }
 
@@ -204,13 +273,19 @@ impl Scope {
 
     /// The scope of a local call made from this one.
     pub(crate) fn local_child(&self, deadline: Instant) -> Self {
-        Self::new(
+        let child = Self::new(
             self.0.runtime.clone(),
             self.0.peer,
             #[cfg(feature = "auth")]
             self.0.principal.clone(),
             Some(deadline),
-        )
+        );
+        #[cfg(feature = "auth")]
+        let child = {
+            let (origin, grant) = self.0.authority.borrow().clone();
+            child.with_authority(origin, grant)
+        };
+        child
     }
 
     pub(crate) fn runtime(&self) -> &Arc<dyn Runtime> {

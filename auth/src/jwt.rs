@@ -75,6 +75,10 @@ struct IssuedClaims<'a> {
     peers: &'a [&'a str],
     #[serde(skip_serializing_if = "Option::is_none")]
     nonce: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    root: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    blocks: Option<&'a [&'a str]>,
     iat: u64,
     nbf: u64,
     exp: u64,
@@ -82,6 +86,14 @@ struct IssuedClaims<'a> {
     iss: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     aud: Option<&'a str>,
+}
+
+/// The claims some tokens carry beside subject, roles and peers.
+#[derive(Default, Clone, Copy)]
+struct Extra<'a> {
+    nonce: Option<&'a str>,
+    root: Option<&'a str>,
+    blocks: Option<&'a [&'a str]>,
 }
 
 /// The header fields read before choosing a key.
@@ -284,7 +296,7 @@ impl JwtAuth {
         peers: &[&str],
         ttl: Duration,
     ) -> Result<String, AuthError> {
-        self.issue_claims(subject, roles, peers, None, ttl)
+        self.issue_claims(subject, roles, peers, Extra::default(), ttl)
     }
 
     /// As [`issue_with_peers`](Self::issue_with_peers), with a `nonce` claim: a proof of
@@ -303,7 +315,37 @@ impl JwtAuth {
         nonce: &str,
         ttl: Duration,
     ) -> Result<String, AuthError> {
-        self.issue_claims(subject, roles, peers, Some(nonce), ttl)
+        let extra = Extra {
+            nonce: Some(nonce),
+            ..Extra::default()
+        };
+        self.issue_claims(subject, roles, peers, extra, ttl)
+    }
+
+    /// A grant of authority for one root call: `subject` and `roles` (the principal that
+    /// made the root call), the root block (`root` claim) and, if `blocks` is given, the
+    /// block-name globs the holder may still run (`blocks` claim). The runtime's peers sign
+    /// one when they admit a root call, and every peer on the chain verifies it (see
+    /// [`Principal::root`](crate::Principal::root)). Give it the root call's deadline as
+    /// `ttl`.
+    ///
+    /// # Errors
+    ///
+    /// As [`issue`](Self::issue).
+    pub fn issue_grant(
+        &self,
+        subject: &str,
+        roles: &[&str],
+        root: &str,
+        blocks: Option<&[&str]>,
+        ttl: Duration,
+    ) -> Result<String, AuthError> {
+        let extra = Extra {
+            root: Some(root),
+            blocks,
+            ..Extra::default()
+        };
+        self.issue_claims(subject, roles, &[], extra, ttl)
     }
 
     fn issue_claims(
@@ -311,7 +353,7 @@ impl JwtAuth {
         subject: &str,
         roles: &[&str],
         peers: &[&str],
-        nonce: Option<&str>,
+        extra: Extra<'_>,
         ttl: Duration,
     ) -> Result<String, AuthError> {
         if subject.is_empty() {
@@ -325,7 +367,9 @@ impl JwtAuth {
             sub: subject,
             roles,
             peers,
-            nonce,
+            nonce: extra.nonce,
+            root: extra.root,
+            blocks: extra.blocks,
             iat: now,
             nbf: now,
             exp: now.saturating_add(ttl.as_secs()),
@@ -638,6 +682,13 @@ mod tests {
             .issue_proof("payments", &[], &["payments"], "00ff", HOUR)
             .unwrap();
         assert_eq!(auth.verify(&proof).unwrap().nonce(), Some("00ff"));
+        let grant = auth
+            .issue_grant("guest", &["viewer"], "0a0b", Some(&["app::lookup*"]), HOUR)
+            .unwrap();
+        let granted = auth.verify(&grant).unwrap();
+        assert_eq!((granted.subject(), granted.root()), ("guest", Some("0a0b")));
+        assert_eq!(granted.blocks(), Some(vec!["app::lookup*"]));
+        assert_eq!(principal.blocks(), None);
     }
 
     #[test]

@@ -142,6 +142,23 @@ impl Principal {
         self.claims.get("nonce").and_then(serde_json::Value::as_str)
     }
 
+    /// The token's `root` claim, if it is a grant of authority for one root call (see
+    /// [`JwtAuth::issue_grant`](crate::JwtAuth::issue_grant)): the root block's id.
+    pub fn root(&self) -> Option<&str> {
+        self.claims.get("root").and_then(serde_json::Value::as_str)
+    }
+
+    /// The token's `blocks` claim, if it narrows what its holder may run: block-name globs.
+    /// `None` means no narrowing; a claim that is not an array of strings narrows to nothing.
+    pub fn blocks(&self) -> Option<Vec<&str>> {
+        let blocks = self.claims.get("blocks")?;
+        let globs = blocks
+            .as_array()
+            .map(|globs| globs.iter().filter_map(serde_json::Value::as_str).collect())
+            .unwrap_or_default();
+        Some(globs)
+    }
+
     /// Whether `role` is one of [`roles`](Self::roles) (exact, case-sensitive match).
     pub fn has_role(&self, role: &str) -> bool {
         self.roles.iter().any(|own| own == role)

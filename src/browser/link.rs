@@ -377,6 +377,10 @@ impl Link {
             captures,
             max_result,
             trace,
+            // The engine checked the root; a browser verifies no grants, so its blocks see no
+            // origin and their hops carry none.
+            root: _,
+            authority: _,
         } = run;
         let span = tracing::info_span!(
             target: "distributed_scope::call",

@@ -99,6 +99,11 @@ pub(crate) struct Run {
     pub(crate) max_result: usize,
     /// The caller's trace context, from the call's metadata.
     pub(crate) trace: Option<Trace>,
+    /// The entry point of the caller's scope, from the call's metadata.
+    pub(crate) root: Option<u64>,
+    /// The grant of authority of the caller's scope, from the call's metadata; not verified
+    /// yet.
+    pub(crate) authority: Option<String>,
 }
 
 /// What the engine tells the adapter.
@@ -803,6 +808,7 @@ impl Engine {
                 let root = metadata
                     .get(ROOT_KEY)
                     .and_then(|root| u64::from_str_radix(root, 16).ok());
+                let authority = metadata.get(GRANT_KEY).map(str::to_owned);
                 let wanted = std::time::Duration::from_millis(deadline_ms);
                 let call = Inbound {
                     id,
@@ -812,6 +818,7 @@ impl Engine {
                     frame_len: bytes.len(),
                     trace,
                     root,
+                    authority,
                 };
                 self.on_call(remote, remote_max, call, &name);
             }
@@ -921,6 +928,8 @@ impl Engine {
             captures: call.captures,
             max_result: remote_max,
             trace: call.trace,
+            root: call.root,
+            authority: call.authority,
         };
         if slot_free {
             self.running.insert(id, charged);
@@ -1052,6 +1061,9 @@ impl Engine {
         if let Some(root) = &root {
             metadata.push((ROOT_KEY.into(), root.as_str().into()));
         }
+        if let Some(grant) = &request.authority {
+            metadata.push((GRANT_KEY.into(), grant.as_ref().into()));
+        }
         // The captures were encoded with room for this header: no copy of them here.
         match request.captures.into_call_frame(
             id,
@@ -1138,10 +1150,15 @@ struct Inbound {
     trace: Option<Trace>,
     /// The entry point of the caller's scope (`ds-root`), if it sent one.
     root: Option<u64>,
+    /// The grant of authority of the caller's scope (`ds-grant`), if it sent one.
+    authority: Option<String>,
 }
 
 /// The metadata key of the caller's entry point: 16 lowercase hex digits.
 pub(crate) const ROOT_KEY: &str = "ds-root";
+
+/// The metadata key of the grant of authority the caller's scope carries (a JWT).
+pub(crate) const GRANT_KEY: &str = "ds-grant";
 
 /// Cuts the block name an error echoes back to the caller.
 fn truncate_error(error: RemoteError) -> RemoteError {

@@ -154,6 +154,7 @@ fn request_named(x: u32, deadline: Duration, name: &'static str, block: u64) -> 
         principal: None,
         trace: None,
         root: None,
+        authority: None,
         wait_for_ready: false,
     }
 }

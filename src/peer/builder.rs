@@ -120,6 +120,17 @@ impl PeerBuilder {
         self
     }
 
+    /// Checks every call against `policy` by the principal that made the root call of its
+    /// chain ([`Scope::origin`](crate::Scope::origin)) as well as by its link's principal:
+    /// a hop of a chain a `guest` started is refused here if `policy` does not allow
+    /// `guest` that block, whichever peer relays it. A call that carries no verified origin
+    /// (a hop whose root peer signed no grant) is refused.
+    #[cfg(feature = "auth")]
+    pub fn origin_policy(mut self, policy: crate::auth::Policy) -> Self {
+        self.guard.set_origin_policy(policy);
+        self
+    }
+
     /// Lets `peer` run only blocks whose names match `glob` here (repeatable; `*` matches
     /// any run of characters, `?` one). Applies to links in both directions.
     #[cfg(feature = "auth")]

@@ -344,7 +344,28 @@ impl Connection {
             captures,
             max_result,
             trace,
+            root,
+            authority,
         } = run;
+        // The authority the block runs under, checked before its captures are decoded.
+        #[cfg(feature = "auth")]
+        let authority = match self.shared.guard.authority(
+            authority.as_deref(),
+            root,
+            &entry.info,
+            self.link_auth
+                .principal()
+                .or_else(|| self.proven.get().cloned()),
+            deadline.saturating_duration_since(Instant::now()),
+        ) {
+            Ok(authority) => authority,
+            Err(error) => {
+                self.engine.finish(id, Err(error), Instant::now());
+                return;
+            }
+        };
+        #[cfg(not(feature = "auth"))]
+        let _ = (root, authority);
         // The callee's side of the caller's `call` span: same call id and trace id.
         let span = tracing::info_span!(
             target: "distributed_scope::call",
@@ -376,6 +397,8 @@ impl Connection {
         )
         .with_trace(trace)
         .with_root(entry.info.entry_point());
+        #[cfg(feature = "auth")]
+        let scope = scope.with_authority(authority.0, authority.1);
         let max = self.shared.config.max_message_size;
         let mut body = Box::pin(tracing::Instrument::instrument(
             scope.guard((entry.invoke)(captures, max, max_result)),

@@ -18,8 +18,24 @@ pub(crate) struct Guard {
     auth: Option<(JwtAuth, Policy)>,
     /// Per-peer narrowing: `None` denies everything, otherwise the allowed globs.
     peers: HashMap<PeerId, Option<Vec<String>>>,
-    /// What this peer proves to connecting peers in its hello.
+    /// What this peer proves to connecting peers in its hello, and signs grants with.
     identity: Option<Identity>,
+    /// What the principal that made a root call may have run, on any peer of its chain.
+    origin_policy: Option<Policy>,
+    /// Grants verified already, so that each is verified once per peer.
+    grants: Arc<std::sync::Mutex<HashMap<String, Arc<Principal>>>>,
+}
+
+/// Grants a peer remembers as verified; past that the memory starts over.
+const VERIFIED_GRANTS: usize = 1024;
+
+/// Why a hop's authority was refused.
+fn refused_authority(block: &str, why: &str) -> RemoteError {
+    RemoteError::Forbidden {
+        block: block.to_owned(),
+        subject: why.to_owned(),
+        peer: None,
+    }
 }
 
 /// A peer's own identity: the key it signs proofs with, and the principal they name.
@@ -76,6 +92,132 @@ impl Guard {
             subject,
             roles,
         });
+    }
+
+    pub(crate) fn set_origin_policy(&mut self, policy: Policy) {
+        self.origin_policy = Some(policy);
+    }
+
+    /// A grant of `origin`'s authority for the scope of entry point `root`, signed with this
+    /// peer's identity, valid for `ttl`.
+    pub(crate) fn grant(
+        &self,
+        origin: &Principal,
+        root: u64,
+        blocks: Option<&[String]>,
+        ttl: std::time::Duration,
+    ) -> Option<Arc<str>> {
+        let identity = self.identity.as_ref()?;
+        let roles: Vec<&str> = origin.roles().iter().map(String::as_str).collect();
+        let blocks: Option<Vec<&str>> =
+            blocks.map(|blocks| blocks.iter().map(String::as_str).collect());
+        let root = format!("{root:016x}");
+        // At least a second, so that a grant outlives the hop that carries it.
+        let ttl = ttl.max(std::time::Duration::from_secs(1));
+        match identity
+            .signer
+            .issue_grant(origin.subject(), &roles, &root, blocks.as_deref(), ttl)
+        {
+            Ok(grant) => Some(grant.into()),
+            Err(error) => {
+                tracing::warn!(target: "distributed_scope::auth", %error, "cannot sign a grant");
+                None
+            }
+        }
+    }
+
+    /// The authority a call runs under: its verified origin and the grant its own hops will
+    /// carry. `grant` is the caller's (unverified), `root` the caller's scope's entry point,
+    /// `entry` the block to run, `link` the principal of the link the call came in on.
+    ///
+    /// A grant must verify with this peer's auth, name the caller's root (a grant of
+    /// another root, replayed, is refused) and allow `block` if it narrows. Without a grant
+    /// an entry point's origin is its link's principal, and a nested hop has none. With an
+    /// origin policy the origin must exist and be allowed `block`. An entry point starts a
+    /// new scope: its hops carry a grant for it, signed here if this peer has an identity.
+    pub(crate) fn authority(
+        &self,
+        grant: Option<&str>,
+        root: Option<u64>,
+        entry: &crate::block::BlockInfo,
+        link: Option<Arc<Principal>>,
+        ttl: std::time::Duration,
+    ) -> Result<crate::scope::Authority, RemoteError> {
+        let block = entry.name();
+        let (origin, narrowed) = match grant {
+            Some(grant) => {
+                let origin = self.verify_grant(grant, block)?;
+                let for_root = origin
+                    .root()
+                    .and_then(|claimed| u64::from_str_radix(claimed, 16).ok());
+                if for_root.is_none() || for_root != root {
+                    return Err(refused_authority(block, "a grant of another root call"));
+                }
+                if let Some(globs) = origin.blocks() {
+                    let narrowed = globs.iter().fold(Policy::deny_all(), |policy, glob| {
+                        policy.allow_subject(origin.subject(), *glob)
+                    });
+                    if !narrowed.allows(&origin, block) {
+                        return Err(refused_authority(block, "outside its narrowed authority"));
+                    }
+                }
+                let narrowed: Option<Vec<String>> = origin
+                    .blocks()
+                    .map(|globs| globs.into_iter().map(str::to_owned).collect());
+                (Some(origin), narrowed)
+            }
+            None if entry.is_entry_point() => (link, None),
+            None => (None, None),
+        };
+        if let Some(policy) = &self.origin_policy {
+            match &origin {
+                Some(origin) if policy.allows(origin, block) => {}
+                Some(origin) => return Err(refused_authority(block, origin.subject())),
+                None => return Err(refused_authority(block, "a call without authority")),
+            }
+        }
+        let carried = match (&origin, grant) {
+            // A hop of the caller's scope: its hops carry the same grant.
+            (_, Some(grant)) if !entry.is_entry_point() => Some(Arc::from(grant)),
+            (Some(origin), _) => self.grant(origin, entry.id(), narrowed.as_deref(), ttl),
+            (None, _) => None,
+        };
+        Ok((origin, carried))
+    }
+
+    /// Verifies a grant once per peer: later hops with the same grant find it remembered
+    /// (until it expires).
+    fn verify_grant(&self, grant: &str, block: &str) -> Result<Arc<Principal>, RemoteError> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.as_secs());
+        let mut verified = self
+            .grants
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(origin) = verified.get(grant)
+            && origin.expires_at() > now
+        {
+            return Ok(origin.clone());
+        }
+        let Some((auth, _)) = &self.auth else {
+            return Err(refused_authority(block, "a grant this peer cannot verify"));
+        };
+        match auth.verify(grant) {
+            Ok(origin) if origin.root().is_some() => {
+                let origin = Arc::new(origin);
+                if verified.len() >= VERIFIED_GRANTS {
+                    verified.clear();
+                }
+                verified.insert(grant.to_owned(), origin.clone());
+                Ok(origin)
+            }
+            Ok(_) => Err(refused_authority(block, "a token that is no grant")),
+            Err(error) => {
+                tracing::info!(target: "distributed_scope::auth", %error, block, "grant refused");
+                Err(refused_authority(block, "an invalid grant"))
+            }
+        }
     }
 
     pub(crate) fn has_identity(&self) -> bool {

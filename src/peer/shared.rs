@@ -500,4 +500,16 @@ impl Runtime for Shared {
     fn data(&self, type_id: TypeId) -> Option<Arc<dyn Any + Send + Sync>> {
         self.data.get(type_id)
     }
+
+    #[cfg(feature = "auth")]
+    fn grant(
+        &self,
+        origin: &Principal,
+        root: u64,
+        blocks: Option<&[String]>,
+        deadline: Instant,
+    ) -> Option<Arc<str>> {
+        let ttl = deadline.saturating_duration_since(Instant::now());
+        self.guard.grant(origin, root, blocks, ttl)
+    }
 }
