@@ -159,7 +159,7 @@ fn blocks() -> (BlockInfo, BlockInfo, BlockInfo) {
 }
 
 /// Calls `block` (no captures) on `server` over a raw link authenticated as `b`, carrying
-/// `root` and `grant`.
+/// `root` and `grant` (none if empty).
 async fn raw_hop(
     server: SocketAddr,
     block: &BlockInfo,
@@ -178,10 +178,14 @@ async fn raw_hop(
         block: block.id(),
         name: block.name().to_owned(),
         deadline_ms: 10_000,
-        metadata: vec![
-            ("ds-root".to_owned(), format!("{root:016x}")),
-            ("ds-grant".to_owned(), grant.to_owned()),
-        ],
+        metadata: [
+            ("ds-root", format!("{root:016x}")),
+            ("ds-grant", grant.to_owned()),
+        ]
+        .into_iter()
+        .filter(|(_, value)| !value.is_empty())
+        .map(|(key, value)| (key.to_owned(), value))
+        .collect(),
         captures: encode(&()),
     };
     link.writer.frame(&call).await.unwrap();
@@ -199,6 +203,9 @@ fn forged_and_replayed_grants_are_refused() {
     let (relay, nested, other) = blocks();
     let root = |block: &BlockInfo| format!("{:016x}", block.id());
     block_on(async move {
+        // No grant: nothing proves that the root call was admitted anywhere.
+        let result = raw_hop(addr, &nested, relay.id(), "").await;
+        assert!(forbidden(&result, "without a grant"), "{result:?}");
         // Signed by a key C does not trust.
         let forger = JwtAuth::hs256(b"a forger's secret of at least 32 bytes")
             .with_issuer("tests")

@@ -353,9 +353,8 @@ impl Connection {
             authority.as_deref(),
             root,
             &entry.info,
-            self.link_auth
-                .principal()
-                .or_else(|| self.proven.get().cloned()),
+            &self.link_auth,
+            self.proven.get().cloned(),
             deadline.saturating_duration_since(Instant::now()),
         ) {
             Ok(authority) => authority,

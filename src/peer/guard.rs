@@ -128,11 +128,14 @@ impl Guard {
 
     /// The authority a call runs under: its verified origin and the grant its own hops will
     /// carry. `grant` is the caller's (unverified), `root` the caller's scope's entry point,
-    /// `entry` the block to run, `link` the principal of the link the call came in on.
+    /// `entry` the block to run, `link` the link the call came in on and `proven` the
+    /// principal its remote proved (outbound links).
     ///
     /// A grant must verify with this peer's auth, name the caller's root (a grant of
     /// another root, replayed, is refused) and allow `block` if it narrows. Without a grant
-    /// an entry point's origin is its link's principal, and a nested hop has none. With an
+    /// an entry point's origin is its link's principal; a nested hop has none, and on an
+    /// authenticated inbound link of a peer with auth it is refused: the proof that its root
+    /// call was admitted is the grant. With an
     /// origin policy the origin must exist and be allowed `block`. An entry point starts a
     /// new scope: its hops carry a grant for it, signed here if this peer has an identity.
     pub(crate) fn authority(
@@ -140,7 +143,8 @@ impl Guard {
         grant: Option<&str>,
         root: Option<u64>,
         entry: &crate::block::BlockInfo,
-        link: Option<Arc<Principal>>,
+        link: &LinkAuth,
+        proven: Option<Arc<Principal>>,
         ttl: std::time::Duration,
     ) -> Result<crate::scope::Authority, RemoteError> {
         let block = entry.name();
@@ -166,7 +170,13 @@ impl Guard {
                     .map(|globs| globs.into_iter().map(str::to_owned).collect());
                 (Some(origin), narrowed)
             }
-            None if entry.is_entry_point() => (link, None),
+            None if entry.is_entry_point() => (link.principal().or(proven), None),
+            None if self.auth.is_some() && matches!(link, LinkAuth::Verified(_)) => {
+                return Err(refused_authority(
+                    block,
+                    "a hop without a grant of its root call",
+                ));
+            }
             None => (None, None),
         };
         if let Some(policy) = &self.origin_policy {
