@@ -38,7 +38,11 @@ pub(crate) async fn call_self(
         #[cfg(feature = "auth")]
         request.principal,
         Some(request.deadline),
-    );
+    )
+    .with_root(entry.info.entry_point());
+    // The caller is this peer: a hop of its own scope keeps carrying the scope's grant.
+    #[cfg(feature = "auth")]
+    let scope = scope.with_authority(None, request.authority);
     let reply = scope
         .guard((entry.invoke)(request.captures.into_bytes(), max, max))
         .await?;

@@ -161,6 +161,18 @@ fn the_nested_block_runs_as_a_hop_of_its_scope_and_chains_keep_working() {
         );
         assert_eq!(INNER_RUNS.load(Ordering::SeqCst), before + 1);
 
+        // A root call made locally, serialized as if it were remote, still hops as its
+        // entry point's scope.
+        let serializing = Peer::builder(PeerId::from_name("entry-serializing"))
+            .serialize_local(true)
+            .start()
+            .await
+            .unwrap();
+        serializing.connect(&server_url).await.unwrap();
+        let me = serializing.id();
+        let hopped = serializing.run(checked_hop(me, server_id, 2)).await;
+        assert_eq!(hopped, Ok(200));
+
         // A -> B -> C -> A, each hop a nested block of the chain's entry point.
         let a = Peer::builder(PeerId::from_name("entry-chain-a"))
             .start()
