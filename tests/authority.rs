@@ -233,3 +233,28 @@ fn forged_and_replayed_grants_are_refused() {
         assert!(result.is_ok(), "{result:?}");
     });
 }
+
+#[test]
+fn grants_and_proofs_are_no_link_credentials() {
+    // A peer on a chain receives grants (and, connecting, proofs): it must not be able to
+    // link elsewhere as the principal they name.
+    let c = peer_c("c-credentials", None);
+    let url = url(c.handle());
+    let grant = issuer()
+        .issue_grant("admin", &[], "00000000000000aa", None, HOUR)
+        .unwrap();
+    let proof = issuer()
+        .issue_proof("admin", &[], &[], "00ff", HOUR)
+        .unwrap();
+    block_on(async move {
+        for token in [grant, proof] {
+            let stolen = Peer::builder(PeerId::random()).start().await.unwrap();
+            match stolen.connect_with_token(&url, &token).await {
+                Err(distributed_scope::Error::Connect { status, .. }) => {
+                    assert_eq!(status, Some(401));
+                }
+                other => panic!("expected 401, got {other:?}"),
+            }
+        }
+    });
+}

@@ -335,7 +335,7 @@ impl Guard {
             return Ok(LinkAuth::Open);
         };
         let token = token(request).ok_or(Refusal::Token(AuthError::MissingToken));
-        match token.and_then(|token| auth.verify(token).map_err(Refusal::Token)) {
+        match token.and_then(|token| super::bearer::verify(auth, token).map_err(Refusal::Token)) {
             Ok(principal) => {
                 tracing::info!(
                     target: "distributed_scope::auth",
