@@ -39,18 +39,18 @@ pub(crate) trait Runtime: 'static {
     fn record(&self, outcome: Result<(), &RemoteError>) {
         let _ = outcome;
     }
-    /// A grant of `origin`'s authority for the scope of entry point `root`, narrowed to
-    /// `blocks` if given, valid until `deadline`, signed by this peer (`None` if it has no
+    /// A grant of `origin`'s authority for the scope of entry point `root`, narrowed as
+    /// `narrowing` says, valid until `deadline`, signed by this peer (`None` if it has no
     /// identity to sign with).
     #[cfg(feature = "auth")]
     fn grant(
         &self,
         origin: &Principal,
         root: u64,
-        blocks: Option<&[String]>,
+        narrowing: &Narrowing,
         deadline: Instant,
     ) -> Option<Arc<str>> {
-        let _ = (origin, root, blocks, deadline);
+        let _ = (origin, root, narrowing, deadline);
         None
     }
     /// The application value of this type registered on the peer, if any.
@@ -58,6 +58,15 @@ pub(crate) trait Runtime: 'static {
         let _ = type_id;
         None
     }
+}
+
+/// What a grant still allows: the blocks (name globs) and the peers that may run them;
+/// `None` for no narrowing.
+#[cfg(feature = "auth")]
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Narrowing {
+    pub(crate) blocks: Option<Vec<String>>,
+    pub(crate) peers: Option<Vec<PeerId>>,
 }
 
 /// An outgoing call as the core hands it to the runtime.

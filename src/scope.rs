@@ -91,6 +91,9 @@ struct Inner {
     /// scope's hops carry.
     #[cfg(feature = "auth")]
     authority: RefCell<Authority>,
+    /// What the grant this scope's hops carry still allows.
+    #[cfg(feature = "auth")]
+    narrowing: RefCell<crate::runtime::Narrowing>,
 }
 
 thread_local! {
@@ -150,23 +153,39 @@ impl Scope {
     /// `blocks` (globs, as in policies): a peer refuses a hop of this scope to any other
     /// block with `Forbidden`. The grant is signed again by this peer, so it needs an
     /// identity ([`PeerBuilder::identity`](crate::PeerBuilder::identity)); without one the
-    /// hops carry no authority at all (and peers with an origin policy refuse them).
+    /// hops carry no authority at all (and peers with an origin policy refuse them). A
+    /// second call replaces the block list.
     #[cfg(feature = "auth")]
     pub fn narrow<I, S>(&self, blocks: I)
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        let blocks: Vec<String> = blocks.into_iter().map(Into::into).collect();
-        let mut authority = self.0.authority.borrow_mut();
+        let blocks = blocks.into_iter().map(Into::into).collect();
+        self.0.narrowing.borrow_mut().blocks = Some(blocks);
+        self.sign_again();
+    }
+
+    /// Narrows the authority this scope's later hops carry to the peers `peers`: any other
+    /// peer refuses a hop of this scope with `Forbidden`. As [`narrow`](Self::narrow), the
+    /// grant is signed again by this peer; a second call replaces the peer list.
+    #[cfg(feature = "auth")]
+    pub fn narrow_peers(&self, peers: impl IntoIterator<Item = PeerId>) {
+        self.0.narrowing.borrow_mut().peers = Some(peers.into_iter().collect());
+        self.sign_again();
+    }
+
+    /// Replaces the grant this scope's hops carry by one of its narrowing, signed here.
+    #[cfg(feature = "auth")]
+    fn sign_again(&self) {
         let deadline = self
             .0
             .deadline
             .unwrap_or_else(|| self.0.runtime.now() + self.0.runtime.default_deadline());
+        let narrowing = self.0.narrowing.borrow();
+        let mut authority = self.0.authority.borrow_mut();
         let grant = match (&authority.0, self.root()) {
-            (Some(origin), Some(root)) => {
-                self.0.runtime.grant(origin, root, Some(&blocks), deadline)
-            }
+            (Some(origin), Some(root)) => self.0.runtime.grant(origin, root, &narrowing, deadline),
             _ => None,
         };
         authority.1 = grant;
@@ -179,6 +198,21 @@ impl Scope {
         origin: Option<Arc<Principal>>,
         grant: Option<Arc<str>>,
     ) -> Self {
+        // A grant's own narrowing is where this scope's starts (a link token's `peers`
+        // claim binds ids, it narrows nothing).
+        if let Some(granted) = origin.as_deref().filter(|origin| origin.root().is_some()) {
+            let peers: Vec<PeerId> = granted
+                .peers()
+                .iter()
+                .filter_map(|peer| peer.parse().ok())
+                .collect();
+            *self.0.narrowing.borrow_mut() = crate::runtime::Narrowing {
+                blocks: granted
+                    .blocks()
+                    .map(|globs| globs.into_iter().map(str::to_owned).collect()),
+                peers: (!granted.peers().is_empty()).then_some(peers),
+            };
+        }
         *self.0.authority.borrow_mut() = (origin, grant);
         self
     }
@@ -252,6 +286,8 @@ impl Scope {
             root: Cell::new(None),
             #[cfg(feature = "auth")]
             authority: RefCell::new((None, None)),
+            #[cfg(feature = "auth")]
+            narrowing: RefCell::default(),
         }))
     }
 
@@ -287,7 +323,9 @@ impl Scope {
         #[cfg(feature = "auth")]
         let child = {
             let (origin, grant) = self.0.authority.borrow().clone();
-            child.with_authority(origin, grant)
+            let child = child.with_authority(origin, grant);
+            *child.0.narrowing.borrow_mut() = self.0.narrowing.borrow().clone();
+            child
         };
         child
     }

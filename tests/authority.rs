@@ -41,6 +41,15 @@ async fn narrowed(b: PeerId, c: PeerId, globs: Vec<String>) -> Result<u32, Remot
     .await
 }
 
+/// A root call on `b` that narrows its authority to the peers `peers`, then hops to `c`.
+async fn narrowed_to_peers(b: PeerId, c: PeerId, peers: Vec<PeerId>) -> Result<u32, RemoteError> {
+    remote!(b, [c: PeerId, peers: Vec<PeerId>] -> Result<u32, RemoteError> {
+        Scope::current().narrow_peers(peers);
+        remote!(c, [] -> u32 { 8 }).await
+    })
+    .await
+}
+
 /// B: admits root calls of `guest` and `admin`, signs their grants, links to the C peers
 /// as `b`.
 fn peer_b() -> PeerThread {
@@ -133,6 +142,13 @@ fn the_root_principal_travels_and_origin_policies_and_narrowing_apply() {
             .run(narrowed(b_id, c_id, vec!["authority@*".to_owned()]))
             .await;
         assert_eq!(inside, Ok(7));
+        // So does one narrowed to named peers.
+        let elsewhere = admin
+            .run(narrowed_to_peers(b_id, c_id, vec![strict_id]))
+            .await;
+        assert!(forbidden(&elsewhere, "narrowed"), "{elsewhere:?}");
+        let here = admin.run(narrowed_to_peers(b_id, c_id, vec![c_id])).await;
+        assert_eq!(here, Ok(8));
     });
 }
 
@@ -211,13 +227,13 @@ fn forged_and_replayed_grants_are_refused() {
             .with_issuer("tests")
             .with_audience("scope");
         let forged = forger
-            .issue_grant("admin", &[], &root(&relay), None, HOUR)
+            .issue_grant("admin", &[], &root(&relay), None, &[], HOUR)
             .unwrap();
         let result = raw_hop(addr, &nested, relay.id(), &forged).await;
         assert!(forbidden(&result, "invalid grant"), "{result:?}");
         // A real grant of another root call, replayed on this one.
         let replayed = issuer()
-            .issue_grant("admin", &[], &root(&other), None, HOUR)
+            .issue_grant("admin", &[], &root(&other), None, &[], HOUR)
             .unwrap();
         let result = raw_hop(addr, &nested, relay.id(), &replayed).await;
         assert!(forbidden(&result, "another root"), "{result:?}");
@@ -227,7 +243,7 @@ fn forged_and_replayed_grants_are_refused() {
         assert!(forbidden(&result, "no grant"), "{result:?}");
         // The grant of this very root, signed by a trusted key, is accepted.
         let grant = issuer()
-            .issue_grant("admin", &[], &root(&relay), None, HOUR)
+            .issue_grant("admin", &[], &root(&relay), None, &[], HOUR)
             .unwrap();
         let result = raw_hop(addr, &nested, relay.id(), &grant).await;
         assert!(result.is_ok(), "{result:?}");
@@ -241,7 +257,7 @@ fn grants_and_proofs_are_no_link_credentials() {
     let c = peer_c("c-credentials", None);
     let url = url(c.handle());
     let grant = issuer()
-        .issue_grant("admin", &[], "00000000000000aa", None, HOUR)
+        .issue_grant("admin", &[], "00000000000000aa", None, &[], HOUR)
         .unwrap();
     let proof = issuer()
         .issue_proof("admin", &[], &[], "00ff", HOUR)

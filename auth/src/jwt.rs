@@ -323,8 +323,9 @@ impl JwtAuth {
     }
 
     /// A grant of authority for one root call: `subject` and `roles` (the principal that
-    /// made the root call), the root block (`root` claim) and, if `blocks` is given, the
-    /// block-name globs the holder may still run (`blocks` claim). The runtime's peers sign
+    /// made the root call), the root block (`root` claim), if `blocks` is given the
+    /// block-name globs the holder may still run (`blocks` claim), and if `peers` is not
+    /// empty the peers (ids' UUIDs) that may still run them (`peers` claim). The runtime's peers sign
     /// one when they admit a root call, and every peer on the chain verifies it (see
     /// [`Principal::root`](crate::Principal::root)). Give it the root call's deadline as
     /// `ttl`.
@@ -338,6 +339,7 @@ impl JwtAuth {
         roles: &[&str],
         root: &str,
         blocks: Option<&[&str]>,
+        peers: &[&str],
         ttl: Duration,
     ) -> Result<String, AuthError> {
         let extra = Extra {
@@ -345,7 +347,7 @@ impl JwtAuth {
             blocks,
             ..Extra::default()
         };
-        self.issue_claims(subject, roles, &[], extra, ttl)
+        self.issue_claims(subject, roles, peers, extra, ttl)
     }
 
     fn issue_claims(
@@ -683,7 +685,14 @@ mod tests {
             .unwrap();
         assert_eq!(auth.verify(&proof).unwrap().nonce(), Some("00ff"));
         let grant = auth
-            .issue_grant("guest", &["viewer"], "0a0b", Some(&["app::lookup*"]), HOUR)
+            .issue_grant(
+                "guest",
+                &["viewer"],
+                "0a0b",
+                Some(&["app::lookup*"]),
+                &[],
+                HOUR,
+            )
             .unwrap();
         let granted = auth.verify(&grant).unwrap();
         assert_eq!((granted.subject(), granted.root()), ("guest", Some("0a0b")));

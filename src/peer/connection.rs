@@ -349,13 +349,17 @@ impl Connection {
         } = run;
         // The authority the block runs under, checked before its captures are decoded.
         #[cfg(feature = "auth")]
-        let authority = match self.shared.guard.authority(
-            authority.as_deref(),
+        let arrival = super::guard::Arrival {
+            grant: authority.as_deref(),
             root,
-            &entry.info,
+            entry: &entry.info,
+            ttl: deadline.saturating_duration_since(Instant::now()),
+        };
+        let authority = match self.shared.guard.authority(
+            arrival,
             &self.link_auth,
             self.proven.get().cloned(),
-            deadline.saturating_duration_since(Instant::now()),
+            self.shared.id,
         ) {
             Ok(authority) => authority,
             Err(error) => {

@@ -8,6 +8,7 @@ use actix_web::HttpRequest;
 
 use crate::auth::{AuthError, JwtAuth, Policy, Principal};
 use crate::error::HandshakeError;
+use crate::runtime::Narrowing;
 use crate::{PeerId, RemoteError};
 
 use super::bearer::{Refusal, token};
@@ -24,6 +25,19 @@ pub(crate) struct Guard {
     origin_policy: Option<Policy>,
     /// Grants verified already, so that each is verified once per peer.
     grants: Arc<std::sync::Mutex<HashMap<String, Arc<Principal>>>>,
+}
+
+/// A call that arrived, as its authority is checked.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Arrival<'a> {
+    /// The caller's grant, not verified yet.
+    pub(crate) grant: Option<&'a str>,
+    /// The entry point of the caller's scope.
+    pub(crate) root: Option<u64>,
+    /// The block to run.
+    pub(crate) entry: &'a crate::block::BlockInfo,
+    /// The time left before the call's deadline: how long a grant signed for it lives.
+    pub(crate) ttl: std::time::Duration,
 }
 
 /// Grants a peer remembers as verified; past that the memory starts over.
@@ -104,20 +118,33 @@ impl Guard {
         &self,
         origin: &Principal,
         root: u64,
-        blocks: Option<&[String]>,
+        narrowing: &Narrowing,
         ttl: std::time::Duration,
     ) -> Option<Arc<str>> {
         let identity = self.identity.as_ref()?;
         let roles: Vec<&str> = origin.roles().iter().map(String::as_str).collect();
-        let blocks: Option<Vec<&str>> =
-            blocks.map(|blocks| blocks.iter().map(String::as_str).collect());
+        let blocks: Option<Vec<&str>> = narrowing
+            .blocks
+            .as_ref()
+            .map(|blocks| blocks.iter().map(String::as_str).collect());
+        let peers: Vec<String> = narrowing
+            .peers
+            .iter()
+            .flatten()
+            .map(PeerId::to_string)
+            .collect();
+        let peers: Vec<&str> = peers.iter().map(String::as_str).collect();
         let root = format!("{root:016x}");
         // At least a second, so that a grant outlives the hop that carries it.
         let ttl = ttl.max(std::time::Duration::from_secs(1));
-        match identity
-            .signer
-            .issue_grant(origin.subject(), &roles, &root, blocks.as_deref(), ttl)
-        {
+        match identity.signer.issue_grant(
+            origin.subject(),
+            &roles,
+            &root,
+            blocks.as_deref(),
+            &peers,
+            ttl,
+        ) {
             Ok(grant) => Some(grant.into()),
             Err(error) => {
                 tracing::warn!(target: "distributed_scope::auth", %error, "cannot sign a grant");
@@ -127,9 +154,8 @@ impl Guard {
     }
 
     /// The authority a call runs under: its verified origin and the grant its own hops will
-    /// carry. `grant` is the caller's (unverified), `root` the caller's scope's entry point,
-    /// `entry` the block to run, `link` the link the call came in on and `proven` the
-    /// principal its remote proved (outbound links).
+    /// carry. `call` says what arrived, `link` is the link it came in on and `proven` the
+    /// principal its remote proved (outbound links); `local` is this peer.
     ///
     /// A grant must verify with this peer's auth, name the caller's root (a grant of
     /// another root, replayed, is refused) and allow `block` if it narrows. Without a grant
@@ -140,13 +166,17 @@ impl Guard {
     /// new scope: its hops carry a grant for it, signed here if this peer has an identity.
     pub(crate) fn authority(
         &self,
-        grant: Option<&str>,
-        root: Option<u64>,
-        entry: &crate::block::BlockInfo,
+        call: Arrival<'_>,
         link: &LinkAuth,
         proven: Option<Arc<Principal>>,
-        ttl: std::time::Duration,
+        local: PeerId,
     ) -> Result<crate::scope::Authority, RemoteError> {
+        let Arrival {
+            grant,
+            root,
+            entry,
+            ttl,
+        } = call;
         let block = entry.name();
         let (origin, narrowed) = match grant {
             Some(grant) => {
@@ -165,19 +195,30 @@ impl Guard {
                         return Err(refused_authority(block, "outside its narrowed authority"));
                     }
                 }
-                let narrowed: Option<Vec<String>> = origin
-                    .blocks()
-                    .map(|globs| globs.into_iter().map(str::to_owned).collect());
+                let peers: Vec<PeerId> = origin
+                    .peers()
+                    .iter()
+                    .filter_map(|peer| peer.parse().ok())
+                    .collect();
+                if !origin.peers().is_empty() && !peers.contains(&local) {
+                    return Err(refused_authority(block, "outside its narrowed authority"));
+                }
+                let narrowed = Narrowing {
+                    blocks: origin
+                        .blocks()
+                        .map(|globs| globs.into_iter().map(str::to_owned).collect()),
+                    peers: (!origin.peers().is_empty()).then_some(peers),
+                };
                 (Some(origin), narrowed)
             }
-            None if entry.is_entry_point() => (link.principal().or(proven), None),
+            None if entry.is_entry_point() => (link.principal().or(proven), Narrowing::default()),
             None if self.auth.is_some() && matches!(link, LinkAuth::Verified(_)) => {
                 return Err(refused_authority(
                     block,
                     "a hop without a grant of its root call",
                 ));
             }
-            None => (None, None),
+            None => (None, Narrowing::default()),
         };
         if let Some(policy) = &self.origin_policy {
             match &origin {
@@ -189,7 +230,7 @@ impl Guard {
         let carried = match (&origin, grant) {
             // A hop of the caller's scope: its hops carry the same grant.
             (_, Some(grant)) if !entry.is_entry_point() => Some(Arc::from(grant)),
-            (Some(origin), _) => self.grant(origin, entry.id(), narrowed.as_deref(), ttl),
+            (Some(origin), _) => self.grant(origin, entry.id(), &narrowed, ttl),
             (None, _) => None,
         };
         Ok((origin, carried))

@@ -506,10 +506,10 @@ impl Runtime for Shared {
         &self,
         origin: &Principal,
         root: u64,
-        blocks: Option<&[String]>,
+        narrowing: &crate::runtime::Narrowing,
         deadline: Instant,
     ) -> Option<Arc<str>> {
         let ttl = deadline.saturating_duration_since(Instant::now());
-        self.guard.grant(origin, root, blocks, ttl)
+        self.guard.grant(origin, root, narrowing, ttl)
     }
 }
