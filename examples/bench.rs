@@ -703,6 +703,9 @@ struct Bench<S> {
     client: PeerHandle,
     server: PeerId,
     hop: PeerId,
+    /// The same chain between peers with auth and identities: every hop carries a grant of
+    /// the root call's principal (the client, server and hop of that chain).
+    authority: (PeerHandle, PeerId, PeerId),
 }
 
 impl<S: RawSocket> Bench<S> {
@@ -853,6 +856,39 @@ impl<S: RawSocket> Bench<S> {
                     .target(Target::RatioAtMost(Base::Raw, 1.05));
             }
             rows.push(row);
+
+            progress("3-hop chain with authority");
+            let (authority_client, authority_server, authority_hop) = self.authority.clone();
+            let authority_id = authority_client.id();
+            let mut call = async || -> anyhow::Result<()> {
+                let hops = authority_client
+                    .run(chain(authority_server, authority_hop, authority_id))
+                    .await?;
+                ensure!(hops == 3, "bad chain");
+                Ok(())
+            };
+            for _ in 0..settings.warmup.min(200) {
+                call().await?;
+            }
+            let mut nanos = Vec::new();
+            time_calls(
+                settings.chain_samples,
+                settings.latency_time,
+                &mut nanos,
+                &mut call,
+            )
+            .await?;
+            let with_authority = Stats::of(nanos)?;
+            rows.push(
+                Row::new(
+                    "3-hop chain, auth + grants on every hop, p50",
+                    Unit::Micros,
+                    with_authority.p50_us,
+                )
+                .baseline(peer.p50_us)
+                .target(Target::RatioAtMost(Base::Raw, 1.1))
+                .note("baseline: the same chain without auth"),
+            );
         }
 
         if !settings.wants("growth") {
@@ -980,6 +1016,11 @@ fn run(settings: Settings, placement: Placement) -> anyhow::Result<Vec<Row>> {
     let server_handle = server.handle().clone();
     let raw_url = raw_server.url.clone();
     let tarpc_server_ref = tarpc_server.as_ref();
+    let authority = AuthorityChain::start()?;
+    let (authority_server, authority_hop) = (
+        authority.server.handle().clone(),
+        authority.hop.handle().clone(),
+    );
 
     let rows = System::new().block_on(async move {
         let client = Peer::builder(client_id).start().await?;
@@ -991,6 +1032,7 @@ fn run(settings: Settings, placement: Placement) -> anyhow::Result<Vec<Row>> {
             Some(server) => Some(TarpcClient::connect(server).await?),
             None => None,
         };
+        let authority_client = authority_server_links(&authority_server, &authority_hop).await?;
         let mut bench = Bench {
             settings,
             raw: raw_connect(&raw_url).await?,
@@ -998,6 +1040,7 @@ fn run(settings: Settings, placement: Placement) -> anyhow::Result<Vec<Row>> {
             client: client.clone(),
             server: server_id,
             hop: hop_id,
+            authority: (authority_client, authority_server.id(), authority_hop.id()),
         };
         // Idle connections first, while this process's heap holds no memory freed by the
         // large payloads, which the idle client peers would reuse instead of growing the RSS
@@ -1014,8 +1057,67 @@ fn run(settings: Settings, placement: Placement) -> anyhow::Result<Vec<Row>> {
         rows.extend(idle);
         anyhow::Ok(rows)
     })?;
-    drop((server, hop, raw_server, tarpc_server));
+    drop((server, hop, raw_server, tarpc_server, authority));
     Ok(rows)
+}
+
+/// The chain's server and hop with auth (HS256, every principal allowed everything) and an
+/// identity each, so that the server signs a grant for every root call and every hop
+/// verifies it.
+struct AuthorityChain {
+    server: PeerThread,
+    hop: PeerThread,
+}
+
+/// The key of the authority chain's tokens and grants.
+fn bench_auth() -> distributed_scope::auth::JwtAuth {
+    distributed_scope::auth::JwtAuth::hs256(b"the benchmark's secret of 32 bytes or more")
+}
+
+fn bench_policy() -> distributed_scope::auth::Policy {
+    distributed_scope::auth::Policy::deny_all().allow_role("bench", "*")
+}
+
+impl AuthorityChain {
+    fn start() -> anyhow::Result<Self> {
+        let peer = |name: &str| {
+            PeerThread::start(
+                Peer::builder(PeerId::from_name(name))
+                    .listen("127.0.0.1:0")
+                    .auth(bench_auth(), bench_policy())
+                    .identity(bench_auth(), name, ["bench"]),
+            )
+        };
+        Ok(Self {
+            server: peer("bench-auth-server")?,
+            hop: peer("bench-auth-hop")?,
+        })
+    }
+}
+
+/// Links the authority chain: a client with auth in this system to its server and hop, and
+/// the server to the hop, each with a token for its own name. Returns the client.
+async fn authority_server_links(
+    server: &PeerHandle,
+    hop: &PeerHandle,
+) -> anyhow::Result<PeerHandle> {
+    let token = |name: &str| bench_auth().issue(name, &["bench"], Duration::from_secs(24 * 3600));
+    let client = Peer::builder(PeerId::from_name("bench-auth-client"))
+        .auth(bench_auth(), bench_policy())
+        .start()
+        .await?;
+    let server_url = server.url().context("the server listens")?;
+    let hop_url = hop.url().context("the hop listens")?;
+    client
+        .connect_with_token(&server_url, &token("bench-auth-client")?)
+        .await?;
+    client
+        .connect_with_token(&hop_url, &token("bench-auth-client")?)
+        .await?;
+    server
+        .connect_with_token(&hop_url, &token("bench-auth-server")?)
+        .await?;
+    Ok(client)
 }
 
 // ---------------------------------------------------------------------------------------

@@ -222,7 +222,9 @@ fn run() -> anyhow::Result<()> {
     let url = format!("ws://{addr}/scope");
     let (ready, workers_ready) = mpsc::channel();
     for name in WORKERS {
-        let token = auth.issue(&format!("worker-{name}"), &["worker"], hour)?;
+        // The token binds the worker's peer id (`PeerId::from_name(name)`) through its
+        // `peers` claim: nobody else can link as this worker.
+        let token = auth.issue_with_peers(&format!("worker-{name}"), &["worker"], &[name], hour)?;
         let (url, ready, stopping) = (url.clone(), ready.clone(), stopping.clone());
         threads.push(spawn(name, move || {
             worker(name, url, token, ready, stopping)

@@ -8,7 +8,8 @@
 //! ```
 //!
 //! Options: `--id NAME` (the peer id is `PeerId::from_name(NAME)`; default a random id),
-//! `--listen ADDR`, `--connect URL` (repeatable), `--list-blocks` (print the blocks compiled
+//! `--listen ADDR`, `--connect URL` (repeatable), `--allow-origin ORIGIN` (let web pages of
+//! ORIGIN link, e.g. `http://127.0.0.1:8080`; repeatable), `--list-blocks` (print the blocks compiled
 //! into this binary and exit), `--liveness-ms N` (drop links silent for N ms; pings every
 //! N/5 ms), `--help`. Prints `listening on ws://HOST:PORT/` once ready, and
 //! `connected to ID` for each link it opens, then runs until killed.
@@ -27,7 +28,8 @@ use distributed_scope::{Peer, PeerId};
 use blocks as _;
 
 const USAGE: &str = "\
-usage: peer [--id NAME] [--listen ADDR] [--connect URL]... [--liveness-ms N]
+usage: peer [--id NAME] [--listen ADDR] [--connect URL]... [--allow-origin ORIGIN]...
+            [--liveness-ms N]
        peer --list-blocks
        peer --help
 
@@ -37,6 +39,9 @@ options:
   --id NAME         the peer id is PeerId::from_name(NAME) (default: a random id)
   --listen ADDR     accept links on ADDR, e.g. 127.0.0.1:7000
   --connect URL     open a link to URL, e.g. ws://127.0.0.1:7000/ (repeatable)
+  --allow-origin ORIGIN
+                    let web pages of ORIGIN link, e.g. http://127.0.0.1:8080 (repeatable;
+                    upgrades from other pages get 403)
   --liveness-ms N   drop links silent for N ms, probing every N/5 ms
   --list-blocks     print the blocks compiled into this binary and exit
   --help, -h        print this help and exit
@@ -47,6 +52,7 @@ struct Options {
     liveness: Option<Duration>,
     listen: Option<String>,
     connect: Vec<String>,
+    origins: Vec<String>,
     list_blocks: bool,
     help: bool,
 }
@@ -57,6 +63,7 @@ fn options() -> anyhow::Result<Options> {
         liveness: None,
         listen: None,
         connect: Vec::new(),
+        origins: Vec::new(),
         list_blocks: false,
         help: false,
     };
@@ -68,6 +75,9 @@ fn options() -> anyhow::Result<Options> {
             "--connect" => options
                 .connect
                 .push(args.next().context("--connect needs a url")?),
+            "--allow-origin" => options
+                .origins
+                .push(args.next().context("--allow-origin needs an origin")?),
             "--list-blocks" => options.list_blocks = true,
             "--help" | "-h" => options.help = true,
             "--liveness-ms" => {
@@ -111,6 +121,9 @@ fn main() -> anyhow::Result<()> {
         let mut builder = Peer::builder(id);
         if let Some(addr) = &options.listen {
             builder = builder.listen(addr.as_str());
+        }
+        for origin in &options.origins {
+            builder = builder.allow_origin(origin.as_str());
         }
         if let Some(liveness) = options.liveness {
             builder = builder

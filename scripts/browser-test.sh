@@ -110,7 +110,10 @@ start_peer() {
     cargo build --example peer
     echo "built in $(seconds "$started")"
     # The binary itself rather than `cargo run`, so that the pid we stop is the peer's.
+    # The pages that may link: the test runner's and the example page's (the peer refuses
+    # upgrades from any other origin with 403).
     timeout "$LIMIT" "$HOST_TARGET_DIR/debug/examples/peer" --id server --listen 127.0.0.1:0 \
+        --allow-origin "http://127.0.0.1:$TEST_PORT" --allow-origin "http://127.0.0.1:$PAGE_PORT" \
         >"$WORK/peer" 2>"$WORK/peer.err" &
     pids+=($!)
     SERVER_URL=$(wait_for_line "$WORK/peer" '^listening on \(.*\)$' "$!")
@@ -132,8 +135,7 @@ build_page() {
 }
 
 serve_page() {
-    local port
-    port=$(free_port)
+    local port=$PAGE_PORT
     timeout "$LIMIT" python3 -u -m http.server "$port" --bind 127.0.0.1 \
         --directory "$WASM_TARGET_DIR/www" >"$WORK/http" 2>&1 &
     pids+=($!)
@@ -141,6 +143,8 @@ serve_page() {
     PAGE_URL="http://127.0.0.1:$port/index.html?server=$SERVER_URL"
 }
 
+TEST_PORT=$(free_port)
+PAGE_PORT=$(free_port)
 start_peer
 
 if [[ $MODE == demo ]]; then
@@ -158,7 +162,8 @@ started=$(date +%s)
 CARGO_ARGS=(test --release --tests)
 wasm_cargo CHROMEDRIVER=/usr/bin/chromedriver \
     CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER="$TOOLS/bin/wasm-bindgen-test-runner" \
-    WASM_BINDGEN_TEST_TIMEOUT=60 DS_SERVER_URL="$SERVER_URL"
+    WASM_BINDGEN_TEST_TIMEOUT=60 WASM_BINDGEN_TEST_ADDRESS="127.0.0.1:$TEST_PORT" \
+    DS_SERVER_URL="$SERVER_URL"
 echo "build and tests took $(seconds "$started")"
 
 build_page

@@ -49,6 +49,8 @@ pub struct BlockInfo {
     output: &'static str,
     file: &'static str,
     line: u32,
+    /// The id of the entry point this block is lexically nested in (`None`: it is one).
+    root: Option<u64>,
 }
 
 impl BlockInfo {
@@ -69,6 +71,32 @@ impl BlockInfo {
             output,
             file,
             line,
+            root: None,
+        }
+    }
+
+    /// This block, lexically nested in the entry point of token hash `root_hash` in
+    /// `module` (generated code).
+    #[doc(hidden)]
+    #[must_use]
+    pub const fn nested_in(mut self, module: &'static str, root_hash: u64) -> Self {
+        self.root = Some(block_id(module, root_hash));
+        self
+    }
+
+    /// Whether other peers may call this block directly: a `#[remote_block]`, or a
+    /// `remote!` not nested in another block. A nested block runs for another peer only as a
+    /// hop of a scope whose root call was its entry point.
+    pub const fn is_entry_point(&self) -> bool {
+        self.root.is_none()
+    }
+
+    /// The id of the entry point this block belongs to: its own for an entry point, the
+    /// outermost enclosing block's for a nested one.
+    pub const fn entry_point(&self) -> u64 {
+        match self.root {
+            Some(root) => root,
+            None => self.id,
         }
     }
 
@@ -481,6 +509,7 @@ mod tests {
             output: "()",
             file: "src/app.rs",
             line: 1,
+            root: None,
         };
         Box::leak(Box::new(BlockEntry {
             info,

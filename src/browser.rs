@@ -393,7 +393,9 @@ impl Inner {
             refuse_app_version_mismatch: self.config.refuse_app_version_mismatch,
         };
         let peer = Arc::downgrade(self);
-        let authorize: Authorize = Box::new(move |remote, name| {
+        // Browser tabs open every link themselves: a nested block of theirs runs as a hop of
+        // its scope (checked by the engine) and entry points as the peer rules say.
+        let authorize: Authorize = Box::new(move |remote, name, _hop| {
             let Some(inner) = peer.upgrade() else {
                 return Err(RemoteError::ShuttingDown {
                     peer: None,

@@ -31,6 +31,10 @@ impl Budget {
 
     /// Takes `bytes` even past the cap (bytes already in memory, whose holder is about to
     /// let them go).
+    #[cfg_attr(
+        target_arch = "wasm32",
+        expect(dead_code, reason = "browser sockets deliver whole messages")
+    )]
     pub(crate) fn force_take(&self, bytes: usize) {
         self.used.fetch_add(bytes, Ordering::AcqRel);
     }

@@ -206,6 +206,7 @@ async fn execute<B: Block>(
         scope
             .local_child(deadline)
             .with_trace(trace)
+            .with_root(B::INFO.entry_point())
             .guard(crate::block::run::<B>(block.into_captures()))
             .instrument(span.clone())
             .await
@@ -240,6 +241,8 @@ async fn remote<B: Block>(
         #[cfg(feature = "auth")]
         principal: scope.principal_arc(),
         trace,
+        root: scope.root(),
+        authority: scope.authority(),
         wait_for_ready,
     };
     // The runtime answers by the deadline: the link fails the call with `Timeout` when it

@@ -888,6 +888,15 @@ pub enum HandshakeError {
     /// The remote claims the id of a peer that already has a live link here.
     #[error("peer {0} is already connected")]
     Duplicate(PeerId),
+    /// The remote's token does not allow the named peer id it claims: on a peer with auth a
+    /// link may claim `PeerId::from_name(subject)`, a peer its token's `peers` claim lists,
+    /// or a random id.
+    #[error("the token does not allow peer id {0}")]
+    IdNotAllowed(PeerId),
+    /// The remote did not prove to be the peer [`Expected`](crate::Expected) requires (no
+    /// proof, an invalid or replayed one, another id, subject or role).
+    #[error("the remote's identity does not match: {0}")]
+    IdentityMismatch(String),
     /// The remote claims this peer's own id.
     #[error("the remote claims this peer's own id")]
     SelfConnection,

@@ -43,7 +43,7 @@ impl PeerId {
     ///
     /// The process remembers the name, for [`PeerId::name`] and [`PeerId::label`].
     pub fn from_name(name: &str) -> Self {
-        let id = Self(Uuid::new_v5(&PEER_NAMESPACE, name.as_bytes()));
+        let id = Self::derive(name);
         names::remember(id, name);
         id
     }
@@ -64,6 +64,19 @@ impl PeerId {
     /// A fresh random id (UUID v4).
     pub fn random() -> Self {
         Self(Uuid::new_v4())
+    }
+
+    /// Whether this is a random id (a UUID v4, as [`PeerId::random`] makes): on a peer with
+    /// auth any authenticated link may claim one (first come), while a named id must be
+    /// bound to the link's token.
+    pub fn is_random(&self) -> bool {
+        self.0.get_version_num() == 4
+    }
+
+    /// The id for `name`, as [`PeerId::from_name`], without remembering the name (for ids
+    /// computed from what remotes present, which must not fill the name registry).
+    pub(crate) fn derive(name: &str) -> Self {
+        Self(Uuid::new_v5(&PEER_NAMESPACE, name.as_bytes()))
     }
 
     /// Wraps an existing UUID.
@@ -181,6 +194,13 @@ mod tests {
         assert_eq!(id.as_uuid().get_version_num(), 5);
         assert_eq!(id, PeerId::from_name("server"));
         assert_ne!(id, PeerId::from_name("client"));
+    }
+
+    #[test]
+    fn only_random_ids_are_random() {
+        assert!(PeerId::random().is_random());
+        assert!(!PeerId::from_name("payments").is_random());
+        assert_eq!(PeerId::derive("payments"), PeerId::from_name("payments"));
     }
 
     #[test]

@@ -254,6 +254,8 @@ pub use crate::error::{Error, HandshakeError, Outcome, RemoteError};
 pub use crate::id::PeerId;
 pub use crate::link::{Backoff, Metrics};
 pub use crate::manifest::RemoteBlock;
+#[cfg(all(feature = "auth", not(target_arch = "wasm32")))]
+pub use crate::peer::Expected;
 #[cfg(not(target_arch = "wasm32"))]
 pub use crate::peer::{
     Config, Discovery, DiscoveryError, Events, LinkInfo, On, Peer, PeerBuilder, PeerEvent,

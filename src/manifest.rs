@@ -288,6 +288,9 @@ mod tests {
             max_message_size: 1 << 20,
             app_version: None,
             manifest,
+            nonce: u128::MAX,
+            // A proof as long as any token a peer accepts.
+            proof: Some("x".repeat(8 << 10)),
         };
         let bytes = hello.to_bytes().unwrap();
         assert!(

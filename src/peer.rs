@@ -11,12 +11,15 @@ mod data;
 mod discovery;
 pub(crate) mod events;
 #[cfg(feature = "auth")]
+mod expected;
+#[cfg(feature = "auth")]
 pub(crate) mod guard;
 mod handle;
 #[cfg(feature = "auth")]
 mod jwt;
 mod known_down;
 mod middleware;
+mod origin;
 mod outbox;
 pub(crate) mod shared;
 mod shutdown;
@@ -24,11 +27,20 @@ mod upgrade;
 mod watch;
 
 pub(crate) use self::actor::LinkDown;
+
+/// What an outbound link requires of the peer it reaches ([`Expected`]); nothing can be
+/// required without auth.
+#[cfg(feature = "auth")]
+pub(crate) type Requirement = Option<std::sync::Arc<Expected>>;
+#[cfg(not(feature = "auth"))]
+pub(crate) type Requirement = Option<std::convert::Infallible>;
 pub use self::actor::{On, Peer};
 pub use self::builder::PeerBuilder;
 pub use self::config::Config;
 pub use self::discovery::{Discovery, DiscoveryError};
 pub use self::events::{Events, PeerEvent};
+#[cfg(feature = "auth")]
+pub use self::expected::Expected;
 pub use self::handle::{LinkInfo, PeerHandle};
 #[cfg(feature = "auth")]
 pub use self::jwt::{Authenticated, JwtMiddleware, JwtMiddlewareService};

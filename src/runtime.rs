@@ -40,11 +40,34 @@ pub(crate) trait Runtime: 'static {
     fn record(&self, outcome: Result<(), &RemoteError>) {
         let _ = outcome;
     }
+    /// A grant of `origin`'s authority for the scope of entry point `root`, narrowed as
+    /// `narrowing` says, valid until `deadline`, signed by this peer (`None` if it has no
+    /// identity to sign with).
+    #[cfg(feature = "auth")]
+    fn grant(
+        &self,
+        origin: &Principal,
+        root: u64,
+        narrowing: &Narrowing,
+        deadline: Instant,
+    ) -> Option<Arc<str>> {
+        let _ = (origin, root, narrowing, deadline);
+        None
+    }
     /// The application value of this type registered on the peer, if any.
     fn data(&self, type_id: TypeId) -> Option<Arc<dyn Any + Send + Sync>> {
         let _ = type_id;
         None
     }
+}
+
+/// What a grant still allows: the blocks (name globs) and the peers that may run them;
+/// `None` for no narrowing.
+#[cfg(feature = "auth")]
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Narrowing {
+    pub(crate) blocks: Option<Vec<String>>,
+    pub(crate) peers: Option<Vec<PeerId>>,
 }
 
 /// An outgoing call as the core hands it to the runtime.
@@ -58,6 +81,12 @@ pub(crate) struct Request {
     pub(crate) principal: Option<Arc<Principal>>,
     /// The call's trace context, sent as `traceparent` in the call's metadata.
     pub(crate) trace: Option<Trace>,
+    /// The entry point of the scope making the call, sent as `ds-root` in the call's
+    /// metadata: what a nested block called on another peer must belong to.
+    pub(crate) root: Option<u64>,
+    /// The signed grant of the scope's root principal, sent as `ds-grant` in the call's
+    /// metadata.
+    pub(crate) authority: Option<Arc<str>>,
     /// Wait for the target's link until the deadline even while it is known down.
     #[cfg_attr(
         target_arch = "wasm32",

@@ -38,7 +38,11 @@ pub(crate) async fn call_self(
         #[cfg(feature = "auth")]
         request.principal,
         Some(request.deadline),
-    );
+    )
+    .with_root(entry.info.entry_point());
+    // The caller is this peer: a hop of its own scope keeps carrying the scope's grant.
+    #[cfg(feature = "auth")]
+    let scope = scope.with_authority(None, request.authority);
     let reply = (entry.invoke)(crate::block::Invocation {
         scope: Some(scope),
         timed: true,
@@ -50,6 +54,11 @@ pub(crate) async fn call_self(
     .await?;
     Ok(reply.into_bytes())
 }
+
+/// The verified principal of a scope's root call, and the signed grant of it that the
+/// scope's hops carry.
+#[cfg(feature = "auth")]
+pub(crate) type Authority = (Option<Arc<Principal>>, Option<Arc<str>>);
 
 /// The peer a block is running on, who called it, and with which principal.
 ///
@@ -81,6 +90,16 @@ struct Inner {
     runtime: Arc<dyn Runtime>,
     /// The call this scope runs (its trace and id), if traced: nested calls name it as parent.
     trace: Cell<Option<Trace>>,
+    /// The entry point whose root call this scope belongs to (`None` outside any block): the
+    /// blocks nested in it may run on other peers as hops of this scope.
+    root: Cell<Option<u64>>,
+    /// The verified principal of the root call, and the signed grant of it that this
+    /// scope's hops carry.
+    #[cfg(feature = "auth")]
+    authority: RefCell<Authority>,
+    /// What the grant this scope's hops carry still allows.
+    #[cfg(feature = "auth")]
+    narrowing: RefCell<crate::runtime::Narrowing>,
 }
 
 thread_local! {
@@ -121,6 +140,95 @@ impl Scope {
     #[cfg(feature = "auth")]
     pub fn principal(&self) -> Option<Principal> {
         self.0.principal.as_deref().cloned()
+    }
+
+    /// The principal that made the root call of this scope's chain, verified: for a block
+    /// called directly (an entry point) the principal of its link; for a hop of a scope
+    /// started on another peer, the principal carried by the hop's signed grant (signed by
+    /// the peer that admitted the root call). `None` without auth, or when the peer that
+    /// admitted the root call has no identity to sign grants with.
+    ///
+    /// In A -> B -> C, where A links to B with a `guest` token, C's block sees `origin()`
+    /// with subject `guest` while its [`principal`](Self::principal) is B's.
+    #[cfg(feature = "auth")]
+    pub fn origin(&self) -> Option<Principal> {
+        self.0.authority.borrow().0.as_deref().cloned()
+    }
+
+    /// Narrows the authority this scope's later hops carry to the blocks whose names match
+    /// `blocks` (globs, as in policies): a peer refuses a hop of this scope to any other
+    /// block with `Forbidden`. The grant is signed again by this peer, so it needs an
+    /// identity ([`PeerBuilder::identity`](crate::PeerBuilder::identity)); without one the
+    /// hops carry no authority at all (and peers with an origin policy refuse them). A
+    /// second call replaces the block list.
+    #[cfg(feature = "auth")]
+    pub fn narrow<I, S>(&self, blocks: I)
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let blocks = blocks.into_iter().map(Into::into).collect();
+        self.0.narrowing.borrow_mut().blocks = Some(blocks);
+        self.sign_again();
+    }
+
+    /// Narrows the authority this scope's later hops carry to the peers `peers`: any other
+    /// peer refuses a hop of this scope with `Forbidden`. As [`narrow`](Self::narrow), the
+    /// grant is signed again by this peer; a second call replaces the peer list.
+    #[cfg(feature = "auth")]
+    pub fn narrow_peers(&self, peers: impl IntoIterator<Item = PeerId>) {
+        self.0.narrowing.borrow_mut().peers = Some(peers.into_iter().collect());
+        self.sign_again();
+    }
+
+    /// Replaces the grant this scope's hops carry by one of its narrowing, signed here.
+    #[cfg(feature = "auth")]
+    fn sign_again(&self) {
+        let deadline = self
+            .0
+            .deadline
+            .unwrap_or_else(|| self.0.runtime.now() + self.0.runtime.default_deadline());
+        let narrowing = self.0.narrowing.borrow();
+        let mut authority = self.0.authority.borrow_mut();
+        let grant = match (&authority.0, self.root()) {
+            (Some(origin), Some(root)) => self.0.runtime.grant(origin, root, &narrowing, deadline),
+            _ => None,
+        };
+        authority.1 = grant;
+    }
+
+    /// Sets the verified origin and grant of this scope.
+    #[cfg(feature = "auth")]
+    pub(crate) fn with_authority(
+        self,
+        origin: Option<Arc<Principal>>,
+        grant: Option<Arc<str>>,
+    ) -> Self {
+        // A grant's own narrowing is where this scope's starts (a link token's `peers`
+        // claim binds ids, it narrows nothing).
+        if let Some(granted) = origin.as_deref().filter(|origin| origin.root().is_some()) {
+            let peers: Vec<PeerId> = granted
+                .peers()
+                .iter()
+                .filter_map(|peer| peer.parse().ok())
+                .collect();
+            *self.0.narrowing.borrow_mut() = crate::runtime::Narrowing {
+                blocks: granted
+                    .blocks()
+                    .map(|globs| globs.into_iter().map(str::to_owned).collect()),
+                peers: (!granted.peers().is_empty()).then_some(peers),
+            };
+        }
+        *self.0.authority.borrow_mut() = (origin, grant);
+        self
+    }
+
+    /// The grant this scope's hops carry.
+    pub(crate) fn authority(&self) -> Option<Arc<str>> {
+        #[cfg(feature = "auth")]
+        return self.0.authority.borrow().1.clone();
+        #[cfg(not(feature = "auth"))]
+        None
     }
 
     /// The time left before the running call's deadline, if it has one.
@@ -181,6 +289,11 @@ impl Scope {
             deadline,
             runtime,
             trace: Cell::new(None),
+            root: Cell::new(None),
+            #[cfg(feature = "auth")]
+            authority: RefCell::new((None, None)),
+            #[cfg(feature = "auth")]
+            narrowing: RefCell::default(),
         }))
     }
 
@@ -190,19 +303,37 @@ impl Scope {
         self
     }
 
+    /// Sets the entry point of the block this scope runs.
+    pub(crate) fn with_root(self, root: u64) -> Self {
+        self.0.root.set(Some(root));
+        self
+    }
+
+    pub(crate) fn root(&self) -> Option<u64> {
+        self.0.root.get()
+    }
+
     pub(crate) fn trace(&self) -> Option<Trace> {
         self.0.trace.get()
     }
 
     /// The scope of a local call made from this one.
     pub(crate) fn local_child(&self, deadline: Instant) -> Self {
-        Self::new(
+        let child = Self::new(
             self.0.runtime.clone(),
             self.0.peer,
             #[cfg(feature = "auth")]
             self.0.principal.clone(),
             Some(deadline),
-        )
+        );
+        #[cfg(feature = "auth")]
+        let child = {
+            let (origin, grant) = self.0.authority.borrow().clone();
+            let child = child.with_authority(origin, grant);
+            *child.0.narrowing.borrow_mut() = self.0.narrowing.borrow().clone();
+            child
+        };
+        child
     }
 
     pub(crate) fn runtime(&self) -> &Arc<dyn Runtime> {

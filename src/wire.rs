@@ -19,8 +19,8 @@ use crate::{PeerId, RemoteError};
 pub(crate) const MAGIC: [u8; 4] = *b"DSCP";
 
 /// The protocol version this build speaks; checked right after [`MAGIC`].
-/// Version 2 added the block manifest to `Hello`.
-pub(crate) const PROTOCOL_VERSION: u16 = 2;
+/// Version 2 added the block manifest to `Hello`; version 3 its nonce and proof of identity.
+pub(crate) const PROTOCOL_VERSION: u16 = 3;
 
 /// The largest `max_message_size` a peer accepts: 1 GiB.
 pub const MAX_MESSAGE_SIZE_CEILING: usize = 1 << 30;
@@ -466,6 +466,11 @@ pub(crate) struct Hello {
     pub(crate) app_version: Option<String>,
     /// The blocks this peer can run, so that the other side knows before it calls.
     pub(crate) manifest: Manifest,
+    /// Fresh for every hello: what the other side's proof of identity is bound to.
+    pub(crate) nonce: u128,
+    /// The accepting side's proof of identity (a short-lived JWT whose `nonce` claim is the
+    /// connecting side's nonce), if it has an identity to prove.
+    pub(crate) proof: Option<String>,
 }
 
 /// The blocks a peer can run, sent in its `Hello`: at most [`MAX_MANIFEST_BYTES`] of them
@@ -1072,6 +1077,8 @@ mod tests {
                 max_message_size: 1 << 20,
                 app_version: Some("1".into()),
                 manifest: Manifest::default(),
+                nonce: 7,
+                proof: Some("a.b.c".into()),
             }
             .to_bytes()
             .unwrap(),
@@ -1128,6 +1135,8 @@ mod tests {
             max_message_size: 1024,
             app_version: Some("1.2".into()),
             manifest: Manifest::default(),
+            nonce: u128::MAX,
+            proof: None,
         };
         let bytes = hello.to_bytes().unwrap();
         assert_eq!(Hello::from_bytes(&bytes).unwrap(), hello);

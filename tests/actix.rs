@@ -714,7 +714,7 @@ fn call_failures_log_at_warn_refusals_at_info_with_peer_names() {
     .unwrap();
     let (server_id, url) = (server.handle().id(), url(server.handle()));
     let token = support::issuer()
-        .issue("reader", &["viewer"], support::HOUR)
+        .issue_with_peers("reader", &["viewer"], &["log-client"], support::HOUR)
         .unwrap();
     let log = Log::default();
     let subscriber = log.subscriber(tracing::Level::INFO);

@@ -292,7 +292,7 @@ fn blocks_see_the_verified_principal_of_their_link_only() {
     let server_handle = server.handle().clone();
     let (server_id, url) = (server.handle().id(), url(server.handle()));
     let token = issuer()
-        .issue("reader", &["viewer", "extra"], HOUR)
+        .issue_with_peers("reader", &["viewer", "extra"], &["principal-client"], HOUR)
         .unwrap();
     block_on(async move {
         let client = Peer::builder(PeerId::from_name("principal-client"))

@@ -82,7 +82,7 @@ fn builder_auth_applies_to_the_embedded_endpoint() {
         );
 
         // An admin runs anything: the demo hops server -> client -> server.
-        let admin_id = PeerId::from_name("embedded-auth-admin");
+        let admin_id = PeerId::from_name("admin");
         let admin_peer = Peer::builder(admin_id).start().await.unwrap();
         admin_peer.connect_with_token(&url, &admin).await.unwrap();
         assert_eq!(

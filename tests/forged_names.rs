@@ -48,13 +48,14 @@ enum Body {
 /// A valid `Hello` (see docs/protocol.md and `tests/hostile.rs`).
 fn hello(peer: PeerId) -> Bytes {
     let mut bytes = b"DSCP".to_vec();
-    bytes.extend_from_slice(&2u16.to_be_bytes());
+    bytes.extend_from_slice(&3u16.to_be_bytes());
     bytes.push(16);
     bytes.extend_from_slice(peer.as_uuid().as_bytes());
     bytes.push(252);
     bytes.extend_from_slice(&(1u32 << 20).to_le_bytes());
     bytes.push(0);
     bytes.extend_from_slice(&[0, 1]); // an empty manifest, complete
+    bytes.extend_from_slice(&[7, 0]); // a nonce, no proof
     Bytes::from(bytes)
 }
 

@@ -71,6 +71,14 @@ pub struct JwtAuth {
 struct IssuedClaims<'a> {
     sub: &'a str,
     roles: &'a [&'a str],
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    peers: &'a [&'a str],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    nonce: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    root: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    blocks: Option<&'a [&'a str]>,
     iat: u64,
     nbf: u64,
     exp: u64,
@@ -78,6 +86,14 @@ struct IssuedClaims<'a> {
     iss: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     aud: Option<&'a str>,
+}
+
+/// The claims some tokens carry beside subject, roles and peers.
+#[derive(Default, Clone, Copy)]
+struct Extra<'a> {
+    nonce: Option<&'a str>,
+    root: Option<&'a str>,
+    blocks: Option<&'a [&'a str]>,
 }
 
 /// The header fields read before choosing a key.
@@ -263,6 +279,85 @@ impl JwtAuth {
     /// [`verify`](Self::verify), and [`AuthError::Signing`] or
     /// [`AuthError::BackendUnavailable`] if the backend fails.
     pub fn issue(&self, subject: &str, roles: &[&str], ttl: Duration) -> Result<String, AuthError> {
+        self.issue_with_peers(subject, roles, &[], ttl)
+    }
+
+    /// As [`issue`](Self::issue), with a `peers` claim: the peers the holder may link as
+    /// besides `PeerId::from_name(subject)`, each a peer name or a peer id's UUID (see
+    /// [`Principal::peers`](crate::Principal::peers)).
+    ///
+    /// # Errors
+    ///
+    /// As [`issue`](Self::issue).
+    pub fn issue_with_peers(
+        &self,
+        subject: &str,
+        roles: &[&str],
+        peers: &[&str],
+        ttl: Duration,
+    ) -> Result<String, AuthError> {
+        self.issue_claims(subject, roles, peers, Extra::default(), ttl)
+    }
+
+    /// As [`issue_with_peers`](Self::issue_with_peers), with a `nonce` claim: a proof of
+    /// identity bound to one handshake (the runtime's accepting peers answer a connecting
+    /// peer's nonce with one; see [`Principal::nonce`](crate::Principal::nonce)). Give it a
+    /// short `ttl`.
+    ///
+    /// # Errors
+    ///
+    /// As [`issue`](Self::issue).
+    pub fn issue_proof(
+        &self,
+        subject: &str,
+        roles: &[&str],
+        peers: &[&str],
+        nonce: &str,
+        ttl: Duration,
+    ) -> Result<String, AuthError> {
+        let extra = Extra {
+            nonce: Some(nonce),
+            ..Extra::default()
+        };
+        self.issue_claims(subject, roles, peers, extra, ttl)
+    }
+
+    /// A grant of authority for one root call: `subject` and `roles` (the principal that
+    /// made the root call), the root block (`root` claim), if `blocks` is given the
+    /// block-name globs the holder may still run (`blocks` claim), and if `peers` is not
+    /// empty the peers (ids' UUIDs) that may still run them (`peers` claim). The runtime's peers sign
+    /// one when they admit a root call, and every peer on the chain verifies it (see
+    /// [`Principal::root`](crate::Principal::root)). Give it the root call's deadline as
+    /// `ttl`.
+    ///
+    /// # Errors
+    ///
+    /// As [`issue`](Self::issue).
+    pub fn issue_grant(
+        &self,
+        subject: &str,
+        roles: &[&str],
+        root: &str,
+        blocks: Option<&[&str]>,
+        peers: &[&str],
+        ttl: Duration,
+    ) -> Result<String, AuthError> {
+        let extra = Extra {
+            root: Some(root),
+            blocks,
+            ..Extra::default()
+        };
+        self.issue_claims(subject, roles, peers, extra, ttl)
+    }
+
+    fn issue_claims(
+        &self,
+        subject: &str,
+        roles: &[&str],
+        peers: &[&str],
+        extra: Extra<'_>,
+        ttl: Duration,
+    ) -> Result<String, AuthError> {
         if subject.is_empty() {
             return Err(AuthError::InvalidClaim { claim: "sub" });
         }
@@ -273,6 +368,10 @@ impl JwtAuth {
         let claims = IssuedClaims {
             sub: subject,
             roles,
+            peers,
+            nonce: extra.nonce,
+            root: extra.root,
+            blocks: extra.blocks,
             iat: now,
             nbf: now,
             exp: now.saturating_add(ttl.as_secs()),
@@ -564,6 +663,41 @@ mod tests {
         assert_eq!(claims["iat"], START);
         assert_eq!(claims["nbf"], START);
         assert_eq!(claims["exp"], START + 3600);
+    }
+
+    #[test]
+    fn issued_peers_claim_round_trips_and_is_absent_when_empty() {
+        let (auth, _clock) = hs256();
+        let token = auth
+            .issue_with_peers("deployer", &[], &["payments", "billing"], HOUR)
+            .unwrap();
+        assert_eq!(
+            auth.verify(&token).unwrap().peers(),
+            ["payments", "billing"]
+        );
+        let plain = auth.issue("guest", &[], HOUR).unwrap();
+        let principal = auth.verify(&plain).unwrap();
+        assert!(principal.peers().is_empty());
+        assert!(!principal.claims().contains_key("peers"));
+        assert_eq!(principal.nonce(), None);
+        let proof = auth
+            .issue_proof("payments", &[], &["payments"], "00ff", HOUR)
+            .unwrap();
+        assert_eq!(auth.verify(&proof).unwrap().nonce(), Some("00ff"));
+        let grant = auth
+            .issue_grant(
+                "guest",
+                &["viewer"],
+                "0a0b",
+                Some(&["app::lookup*"]),
+                &[],
+                HOUR,
+            )
+            .unwrap();
+        let granted = auth.verify(&grant).unwrap();
+        assert_eq!((granted.subject(), granted.root()), ("guest", Some("0a0b")));
+        assert_eq!(granted.blocks(), Some(vec!["app::lookup*"]));
+        assert_eq!(principal.blocks(), None);
     }
 
     #[test]

@@ -24,6 +24,7 @@ use crate::AuthError;
 pub struct Principal {
     subject: String,
     roles: Vec<String>,
+    peers: Vec<String>,
     expires_at: u64,
     claims: Map<String, Value>,
 }
@@ -51,14 +52,30 @@ impl Principal {
         Self {
             subject,
             roles,
+            peers: Vec::new(),
             expires_at: u64::MAX,
             claims,
         }
     }
 
+    /// The same principal, also allowed to link as the peers `peers` names (see
+    /// [`peers`](Self::peers)): for tests and tooling, as a token's `peers` claim would.
+    #[must_use]
+    pub fn with_peers(mut self, peers: impl IntoIterator<Item = impl AsRef<str>>) -> Self {
+        self.peers = peers
+            .into_iter()
+            .map(|peer| peer.as_ref().to_owned())
+            .collect();
+        self.claims.insert(
+            "peers".to_owned(),
+            Value::Array(self.peers.iter().cloned().map(Value::String).collect()),
+        );
+        self
+    }
+
     /// Builds the principal of a token whose signature and times were already verified.
     ///
-    /// `sub` must be a non-empty string; `roles`, if present, an array of strings.
+    /// `sub` must be a non-empty string; `roles` and `peers`, if present, arrays of strings.
     #[cfg_attr(
         target_arch = "wasm32",
         expect(dead_code, reason = "tokens are verified natively only")
@@ -81,9 +98,19 @@ impl Principal {
                 .ok_or(AuthError::InvalidClaim { claim: "roles" })?,
             Some(_) => return Err(AuthError::InvalidClaim { claim: "roles" }),
         };
+        let peers = match claims.get("peers") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(peers)) => peers
+                .iter()
+                .map(|peer| peer.as_str().map(str::to_owned))
+                .collect::<Option<Vec<_>>>()
+                .ok_or(AuthError::InvalidClaim { claim: "peers" })?,
+            Some(_) => return Err(AuthError::InvalidClaim { claim: "peers" }),
+        };
         Ok(Self {
             subject,
             roles,
+            peers,
             expires_at,
             claims,
         })
@@ -97,6 +124,39 @@ impl Principal {
     /// The token's `roles` claim (empty if the token had none).
     pub fn roles(&self) -> &[String] {
         &self.roles
+    }
+
+    /// The token's `peers` claim (empty if the token had none): the peers this principal
+    /// may link as besides the one named after its subject, each a peer name (as given to
+    /// `PeerId::from_name`) or a peer id's UUID.
+    ///
+    /// A peer with auth lets an authenticated link claim a named peer id only if it is
+    /// `PeerId::from_name(subject)` or listed here; random ids stay open to any link.
+    pub fn peers(&self) -> &[String] {
+        &self.peers
+    }
+
+    /// The token's `nonce` claim, if it has one: what a proof of identity was bound to
+    /// (see [`JwtAuth::issue_proof`](crate::JwtAuth::issue_proof)).
+    pub fn nonce(&self) -> Option<&str> {
+        self.claims.get("nonce").and_then(serde_json::Value::as_str)
+    }
+
+    /// The token's `root` claim, if it is a grant of authority for one root call (see
+    /// [`JwtAuth::issue_grant`](crate::JwtAuth::issue_grant)): the root block's id.
+    pub fn root(&self) -> Option<&str> {
+        self.claims.get("root").and_then(serde_json::Value::as_str)
+    }
+
+    /// The token's `blocks` claim, if it narrows what its holder may run: block-name globs.
+    /// `None` means no narrowing; a claim that is not an array of strings narrows to nothing.
+    pub fn blocks(&self) -> Option<Vec<&str>> {
+        let blocks = self.claims.get("blocks")?;
+        let globs = blocks
+            .as_array()
+            .map(|globs| globs.iter().filter_map(serde_json::Value::as_str).collect())
+            .unwrap_or_default();
+        Some(globs)
     }
 
     /// Whether `role` is one of [`roles`](Self::roles) (exact, case-sensitive match).
@@ -149,6 +209,25 @@ mod tests {
         let principal = Principal::new(String::from("x"), vec![String::from("a")]);
         assert_eq!(principal.roles(), ["a"]);
         assert!(Principal::new("y", Vec::<String>::new()).roles().is_empty());
+    }
+
+    #[test]
+    fn reads_the_peers_claim_and_refuses_a_malformed_one() {
+        let raw = claims(json!({"sub": "deployer", "peers": ["payments", "billing"]}));
+        let principal = Principal::from_claims(raw, 1).unwrap();
+        assert_eq!(principal.peers(), ["payments", "billing"]);
+        let none = Principal::from_claims(claims(json!({"sub": "guest"})), 1).unwrap();
+        assert!(none.peers().is_empty());
+        for bad in [json!("payments"), json!([1]), json!({"a": "b"})] {
+            let raw = claims(json!({"sub": "guest", "peers": bad}));
+            assert!(matches!(
+                Principal::from_claims(raw, 1),
+                Err(AuthError::InvalidClaim { claim: "peers" })
+            ));
+        }
+        let built = Principal::new("tool", ["ops"]).with_peers(["payments"]);
+        assert_eq!(built.peers(), ["payments"]);
+        assert_eq!(built.claims()["peers"], json!(["payments"]));
     }
 
     #[test]

@@ -19,6 +19,8 @@ struct Block {
     /// An expression of type `&'static str`.
     name: TokenStream,
     hash: u64,
+    /// The token hash of the entry point this block is lexically nested in, if any.
+    root: Option<u64>,
     line: usize,
 }
 
@@ -111,6 +113,10 @@ impl Block {
             .collect::<Vec<_>>()
             .join(", ");
         let output_text = render(quote!(#value));
+        let nested = self.root.map(|root| {
+            let root = proc_macro2::Literal::u64_suffixed(root);
+            quote!(.nested_in(::core::module_path!(), #root))
+        });
         let bounds = self.checked_types().into_iter().map(|ty| {
             quote_spanned! {ty.span()=> for<'__wire> #ty: #krate::__private::Capture }
         });
@@ -127,7 +133,7 @@ impl Block {
                     #output_text,
                     ::core::file!(),
                     #line,
-                );
+                )#nested;
                 #[allow(clippy::unused_unit, reason = "a block without captures has `()`")]
                 fn into_captures(self) -> Self::Captures {
                     #into_captures
@@ -258,6 +264,7 @@ fn remote_items(input: RemoteInput, (line, column): (usize, usize)) -> syn::Resu
     let RemoteInput {
         krate,
         name,
+        root,
         target,
         captures,
         output,
@@ -299,8 +306,12 @@ fn remote_items(input: RemoteInput, (line, column): (usize, usize)) -> syn::Resu
     errors.check(model::check_body(&body));
     errors.finish()?;
     let output = Output::new(output);
+    let hash = Block::hash(&captures, &output, body.clone());
+    let root = root.map(|root| root.base10_parse::<u64>()).transpose()?;
+    // The blocks nested in this one belong to this one's entry point.
+    let body = crate::nesting::mark_nested(body, root.unwrap_or(hash));
     let braced_body = {
-        let mut group = proc_macro2::Group::new(proc_macro2::Delimiter::Brace, body.clone());
+        let mut group = proc_macro2::Group::new(proc_macro2::Delimiter::Brace, body);
         group.set_span(brace.span.join());
         group
     };
@@ -315,7 +326,8 @@ fn remote_items(input: RemoteInput, (line, column): (usize, usize)) -> syn::Resu
         }
     };
     let block = Block {
-        hash: Block::hash(&captures, &output, body),
+        hash,
+        root,
         krate,
         ident: Ident::new("__RemoteBlock", Span::call_site()),
         captures,
@@ -508,8 +520,14 @@ pub(crate) fn remote_block(
     let fn_name = &item.sig.ident;
     let ident = message_ident(args.message, item)?;
     let name_text = format!("::{fn_name}");
+    let hash = Block::hash(&captures, &output, quote!(#item));
+    // A named block is an entry point; the blocks in its body belong to it.
+    let mut item = item.clone();
+    let body = &item.block;
+    *item.block = syn::parse2(crate::nesting::mark_nested(quote!(#body), hash))?;
     let block = Block {
-        hash: Block::hash(&captures, &output, quote!(#item)),
+        hash,
+        root: None,
         krate,
         ident,
         captures,

@@ -5,6 +5,7 @@ mod distributed;
 mod expand;
 mod hash;
 mod model;
+mod nesting;
 mod parse;
 
 use proc_macro::TokenStream;

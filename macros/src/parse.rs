@@ -8,6 +8,7 @@ use syn::{Expr, Ident, Path, Token, Type, braced, bracketed};
 mod kw {
     syn::custom_keyword!(message);
     syn::custom_keyword!(name);
+    syn::custom_keyword!(root);
     syn::custom_keyword!(stub);
 }
 
@@ -20,6 +21,9 @@ pub(crate) struct RemoteInput {
     /// `stub;` from `#[distributed]`, which reported a mistake in this block: expand to a
     /// value of the declared type only.
     pub(crate) stub: bool,
+    /// `root = 0x..u64;` from the block this one is lexically nested in: the token hash of
+    /// the entry point (the outermost block) it belongs to.
+    pub(crate) root: Option<syn::LitInt>,
     pub(crate) target: Expr,
     pub(crate) captures: Punctuated<Capture, Token![,]>,
     pub(crate) bracket: syn::token::Bracket,
@@ -69,26 +73,33 @@ impl Parse for RemoteInput {
 }
 
 impl RemoteInput {
-    /// Parses what follows `$crate;`: the user's own `remote!` tokens, possibly preceded by
-    /// `name = "fn#0";` from `#[distributed]`.
+    /// Parses what follows `$crate;`: the user's own `remote!` tokens, possibly preceded (in
+    /// any order) by `stub;` and `name = "fn#0";` from `#[distributed]` and `root = N;` from
+    /// an enclosing block.
     pub(crate) fn parse_after_crate(
         input: ParseStream<'_>,
         krate: TokenStream,
     ) -> syn::Result<Self> {
-        let stub = input.peek(kw::stub) && input.peek2(Token![;]);
-        if stub {
-            input.parse::<kw::stub>()?;
-            input.parse::<Token![;]>()?;
+        let (mut stub, mut name, mut root) = (false, None, None);
+        loop {
+            if input.peek(kw::stub) && input.peek2(Token![;]) {
+                input.parse::<kw::stub>()?;
+                input.parse::<Token![;]>()?;
+                stub = true;
+            } else if input.peek(kw::name) && input.peek2(Token![=]) {
+                input.parse::<kw::name>()?;
+                input.parse::<Token![=]>()?;
+                name = Some(input.parse()?);
+                input.parse::<Token![;]>()?;
+            } else if input.peek(kw::root) && input.peek2(Token![=]) {
+                input.parse::<kw::root>()?;
+                input.parse::<Token![=]>()?;
+                root = Some(input.parse()?);
+                input.parse::<Token![;]>()?;
+            } else {
+                break;
+            }
         }
-        let name = if input.peek(kw::name) && input.peek2(Token![=]) {
-            input.parse::<kw::name>()?;
-            input.parse::<Token![=]>()?;
-            let name = input.parse()?;
-            input.parse::<Token![;]>()?;
-            Some(name)
-        } else {
-            None
-        };
         if input.is_empty() {
             return Err(input.error(
                 "`remote!` needs a target peer, captures and a body: `remote!(peer, [x: u32] -> u32 { x + 1 })`",
@@ -146,6 +157,7 @@ impl RemoteInput {
         Ok(Self {
             krate,
             stub,
+            root,
             name,
             target,
             captures,

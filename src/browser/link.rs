@@ -377,6 +377,10 @@ impl Link {
             captures,
             max_result,
             trace,
+            // The engine checked the root; a browser verifies no grants, so its blocks see no
+            // origin and their hops carry none.
+            root: _,
+            authority: _,
         } = run;
         let (span, trace) =
             crate::trace::serve_span(&entry.info, remote, inner.id, deadline, trace);
@@ -389,7 +393,8 @@ impl Link {
             None,
             Some(deadline),
         )
-        .with_trace(trace);
+        .with_trace(trace)
+        .with_root(entry.info.entry_point());
         let max = inner.config.limits.max_message_size;
         let body = (entry.invoke)(crate::block::Invocation {
             scope: Some(scope),

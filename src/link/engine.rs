@@ -62,8 +62,16 @@ pub(crate) enum Role {
 }
 
 /// Decides, on the link's thread and before any capture is decoded, whether the remote may
-/// run the named block here.
-pub(crate) type Authorize = Box<dyn Fn(PeerId, &str) -> Result<(), RemoteError>>;
+/// run the named block here; the flag says the call is a hop of the block's own scope (a
+/// nested block called with its entry point as the caller's root).
+pub(crate) type Authorize = Box<dyn Fn(PeerId, &str, bool) -> Result<(), RemoteError>>;
+
+/// Makes the accepting side's proof of identity, bound to the connecting side's nonce.
+pub(crate) type Prove = Box<dyn Fn(u128) -> Option<String>>;
+
+/// The longest close reason a WebSocket close frame carries (RFC 6455 section 5.5: 125
+/// bytes of payload, two of them the code).
+const MAX_CLOSE_REASON: usize = 123;
 
 /// What the adapter writes to the socket.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,6 +100,11 @@ pub(crate) struct Run {
     pub(crate) max_result: usize,
     /// The caller's trace context, from the call's metadata.
     pub(crate) trace: Option<Trace>,
+    /// The entry point of the caller's scope, from the call's metadata.
+    pub(crate) root: Option<u64>,
+    /// The grant of authority of the caller's scope, from the call's metadata; not verified
+    /// yet.
+    pub(crate) authority: Option<String>,
 }
 
 /// What the engine tells the adapter.
@@ -104,6 +117,8 @@ pub(crate) enum Event {
         app_version: Option<String>,
         /// The blocks the remote can run.
         manifest: crate::wire::Manifest,
+        /// The remote's proof of identity, bound to [`Engine::nonce`].
+        proof: Option<String>,
     },
     /// The handshake completed.
     Up { remote: PeerId },
@@ -176,6 +191,12 @@ pub(crate) struct Engine {
     budgets: Budgets,
     counters: Arc<Counters>,
     authorize: Authorize,
+    /// Makes the proof of identity in this side's hello (accepting side only).
+    prove: Option<Prove>,
+    /// This side's nonce, sent in its hello.
+    nonce: u128,
+    /// The remote's nonce, once its hello arrived.
+    remote_nonce: Option<u128>,
     phase: Phase,
     /// Call ids for this side's calls: taken by callers on any thread before they hand a
     /// call to the link's thread (so that they can cancel it by id).
@@ -235,6 +256,18 @@ impl std::fmt::Debug for Engine {
     }
 }
 
+/// Cuts a close reason to what a close frame carries (on a character boundary).
+fn close_reason(mut reason: String) -> String {
+    if reason.len() > MAX_CLOSE_REASON {
+        let mut end = MAX_CLOSE_REASON;
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        reason.truncate(end);
+    }
+    reason
+}
+
 /// Cuts a name echoed in an error to [`MAX_ERROR_NAME`] bytes (on a character boundary).
 fn truncated(name: &str) -> String {
     if name.len() <= MAX_ERROR_NAME {
@@ -269,6 +302,9 @@ impl Engine {
             budgets,
             counters,
             authorize,
+            prove: None,
+            nonce: uuid::Uuid::new_v4().as_u128(),
+            remote_nonce: None,
             ids: Arc::new(AtomicU64::new(1)),
             pending: HashMap::new(),
             deadlines: BinaryHeap::new(),
@@ -296,6 +332,25 @@ impl Engine {
             engine.send_hello();
         }
         engine
+    }
+
+    /// Proves this side's identity in its hello with `prove` (an accepting side's; the
+    /// connecting side speaks first and proves itself at the upgrade instead).
+    #[cfg_attr(
+        all(not(feature = "auth"), not(target_arch = "wasm32")),
+        expect(dead_code, reason = "identities are proven and checked with auth only")
+    )]
+    pub(crate) fn prove_with(&mut self, prove: Prove) {
+        self.prove = Some(prove);
+    }
+
+    /// This side's nonce: a proof of the remote's identity must be bound to it.
+    #[cfg_attr(
+        all(not(feature = "auth"), not(target_arch = "wasm32")),
+        expect(dead_code, reason = "identities are proven and checked with auth only")
+    )]
+    pub(crate) fn nonce(&self) -> u128 {
+        self.nonce
     }
 
     /// Closes the link when its credentials expire (`None`: never).
@@ -640,6 +695,7 @@ impl Engine {
         };
         match check_hello(bytes, &expect) {
             Ok((hello, remote_max)) => {
+                self.remote_nonce = Some(hello.nonce);
                 self.phase = Phase::Admitting {
                     remote: hello.peer,
                     remote_max,
@@ -648,6 +704,7 @@ impl Engine {
                     peer: hello.peer,
                     app_version: hello.app_version,
                     manifest: hello.manifest,
+                    proof: hello.proof,
                 });
             }
             Err(reason) => {
@@ -688,17 +745,23 @@ impl Engine {
         }
         self.transmits.push_back(Transmit::Close {
             code,
-            reason: reason.to_string(),
+            reason: close_reason(reason.to_string()),
         });
         self.end(reason.to_string(), Some(reason));
     }
 
     fn send_hello(&mut self) {
+        let proof = match (&self.prove, self.remote_nonce) {
+            (Some(prove), Some(nonce)) => prove(nonce),
+            _ => None,
+        };
         let hello = Hello {
             peer: self.identity.local,
             max_message_size: self.limits.max_message_size as u64,
             app_version: self.identity.app_version.clone(),
             manifest: crate::manifest::local().clone(),
+            nonce: self.nonce,
+            proof,
         };
         match hello.to_bytes() {
             Ok(bytes) => self.transmit(Bytes::from(bytes)),
@@ -820,6 +883,10 @@ impl Engine {
                     return self.violation(close::POLICY, "call metadata over its limits");
                 }
                 let trace = metadata.get(Trace::KEY).and_then(Trace::from_traceparent);
+                let root = metadata
+                    .get(ROOT_KEY)
+                    .and_then(|root| u64::from_str_radix(root, 16).ok());
+                let authority = metadata.get(GRANT_KEY).map(str::to_owned);
                 let wanted = std::time::Duration::from_millis(deadline_ms);
                 let call = Inbound {
                     id,
@@ -828,6 +895,8 @@ impl Engine {
                     captures: bytes.slice_ref(captures),
                     frame_len: bytes.len(),
                     trace,
+                    root,
+                    authority,
                 };
                 self.on_call(remote, remote_max, call, &name);
             }
@@ -891,13 +960,33 @@ impl Engine {
         // more, and the captures stay opaque.
         let resolved = block::resolve(call.block, name);
         let authorized = resolved.as_ref().map_or(name, |entry| entry.info.name());
-        if let Err(error) = (self.authorize)(remote, authorized) {
+        let hop = resolved.as_ref().is_ok_and(|entry| {
+            !entry.info.is_entry_point() && call.root == Some(entry.info.entry_point())
+        });
+        if let Err(error) = (self.authorize)(remote, authorized, hop) {
             return self.reply_error(id, remote_max, truncate_error(error));
         }
         let entry = match resolved {
             Ok(entry) => entry,
             Err(error) => return self.reply_error(id, remote_max, truncate_error(error)),
         };
+        // A nested block runs only as a hop of a scope whose root call was its entry point:
+        // called directly, it would skip the enclosing block's own checks.
+        if !entry.info.is_entry_point() && !hop {
+            tracing::info!(
+                target: "distributed_scope::auth",
+                decision = "deny",
+                block = entry.info.name(),
+                peer = %remote.label(),
+                "a nested block called outside its entry point's scope"
+            );
+            let error = RemoteError::Forbidden {
+                block: entry.info.name().to_owned(),
+                subject: "a call outside the block's entry point".to_owned(),
+                peer: None,
+            };
+            return self.reply_error(id, remote_max, truncate_error(error));
+        }
         let overloaded = || RemoteError::Overloaded {
             peer: None,
             block: Some(entry.info.name().to_owned()),
@@ -917,6 +1006,8 @@ impl Engine {
             captures: call.captures,
             max_result: remote_max,
             trace: call.trace,
+            root: call.root,
+            authority: call.authority,
         };
         if slot_free {
             self.start_run(run, charged);
@@ -1037,12 +1128,19 @@ impl Engine {
             return;
         }
         let deadline_ms = wire::deadline_ms(request.deadline.saturating_duration_since(now));
-        // Only traced calls carry metadata (and allocate for it).
+        // Only traced calls and calls from inside a block carry metadata (and allocate).
         let traceparent = request.trace.map(Trace::to_traceparent);
-        let metadata: Vec<(Cow<'_, str>, Cow<'_, str>)> = match &traceparent {
-            Some(value) => vec![(Trace::KEY.into(), value.as_str().into())],
-            None => Vec::new(),
-        };
+        let root = request.root.map(|root| format!("{root:016x}"));
+        let mut metadata: Vec<(Cow<'_, str>, Cow<'_, str>)> = Vec::new();
+        if let Some(value) = &traceparent {
+            metadata.push((Trace::KEY.into(), value.as_str().into()));
+        }
+        if let Some(root) = &root {
+            metadata.push((ROOT_KEY.into(), root.as_str().into()));
+        }
+        if let Some(grant) = &request.authority {
+            metadata.push((GRANT_KEY.into(), grant.as_ref().into()));
+        }
         // The captures were encoded with room for this header: no copy of them here.
         match request.captures.into_call_frame(
             id,
@@ -1139,7 +1237,17 @@ struct Inbound {
     captures: Bytes,
     frame_len: usize,
     trace: Option<Trace>,
+    /// The entry point of the caller's scope (`ds-root`), if it sent one.
+    root: Option<u64>,
+    /// The grant of authority of the caller's scope (`ds-grant`), if it sent one.
+    authority: Option<String>,
 }
+
+/// The metadata key of the caller's entry point: 16 lowercase hex digits.
+pub(crate) const ROOT_KEY: &str = "ds-root";
+
+/// The metadata key of the grant of authority the caller's scope carries (a JWT).
+pub(crate) const GRANT_KEY: &str = "ds-grant";
 
 /// Cuts the block name an error echoes back to the caller.
 fn truncate_error(error: RemoteError) -> RemoteError {

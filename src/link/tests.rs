@@ -8,6 +8,8 @@ fn hello(peer: &str, app_version: Option<&str>, max: u64) -> Vec<u8> {
         max_message_size: max,
         app_version: app_version.map(str::to_owned),
         manifest: Manifest::default(),
+        nonce: 1,
+        proof: None,
     }
     .to_bytes()
     .unwrap()
@@ -74,7 +76,7 @@ fn engine(name: &str, role: Role, limits: Limits, budgets: &Budgets) -> Engine {
         limits,
         budgets.clone(),
         Arc::new(Counters::default()),
-        Box::new(|_remote, name| {
+        Box::new(|_remote, name, _hop| {
             if name.contains("forbidden") {
                 Err(RemoteError::Forbidden {
                     block: name.to_owned(),
@@ -151,6 +153,8 @@ fn request_named(x: u32, deadline: Duration, name: &'static str, block: u64) -> 
         #[cfg(feature = "auth")]
         principal: None,
         trace: None,
+        root: None,
+        authority: None,
         wait_for_ready: false,
     }
 }
@@ -772,6 +776,8 @@ fn feed(engine: &mut Engine, input: Input, now: Instant) {
                     max_message_size: 1 << 20,
                     app_version: None,
                     manifest: Manifest::default(),
+                    nonce: 1,
+                    proof: None,
                 }
                 .to_bytes()
                 .unwrap(),

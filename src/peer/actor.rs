@@ -68,6 +68,8 @@ impl TokenSource {
 
 pub(super) struct Outbound {
     token: TokenSource,
+    /// What the remote must prove to be, on every dial.
+    expect: super::Requirement,
     /// Failed reconnection attempts since the link was last up.
     attempt: u32,
     /// False once `disconnect` was asked for.
@@ -77,9 +79,10 @@ pub(super) struct Outbound {
 }
 
 impl Outbound {
-    fn new(token: TokenSource) -> Self {
+    fn new(token: TokenSource, expect: super::Requirement) -> Self {
         Self {
             token,
+            expect,
             attempt: 0,
             wanted: true,
             peer: None,
@@ -168,9 +171,16 @@ impl Peer {
         retry: Retry,
         ctx: &mut Context<Self>,
     ) -> impl ActorFuture<Self, Output = Result<PeerId, Error>> + 'static {
-        let (token, known) = self.outbound.get(&url).map_or((None, None), |outbound| {
-            (outbound.token.token(), outbound.peer)
-        });
+        let (token, expect, known) =
+            self.outbound
+                .get(&url)
+                .map_or((None, None, None), |outbound| {
+                    (
+                        outbound.token.token(),
+                        outbound.expect.clone(),
+                        outbound.peer,
+                    )
+                });
         if let Some(peer) = known {
             // Being dialled: calls wait for the outcome rather than fail at once.
             self.shared.mark_dialling(peer);
@@ -179,6 +189,7 @@ impl Peer {
             self.shared.clone(),
             url.clone(),
             token,
+            expect,
             self.tls.clone(),
             ctx.address().recipient(),
         )
@@ -261,6 +272,7 @@ enum Retry {
 pub(super) struct Connect {
     pub(super) url: String,
     pub(super) token: TokenSource,
+    pub(super) expect: super::Requirement,
 }
 
 impl Message for Connect {
@@ -271,19 +283,20 @@ impl Handler<Connect> for Peer {
     type Result = ResponseActFuture<Self, Result<PeerId, Error>>;
 
     fn handle(&mut self, connect: Connect, ctx: &mut Context<Self>) -> Self::Result {
-        self.register(connect.url.clone(), connect.token);
+        self.register(connect.url.clone(), connect.token, connect.expect);
         Box::pin(self.dial(connect.url, Retry::No, ctx))
     }
 }
 
 impl Peer {
     /// Keeps `url` as an outbound link to bring back, with how to get its token.
-    fn register(&mut self, url: String, token: TokenSource) {
+    fn register(&mut self, url: String, token: TokenSource, expect: super::Requirement) {
         let outbound = self
             .outbound
             .entry(url)
-            .or_insert_with(|| Outbound::new(token.clone()));
+            .or_insert_with(|| Outbound::new(token.clone(), expect.clone()));
         outbound.token = token;
+        outbound.expect = expect;
         outbound.wanted = true;
         outbound.attempt = 0;
     }
@@ -308,7 +321,7 @@ impl Handler<ConnectLazy> for Peer {
             link.outbox.is_open()
                 && matches!(&link.direction, Direction::Outbound { url } if *url == connect.url)
         });
-        self.register(connect.url.clone(), connect.token);
+        self.register(connect.url.clone(), connect.token, None);
         if up || self.shared.is_stopping() {
             return;
         }

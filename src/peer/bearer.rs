@@ -5,7 +5,7 @@ use actix_web::HttpRequest;
 use actix_web::HttpResponse;
 use actix_web::http::header;
 
-use crate::auth::AuthError;
+use crate::auth::{AuthError, JwtAuth, Principal};
 
 /// The `Sec-WebSocket-Protocol` a browser offers beside its token (`bearer.<jwt>`), and the
 /// one the server selects.
@@ -17,8 +17,6 @@ const BEARER_SUBPROTOCOL: &str = "bearer.";
 pub(crate) enum Refusal {
     #[error("bad or missing token")]
     Token(#[source] AuthError),
-    #[error("origin not allowed")]
-    Origin,
 }
 
 impl actix_web::ResponseError for Refusal {
@@ -47,9 +45,23 @@ impl Refusal {
                     "Bearer realm=\"distributed-scope\", error=\"invalid_token\"",
                 ))
                 .finish(),
-            Self::Origin => HttpResponse::Forbidden().finish(),
         }
     }
+}
+
+/// Verifies a bearer token: a link's or a request's credentials. Grants (a `root` claim)
+/// and proofs of identity (a `nonce` claim) are signed with the same keys but are no
+/// credentials: a peer that received one on a hop or in a handshake must not be able to
+/// link, or call a route, as the principal it names.
+pub(crate) fn verify(auth: &JwtAuth, token: &str) -> Result<Principal, AuthError> {
+    let principal = auth.verify(token)?;
+    if principal.root().is_some() {
+        return Err(AuthError::InvalidClaim { claim: "root" });
+    }
+    if principal.nonce().is_some() {
+        return Err(AuthError::InvalidClaim { claim: "nonce" });
+    }
+    Ok(principal)
 }
 
 /// The token of an upgrade request: `Authorization: Bearer <jwt>`, or a

@@ -12,6 +12,7 @@ use super::data::AppData;
 use super::discovery::Discovery;
 #[cfg(feature = "auth")]
 use super::guard;
+use super::origin::Origins;
 use super::shared::Shared;
 use super::upgrade::{self};
 use super::{Peer, PeerHandle};
@@ -29,6 +30,7 @@ pub struct PeerBuilder {
     config: Config,
     data: AppData,
     discovery: Option<Discovery>,
+    origins: Origins,
     #[cfg(feature = "auth")]
     guard: guard::Guard,
 }
@@ -81,7 +83,11 @@ impl PeerBuilder {
     /// Requires a valid JWT on every inbound link (checked at the WebSocket upgrade: a
     /// missing or bad token gets HTTP 401 before any WebSocket exists), and checks every
     /// inbound call against `policy` by block name before its captures are decoded
-    /// (deny by default). Links this peer opens itself are trusted; narrow them with
+    /// (deny by default). An inbound link's token also binds the peer id it may claim in
+    /// the handshake: `PeerId::from_name(subject)`, a peer its `peers` claim lists (names or
+    /// UUIDs), or any random id ([`PeerId::random`], first come); any other claim is refused
+    /// at the handshake and the connecting side's error says why. Without auth, ids are
+    /// self-asserted. Links this peer opens itself are trusted; narrow them with
     /// [`allow_peer`](PeerBuilder::allow_peer) and [`deny_peer`](PeerBuilder::deny_peer).
     ///
     /// [`start`](PeerBuilder::start) fails if the configuration does not pass
@@ -89,6 +95,41 @@ impl PeerBuilder {
     #[cfg(feature = "auth")]
     pub fn auth(mut self, auth: crate::auth::JwtAuth, policy: crate::auth::Policy) -> Self {
         self.guard.set_auth(auth, policy);
+        self
+    }
+
+    /// Proves this peer's identity to the peers that connect to it and require one
+    /// ([`PeerHandle::connect_to`](crate::PeerHandle::connect_to)): in its handshake it
+    /// answers each connecting peer's nonce with a short-lived token signed by `signer`
+    /// (which needs a signing key: an HS256 secret, or `with_signing_pem`), naming `subject`
+    /// and `roles`. It proves the id `PeerId::from_name(subject)` only, so give this peer
+    /// that id. Connecting peers verify it with their own [`JwtAuth`](crate::auth::JwtAuth).
+    ///
+    /// With an HS256 secret every holder of the secret can sign proofs for any subject: use
+    /// an asymmetric key (EdDSA, RS256) where peers must not be able to pass for each other.
+    #[cfg(feature = "auth")]
+    pub fn identity(
+        mut self,
+        signer: crate::auth::JwtAuth,
+        subject: impl Into<String>,
+        roles: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Self {
+        self.guard.set_identity(
+            signer,
+            subject.into(),
+            roles.into_iter().map(Into::into).collect(),
+        );
+        self
+    }
+
+    /// Checks every call against `policy` by the principal that made the root call of its
+    /// chain ([`Scope::origin`](crate::Scope::origin)) as well as by its link's principal:
+    /// a hop of a chain a `guest` started is refused here if `policy` does not allow
+    /// `guest` that block, whichever peer relays it. A call that carries no verified origin
+    /// (a hop whose root peer signed no grant) is refused.
+    #[cfg(feature = "auth")]
+    pub fn origin_policy(mut self, policy: crate::auth::Policy) -> Self {
+        self.guard.set_origin_policy(policy);
         self
     }
 
@@ -107,11 +148,14 @@ impl PeerBuilder {
         self
     }
 
-    /// Accepts browser upgrades only from this `Origin` (repeatable). Clients that send no
-    /// `Origin` header (non-browsers) are not affected.
-    #[cfg(feature = "auth")]
+    /// Lets web pages of this origin open links (repeatable), e.g. `"https://app.example"`
+    /// or `"http://127.0.0.1:8080"`: scheme, host and port, compared exactly as browsers
+    /// send them. An upgrade carrying any other `Origin` header is refused with HTTP 403
+    /// before any WebSocket exists, with or without auth, so that no page the user happens
+    /// to open can drive a peer from the user's browser. Clients that send no `Origin`
+    /// (native peers) are not affected.
     pub fn allow_origin(mut self, origin: impl Into<String>) -> Self {
-        self.guard.allow_origin(origin.into());
+        self.origins.allow(origin.into());
         self
     }
 
@@ -376,15 +420,21 @@ impl PeerBuilder {
             config,
             data,
             discovery,
+            origins,
             #[cfg(feature = "auth")]
             guard,
         } = self;
         #[cfg(feature = "auth")]
-        {
-            guard.check()?;
-            if listen.is_some() && !guard.has_auth() {
-                tracing::warn!(peer = %id.label(), "listening without auth: any client may run any block");
-            }
+        guard.check()?;
+        #[cfg(feature = "auth")]
+        let open = !guard.has_auth();
+        #[cfg(not(feature = "auth"))]
+        let open = true;
+        if listen.is_some() && open {
+            tracing::warn!(
+                peer = %id.label(),
+                "listening without auth: any client may run any block, and peer ids are self-asserted (any client may claim any id not linked yet)"
+            );
         }
         crate::block::check_registry();
         if config.max_message_size > wire::MAX_MESSAGE_SIZE_CEILING {
@@ -404,6 +454,7 @@ impl PeerBuilder {
             id,
             config,
             data,
+            origins,
             #[cfg(feature = "auth")]
             guard,
         ));
@@ -474,6 +525,7 @@ impl Peer {
             config: Config::default(),
             data: AppData::default(),
             discovery: None,
+            origins: Origins::default(),
             #[cfg(feature = "auth")]
             guard: guard::Guard::default(),
         }

@@ -25,6 +25,9 @@ use crate::trace::record_outcome;
 use crate::transport::{self, Flow, Inbound, Outgoing, Sender, Socket};
 use crate::{PeerId, RemoteError};
 
+#[cfg(feature = "auth")]
+use crate::auth::Principal;
+
 /// What a new link starts with.
 pub(crate) struct Launch {
     pub(crate) shared: Arc<Shared>,
@@ -34,6 +37,8 @@ pub(crate) struct Launch {
     pub(crate) socket: Socket,
     /// Whoever waits for the handshake.
     pub(crate) ready: Option<oneshot::Sender<Result<PeerId, Error>>>,
+    /// What the remote of an outbound link must prove to be.
+    pub(crate) expect: super::Requirement,
     /// Told when an outbound link goes down on its own, to reconnect it.
     pub(crate) on_down: Option<Recipient<LinkDown>>,
     /// This link's place in the peer-wide link limits.
@@ -46,6 +51,9 @@ pub(crate) struct Connection {
     direction: Direction,
     #[cfg(feature = "auth")]
     link_auth: super::guard::LinkAuth,
+    /// The principal the remote of an outbound link proved (`connect_to`).
+    #[cfg(feature = "auth")]
+    proven: Rc<std::cell::OnceCell<Arc<Principal>>>,
     engine: Engine,
     sender: Sender,
     flow: Rc<Flow>,
@@ -59,6 +67,7 @@ pub(crate) struct Connection {
     /// Blocks of the remote running here.
     running: HashMap<u64, SpawnHandle>,
     ready: Option<oneshot::Sender<Result<PeerId, Error>>>,
+    expect: super::Requirement,
     on_down: Option<Recipient<LinkDown>>,
     ticket: Ticket,
     /// The engine's next timeout, and the timer armed for it.
@@ -84,6 +93,7 @@ impl Connection {
             link_auth,
             socket,
             ready,
+            expect,
             on_down,
             ticket,
         } = launch;
@@ -96,11 +106,16 @@ impl Connection {
             app_version: shared.config.app_version.clone(),
             refuse_app_version_mismatch: shared.config.refuse_app_version_mismatch,
         };
+        // The principal the remote of an outbound link proves in its hello, once it has.
+        #[cfg(feature = "auth")]
+        let proven: Rc<std::cell::OnceCell<Arc<Principal>>> = Rc::default();
         let authorize: crate::link::Authorize = {
             let shared = shared.clone();
             #[cfg(feature = "auth")]
             let link_auth = link_auth.clone();
-            Box::new(move |remote, name| {
+            #[cfg(feature = "auth")]
+            let proven = proven.clone();
+            Box::new(move |remote, name, hop| {
                 if shared.is_stopping() {
                     return Err(RemoteError::ShuttingDown {
                         peer: None,
@@ -108,10 +123,12 @@ impl Connection {
                     });
                 }
                 #[cfg(feature = "auth")]
-                return shared.guard.authorize(&link_auth, remote, name);
+                return shared
+                    .guard
+                    .authorize(&link_auth, proven.get(), remote, name, hop);
                 #[cfg(not(feature = "auth"))]
                 {
-                    let _ = remote;
+                    let _ = (remote, hop);
                     Ok(())
                 }
             })
@@ -142,6 +159,12 @@ impl Connection {
         #[cfg(not(feature = "auth"))]
         let expires = None;
         engine.expire_at(expires);
+        // An accepting side with an identity proves it in its hello.
+        #[cfg(feature = "auth")]
+        if role == Role::Accepting && shared.guard.has_identity() {
+            let shared = shared.clone();
+            engine.prove_with(Box::new(move |nonce| shared.guard.prove(nonce)));
+        }
         let (inbound, sender, flow, connection) = socket.split();
         Self::create(move |_ctx| Self {
             serial: shared.next_serial(),
@@ -149,6 +172,8 @@ impl Connection {
             direction,
             #[cfg(feature = "auth")]
             link_auth,
+            #[cfg(feature = "auth")]
+            proven,
             engine,
             sender,
             flow,
@@ -158,6 +183,7 @@ impl Connection {
             batch: Batch::default(),
             running: HashMap::new(),
             ready,
+            expect,
             on_down,
             ticket,
             timer: None,
@@ -241,7 +267,8 @@ impl Connection {
                 peer,
                 app_version,
                 manifest,
-            } => self.admit(peer, app_version, &manifest, ctx),
+                proof,
+            } => self.admit(peer, app_version, &manifest, proof.as_deref(), ctx),
             Event::Up { remote } => {
                 self.flow
                     .set_inbound_limit(self.engine.max_inbound_message());
@@ -275,11 +302,36 @@ impl Connection {
         peer: PeerId,
         app_version: Option<String>,
         manifest: &crate::wire::Manifest,
+        proof: Option<&str>,
         ctx: &mut Context<Self>,
     ) {
         let Some(remote_max) = self.engine.remote_max() else {
             return;
         };
+        #[cfg(feature = "auth")]
+        if let Err(refusal) = super::guard::Guard::may_claim(&self.link_auth, peer) {
+            return self.engine.refuse(refusal);
+        }
+        // The remote of an outbound link proves who it is before the link is up.
+        #[cfg(feature = "auth")]
+        let proven = match &self.expect {
+            Some(expected) => {
+                match self
+                    .shared
+                    .guard
+                    .check_remote(expected, peer, proof, self.engine.nonce())
+                {
+                    Ok(principal) => {
+                        let _set_once = self.proven.set(principal.clone());
+                        Some(principal)
+                    }
+                    Err(refusal) => return self.engine.refuse(refusal),
+                }
+            }
+            None => None,
+        };
+        #[cfg(not(feature = "auth"))]
+        let _ = (proof, &self.expect);
         if !self.ticket.promote() {
             return self.engine.refuse(HandshakeError::TooManyLinks);
         }
@@ -305,7 +357,7 @@ impl Connection {
                 )))
                 .clone(),
             #[cfg(feature = "auth")]
-            principal: self.link_auth.principal(),
+            principal: self.link_auth.principal().or(proven),
         };
         // Two peers that dial each other at once keep the dial of the lower id.
         let crossed = matches!(self.direction, Direction::Outbound { .. }) && self.shared.id < peer;
@@ -331,7 +383,32 @@ impl Connection {
             captures,
             max_result,
             trace,
+            root,
+            authority,
         } = run;
+        // The authority the block runs under, checked before its captures are decoded.
+        #[cfg(feature = "auth")]
+        let arrival = super::guard::Arrival {
+            grant: authority.as_deref(),
+            root,
+            entry: &entry.info,
+            ttl: deadline.saturating_duration_since(Instant::now()),
+        };
+        #[cfg(feature = "auth")]
+        let authority = match self.shared.guard.authority(
+            arrival,
+            &self.link_auth,
+            self.proven.get().cloned(),
+            self.shared.id,
+        ) {
+            Ok(authority) => authority,
+            Err(error) => {
+                self.engine.finish(id, Err(error), Instant::now());
+                return;
+            }
+        };
+        #[cfg(not(feature = "auth"))]
+        let _ = (root, authority);
         // The callee's side of the caller's `call` span: same call id and trace id.
         let (span, trace) =
             crate::trace::serve_span(&entry.info, remote, self.shared.id, deadline, trace);
@@ -343,7 +420,10 @@ impl Connection {
             self.link_auth.principal(),
             Some(deadline),
         )
-        .with_trace(trace);
+        .with_trace(trace)
+        .with_root(entry.info.entry_point());
+        #[cfg(feature = "auth")]
+        let scope = scope.with_authority(authority.0, authority.1);
         let max = self.shared.config.max_message_size;
         let mut body = (entry.invoke)(crate::block::Invocation {
             scope: Some(scope),

@@ -305,6 +305,9 @@ impl Plan {
                 let connect = Connect {
                     url: address.clone(),
                     token: self.token.clone(),
+                    // Discovered peers are whoever answers at the address: their ids come
+                    // from the handshake (checked against their tokens where auth is on).
+                    expect: None,
                 };
                 let dial = peer.send(connect);
                 dials.push(async move { (address, dial.await) });

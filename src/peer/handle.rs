@@ -124,7 +124,7 @@ impl PeerHandle {
     /// [`Error::InvalidUrl`], [`Error::Connect`] (with the HTTP status of a refused
     /// upgrade), [`Error::Handshake`], or [`Error::Stopped`].
     pub async fn connect(&self, url: &str) -> Result<PeerId, Error> {
-        self.open(url, TokenSource::None).await
+        self.open(url, TokenSource::None, None).await
     }
 
     /// Opens a link presenting `token` (`Authorization: Bearer`) to a peer that requires auth.
@@ -134,7 +134,8 @@ impl PeerHandle {
     /// As [`connect`](PeerHandle::connect); a refused token is [`Error::Connect`] with
     /// status 401.
     pub async fn connect_with_token(&self, url: &str, token: &str) -> Result<PeerId, Error> {
-        self.open(url, TokenSource::Fixed(token.to_owned())).await
+        self.open(url, TokenSource::Fixed(token.to_owned()), None)
+            .await
     }
 
     /// Opens a link with a token from `provider`, asked for a fresh token each time the link
@@ -151,8 +152,34 @@ impl PeerHandle {
     where
         P: Fn() -> String + Send + Sync + 'static,
     {
-        self.open(url, TokenSource::Provider(Arc::new(provider)))
+        self.open(url, TokenSource::Provider(Arc::new(provider)), None)
             .await
+    }
+
+    /// Opens a link as [`connect`](PeerHandle::connect) does, and refuses it before any call
+    /// runs unless the peer reached proves to be who `expected` says: a token bound to this
+    /// link (its `nonce` claim), verified by this peer's [`JwtAuth`](crate::auth::JwtAuth)
+    /// (from [`PeerBuilder::auth`](crate::PeerBuilder::auth)), whose subject or `peers` claim
+    /// binds the id the remote claims, with the subject, role and id `expected` names. The
+    /// same requirement holds for every reconnection.
+    ///
+    /// # Errors
+    ///
+    /// As [`connect`](PeerHandle::connect); [`Error::Config`] if this peer has no auth to
+    /// verify proofs with; a remote that proves nothing, or someone else, is
+    /// [`Error::Handshake`] with [`HandshakeError::IdentityMismatch`](crate::HandshakeError::IdentityMismatch).
+    #[cfg(feature = "auth")]
+    pub async fn connect_to(&self, url: &str, expected: super::Expected) -> Result<PeerId, Error> {
+        if !self.shared.guard.has_auth() {
+            return Err(Error::Config(
+                "connect_to needs PeerBuilder::auth to verify the remote's proof",
+            ));
+        }
+        let token = expected
+            .token
+            .clone()
+            .map_or(TokenSource::None, TokenSource::Fixed);
+        self.open(url, token, Some(Arc::new(expected))).await
     }
 
     /// Starts linking to the peer listening at `url` and returns at once (after tonic's
@@ -187,10 +214,16 @@ impl PeerHandle {
         Ok(())
     }
 
-    async fn open(&self, url: &str, token: TokenSource) -> Result<PeerId, Error> {
+    async fn open(
+        &self,
+        url: &str,
+        token: TokenSource,
+        expect: super::Requirement,
+    ) -> Result<PeerId, Error> {
         let connect = Connect {
             url: url.to_owned(),
             token,
+            expect,
         };
         let result = self
             .addr

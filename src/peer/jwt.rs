@@ -143,7 +143,7 @@ where
     fn call(&self, request: ServiceRequest) -> Self::Future {
         let verified = token(request.request())
             .ok_or(AuthError::MissingToken)
-            .and_then(|token| self.auth.verify(token));
+            .and_then(|token| super::bearer::verify(&self.auth, token));
         match verified {
             Ok(principal) => {
                 tracing::debug!(

@@ -234,6 +234,8 @@ mod tests {
             #[cfg(feature = "auth")]
             principal: None,
             trace: None,
+            root: None,
+            authority: None,
             wait_for_ready: false,
         }
     }

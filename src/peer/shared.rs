@@ -86,6 +86,8 @@ pub(crate) struct Link {
 pub(crate) struct Shared {
     pub(crate) id: PeerId,
     pub(crate) config: Config,
+    /// The web pages allowed to open links.
+    pub(crate) origins: super::origin::Origins,
     #[cfg(feature = "auth")]
     pub(crate) guard: super::guard::Guard,
     pub(crate) counters: Arc<Counters>,
@@ -121,6 +123,7 @@ impl Shared {
         id: PeerId,
         config: Config,
         data: AppData,
+        origins: super::origin::Origins,
         #[cfg(feature = "auth")] guard: super::guard::Guard,
     ) -> Self {
         let budgets = Budgets::new(config.max_buffered_bytes, config.max_fragment_bytes);
@@ -132,6 +135,7 @@ impl Shared {
         Self {
             id,
             config,
+            origins,
             #[cfg(feature = "auth")]
             guard,
             counters: Arc::new(Counters::default()),
@@ -520,5 +524,17 @@ impl Runtime for Shared {
 
     fn data(&self, type_id: TypeId) -> Option<Arc<dyn Any + Send + Sync>> {
         self.data.get(type_id)
+    }
+
+    #[cfg(feature = "auth")]
+    fn grant(
+        &self,
+        origin: &Principal,
+        root: u64,
+        narrowing: &crate::runtime::Narrowing,
+        deadline: Instant,
+    ) -> Option<Arc<str>> {
+        let ttl = deadline.saturating_duration_since(Instant::now());
+        self.guard.grant(origin, root, narrowing, ttl)
     }
 }

@@ -32,6 +32,11 @@ pub(crate) async fn accept(
     body: web::Payload,
     shared: web::Data<Arc<Shared>>,
 ) -> actix_web::Result<HttpResponse> {
+    // First: a page the peer does not know learns nothing else (not even whether it needs a
+    // token), and nothing is spent on it.
+    if !shared.origins.admits(&request) {
+        return Ok(HttpResponse::Forbidden().finish());
+    }
     #[cfg(feature = "auth")]
     let link_auth = match shared.guard.admit(&request) {
         Ok(link_auth) => link_auth,
@@ -70,6 +75,7 @@ pub(crate) async fn accept(
         link_auth,
         socket,
         ready: None,
+        expect: None,
         on_down: None,
         ticket,
     });
@@ -111,7 +117,7 @@ pub(crate) async fn accept_endpoint(
         tracing::warn!(
             peer = %shared.id.label(),
             path = request.path(),
-            "peer endpoint without auth (no PeerBuilder::auth, no JwtMiddleware): any client may run any block"
+            "peer endpoint without auth (no PeerBuilder::auth, no JwtMiddleware): any client may run any block, and peer ids are self-asserted (any client may claim any id not linked yet)"
         );
     }
     accept(request, body, shared).await
@@ -122,6 +128,7 @@ pub(crate) async fn dial(
     shared: Arc<Shared>,
     url: String,
     token: Option<String>,
+    expect: super::Requirement,
     tls: Arc<rustls::ClientConfig>,
     on_down: Recipient<LinkDown>,
 ) -> Result<PeerId, Error> {
@@ -141,6 +148,7 @@ pub(crate) async fn dial(
         link_auth: super::guard::LinkAuth::Outbound,
         socket,
         ready: Some(ready),
+        expect,
         on_down: Some(on_down),
         ticket: Ticket::outbound(),
     });

@@ -677,18 +677,23 @@ struct HelloBody<'a> {
     app_version: Option<&'a str>,
     /// The blocks this side announces (none), and that the list is complete.
     manifest: (Vec<()>, bool),
+    nonce: u128,
+    /// No proof of identity.
+    proof: Option<String>,
 }
 
-/// A `Hello`: the magic, protocol version 2 (big endian), then the bincode body; this side
+/// A `Hello`: the magic, protocol version 3 (big endian), then the bincode body; this side
 /// accepts messages of up to 16 MiB.
 pub fn hello(peer: PeerId, app_version: Option<&str>) -> Vec<u8> {
     let mut bytes = b"DSCP".to_vec();
-    bytes.extend_from_slice(&2u16.to_be_bytes());
+    bytes.extend_from_slice(&3u16.to_be_bytes());
     bytes.extend(encode(&HelloBody {
         peer,
         max_message_size: 16 << 20,
         app_version,
         manifest: (Vec::new(), true),
+        nonce: 0x5eed,
+        proof: None,
     }));
     bytes
 }
