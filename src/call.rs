@@ -167,6 +167,10 @@ async fn execute<B: Block>(
     if let Some(outer) = scope.deadline() {
         deadline = deadline.min(outer);
     }
+    #[cfg(feature = "auth")]
+    if let Some(narrowed) = scope.narrowed_deadline() {
+        deadline = deadline.min(narrowed);
+    }
     let local = target == scope.peer_id() && !runtime.serialize_local();
     let span = if !crate::trace::calls_recorded() {
         tracing::Span::none()

@@ -68,6 +68,8 @@ pub(crate) trait Runtime: 'static {
 pub(crate) struct Narrowing {
     pub(crate) blocks: Option<Vec<String>>,
     pub(crate) peers: Option<Vec<PeerId>>,
+    /// The latest deadline of the scope's later hops (and of the grant they carry).
+    pub(crate) deadline: Option<Instant>,
 }
 
 /// An outgoing call as the core hands it to the runtime.

@@ -181,14 +181,37 @@ impl Scope {
         self.sign_again();
     }
 
+    /// Narrows the authority this scope's later hops carry to `within` from now: their
+    /// deadlines end there at the latest (whatever the hop's own timeout), and so does the
+    /// grant they carry (signed again by this peer, as [`narrow`](Self::narrow)), so a peer
+    /// further down the chain refuses it afterwards. A second call can only shorten it.
+    #[cfg(feature = "auth")]
+    pub fn narrow_deadline(&self, within: Duration) {
+        let at = self.0.runtime.now() + within;
+        {
+            let mut narrowing = self.0.narrowing.borrow_mut();
+            narrowing.deadline = Some(narrowing.deadline.map_or(at, |earlier| earlier.min(at)));
+        }
+        self.sign_again();
+    }
+
+    /// The deadline [`narrow_deadline`](Self::narrow_deadline) set for this scope's hops.
+    #[cfg(feature = "auth")]
+    pub(crate) fn narrowed_deadline(&self) -> Option<Instant> {
+        self.0.narrowing.borrow().deadline
+    }
+
     /// Replaces the grant this scope's hops carry by one of its narrowing, signed here.
     #[cfg(feature = "auth")]
     fn sign_again(&self) {
-        let deadline = self
+        let mut deadline = self
             .0
             .deadline
             .unwrap_or_else(|| self.0.runtime.now() + self.0.runtime.default_deadline());
         let narrowing = self.0.narrowing.borrow();
+        if let Some(narrowed) = narrowing.deadline {
+            deadline = deadline.min(narrowed);
+        }
         let mut authority = self.0.authority.borrow_mut();
         let grant = match (&authority.0, self.root()) {
             (Some(origin), Some(root)) => self.0.runtime.grant(origin, root, &narrowing, deadline),
@@ -217,6 +240,7 @@ impl Scope {
                     .blocks()
                     .map(|globs| globs.into_iter().map(str::to_owned).collect()),
                 peers: (!granted.peers().is_empty()).then_some(peers),
+                deadline: None,
             };
         }
         *self.0.authority.borrow_mut() = (origin, grant);

@@ -50,6 +50,21 @@ async fn narrowed_to_peers(b: PeerId, c: PeerId, peers: Vec<PeerId>) -> Result<u
     .await
 }
 
+/// A root call on `b` that narrows its authority's deadline to `within_ms`, then hops to
+/// `c`, which answers how many milliseconds it has left.
+async fn narrowed_in_time(b: PeerId, c: PeerId, within_ms: u64) -> Result<u64, RemoteError> {
+    remote!(b, [c: PeerId, within_ms: u64] -> Result<u64, RemoteError> {
+        Scope::current().narrow_deadline(std::time::Duration::from_millis(within_ms));
+        remote!(c, [] -> u64 {
+            Scope::current()
+                .remaining()
+                .map_or(u64::MAX, |left| u64::try_from(left.as_millis()).unwrap_or(u64::MAX))
+        })
+        .await
+    })
+    .await
+}
+
 /// B: admits root calls of `guest` and `admin`, signs their grants, links to the C peers
 /// as `b`.
 fn peer_b() -> PeerThread {
@@ -149,6 +164,11 @@ fn the_root_principal_travels_and_origin_policies_and_narrowing_apply() {
         assert!(forbidden(&elsewhere, "narrowed"), "{elsewhere:?}");
         let here = admin.run(narrowed_to_peers(b_id, c_id, vec![c_id])).await;
         assert_eq!(here, Ok(8));
+        // And one narrowed in time: the hop's deadline ends there, not at the call's 30 s.
+        let left = admin.run(narrowed_in_time(b_id, c_id, 2_000)).await;
+        assert!(matches!(left, Ok(ms) if ms <= 2_000), "{left:?}");
+        let left = admin.run(narrowed_in_time(b_id, c_id, 60_000)).await;
+        assert!(matches!(left, Ok(ms) if ms > 10_000), "{left:?}");
     });
 }
 

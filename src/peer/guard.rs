@@ -208,6 +208,7 @@ impl Guard {
                         .blocks()
                         .map(|globs| globs.into_iter().map(str::to_owned).collect()),
                     peers: (!origin.peers().is_empty()).then_some(peers),
+                    deadline: None,
                 };
                 (Some(origin), narrowed)
             }
