@@ -695,6 +695,25 @@ async fn time_calls(
     Ok(())
 }
 
+/// Latencies of a chain call: warmed up, then timed as the chain rows are.
+async fn time_chain(
+    settings: Settings,
+    call: &mut impl AsyncFnMut() -> anyhow::Result<()>,
+) -> anyhow::Result<Stats> {
+    for _ in 0..settings.warmup.min(200) {
+        call().await?;
+    }
+    let mut nanos = Vec::new();
+    time_calls(
+        settings.chain_samples,
+        settings.latency_time,
+        &mut nanos,
+        call,
+    )
+    .await?;
+    Stats::of(nanos)
+}
+
 /// The peers and connections every measurement uses.
 struct Bench<S> {
     settings: Settings,
@@ -832,18 +851,7 @@ impl<S: RawSocket> Bench<S> {
                 ensure!(chain(server, hop, client).await? == 3, "bad chain");
                 Ok(())
             };
-            for _ in 0..settings.warmup.min(200) {
-                call().await?;
-            }
-            let mut nanos = Vec::new();
-            time_calls(
-                settings.chain_samples,
-                settings.latency_time,
-                &mut nanos,
-                &mut call,
-            )
-            .await?;
-            let peer = Stats::of(nanos)?;
+            let peer = time_chain(settings, &mut call).await?;
             let mut row = Row::new(
                 "3-hop chain A -> B -> C -> A, p50",
                 Unit::Micros,
@@ -867,18 +875,7 @@ impl<S: RawSocket> Bench<S> {
                 ensure!(hops == 3, "bad chain");
                 Ok(())
             };
-            for _ in 0..settings.warmup.min(200) {
-                call().await?;
-            }
-            let mut nanos = Vec::new();
-            time_calls(
-                settings.chain_samples,
-                settings.latency_time,
-                &mut nanos,
-                &mut call,
-            )
-            .await?;
-            let with_authority = Stats::of(nanos)?;
+            let with_authority = time_chain(settings, &mut call).await?;
             rows.push(
                 Row::new(
                     "3-hop chain, auth + grants on every hop, p50",
