@@ -724,7 +724,8 @@ struct Bench<S> {
     hop: PeerId,
     /// The same chain between peers with auth and identities: every hop carries a grant of
     /// the root call's principal (the client, server and hop of that chain).
-    authority: (PeerHandle, PeerId, PeerId),
+    /// The same chain without and with auth: client, server, hop.
+    authority: [(PeerHandle, PeerId, PeerId); 2],
 }
 
 impl<S: RawSocket> Bench<S> {
@@ -866,25 +867,26 @@ impl<S: RawSocket> Bench<S> {
             rows.push(row);
 
             progress("3-hop chain with authority");
-            let (authority_client, authority_server, authority_hop) = self.authority.clone();
-            let authority_id = authority_client.id();
-            let mut call = async || -> anyhow::Result<()> {
-                let hops = authority_client
-                    .run(chain(authority_server, authority_hop, authority_id))
-                    .await?;
-                ensure!(hops == 3, "bad chain");
-                Ok(())
+            let [plain, authed] = self.authority.clone();
+            let chain_of = |(client, server, hop): (PeerHandle, PeerId, PeerId)| {
+                async move || -> anyhow::Result<()> {
+                    let hops = client.run(chain(server, hop, client.id())).await?;
+                    ensure!(hops == 3, "bad chain");
+                    Ok(())
+                }
             };
-            let with_authority = time_chain(settings, &mut call).await?;
+            let (mut without, mut with) = (chain_of(plain), chain_of(authed));
+            let budget = self.budget(settings.chain_samples, settings.latency_time, 200);
+            let (off, on) = latency_pair(budget, &mut without, &mut with).await?;
             rows.push(
                 Row::new(
                     "3-hop chain, auth + grants on every hop, p50",
                     Unit::Micros,
-                    with_authority.p50_us,
+                    on.p50_us,
                 )
-                .baseline(peer.p50_us)
+                .baseline(off.p50_us)
                 .target(Target::RatioAtMost(Base::Raw, 1.1))
-                .note("baseline: the same chain without auth"),
+                .note("baseline: the same chain without auth, on the same threads, alternated"),
             );
         }
 
@@ -1013,11 +1015,8 @@ fn run(settings: Settings, placement: Placement) -> anyhow::Result<Vec<Row>> {
     let server_handle = server.handle().clone();
     let raw_url = raw_server.url.clone();
     let tarpc_server_ref = tarpc_server.as_ref();
-    let authority = AuthorityChain::start()?;
-    let (authority_server, authority_hop) = (
-        authority.server.handle().clone(),
-        authority.hop.handle().clone(),
-    );
+    let authority = [AuthorityChain::start(false)?, AuthorityChain::start(true)?];
+    let authority_ref = &authority;
 
     let rows = System::new().block_on(async move {
         let client = Peer::builder(client_id).start().await?;
@@ -1029,7 +1028,10 @@ fn run(settings: Settings, placement: Placement) -> anyhow::Result<Vec<Row>> {
             Some(server) => Some(TarpcClient::connect(server).await?),
             None => None,
         };
-        let authority_client = authority_server_links(&authority_server, &authority_hop).await?;
+        let authority_clients = [
+            authority_server_links(&authority_ref[0], false).await?,
+            authority_server_links(&authority_ref[1], true).await?,
+        ];
         let mut bench = Bench {
             settings,
             raw: raw_connect(&raw_url).await?,
@@ -1037,7 +1039,7 @@ fn run(settings: Settings, placement: Placement) -> anyhow::Result<Vec<Row>> {
             client: client.clone(),
             server: server_id,
             hop: hop_id,
-            authority: (authority_client, authority_server.id(), authority_hop.id()),
+            authority: authority_clients,
         };
         // Idle connections first, while this process's heap holds no memory freed by the
         // large payloads, which the idle client peers would reuse instead of growing the RSS
@@ -1058,9 +1060,10 @@ fn run(settings: Settings, placement: Placement) -> anyhow::Result<Vec<Row>> {
     Ok(rows)
 }
 
-/// The chain's server and hop with auth (HS256, every principal allowed everything) and an
-/// identity each, so that the server signs a grant for every root call and every hop
-/// verifies it.
+/// A chain's server and hop on threads of their own, started the same way with or without
+/// auth, so that the two chains share thread placement and differ only by auth. With auth
+/// (HS256, every principal allowed everything) each has an identity, so that the server
+/// signs a grant for every root call and every hop verifies it.
 struct AuthorityChain {
     server: PeerThread,
     hop: PeerThread,
@@ -1075,46 +1078,68 @@ fn bench_policy() -> distributed_scope::auth::Policy {
     distributed_scope::auth::Policy::deny_all().allow_role("bench", "*")
 }
 
+/// The names of a chain's peers, with or without auth.
+fn chain_name(auth: bool, role: &str) -> String {
+    format!("bench-{}-{role}", if auth { "auth" } else { "plain" })
+}
+
 impl AuthorityChain {
-    fn start() -> anyhow::Result<Self> {
-        let peer = |name: &str| {
-            PeerThread::start(
-                Peer::builder(PeerId::from_name(name))
-                    .listen("127.0.0.1:0")
+    fn start(auth: bool) -> anyhow::Result<Self> {
+        let peer = |role: &str| {
+            let name = chain_name(auth, role);
+            let builder = Peer::builder(PeerId::from_name(&name)).listen("127.0.0.1:0");
+            PeerThread::start(if auth {
+                builder
                     .auth(bench_auth(), bench_policy())
-                    .identity(bench_auth(), name, ["bench"]),
-            )
+                    .identity(bench_auth(), &name, ["bench"])
+            } else {
+                builder
+            })
         };
         Ok(Self {
-            server: peer("bench-auth-server")?,
-            hop: peer("bench-auth-hop")?,
+            server: peer("server")?,
+            hop: peer("hop")?,
         })
     }
 }
 
-/// Links the authority chain: a client with auth in this system to its server and hop, and
-/// the server to the hop, each with a token for its own name. Returns the client.
+/// Links a chain: a client in this system to its server and hop, and the server to the hop,
+/// with auth each with a token for its own name. Returns the client and the two ids.
 async fn authority_server_links(
-    server: &PeerHandle,
-    hop: &PeerHandle,
-) -> anyhow::Result<PeerHandle> {
-    let token = |name: &str| bench_auth().issue(name, &["bench"], Duration::from_secs(24 * 3600));
-    let client = Peer::builder(PeerId::from_name("bench-auth-client"))
-        .auth(bench_auth(), bench_policy())
-        .start()
-        .await?;
+    chain: &AuthorityChain,
+    auth: bool,
+) -> anyhow::Result<(PeerHandle, PeerId, PeerId)> {
+    let (server, hop) = (chain.server.handle(), chain.hop.handle());
+    let token = |role: &str| {
+        bench_auth().issue(
+            &chain_name(auth, role),
+            &["bench"],
+            Duration::from_secs(24 * 3600),
+        )
+    };
+    let mut client = Peer::builder(PeerId::from_name(&chain_name(auth, "client")));
+    if auth {
+        client = client.auth(bench_auth(), bench_policy());
+    }
+    let client = client.start().await?;
     let server_url = server.url().context("the server listens")?;
     let hop_url = hop.url().context("the hop listens")?;
-    client
-        .connect_with_token(&server_url, &token("bench-auth-client")?)
-        .await?;
-    client
-        .connect_with_token(&hop_url, &token("bench-auth-client")?)
-        .await?;
-    server
-        .connect_with_token(&hop_url, &token("bench-auth-server")?)
-        .await?;
-    Ok(client)
+    if auth {
+        client
+            .connect_with_token(&server_url, &token("client")?)
+            .await?;
+        client
+            .connect_with_token(&hop_url, &token("client")?)
+            .await?;
+        server
+            .connect_with_token(&hop_url, &token("server")?)
+            .await?;
+    } else {
+        client.connect(&server_url).await?;
+        client.connect(&hop_url).await?;
+        server.connect(&hop_url).await?;
+    }
+    Ok((client, server.id(), hop.id()))
 }
 
 // ---------------------------------------------------------------------------------------
