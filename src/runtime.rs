@@ -99,3 +99,27 @@ pub(crate) struct Request {
     )]
     pub(crate) wait_for_ready: bool,
 }
+
+#[cfg(test)]
+impl Request {
+    /// A call of block `block` (`name`) with `captures`, due at `deadline`, with nothing else.
+    pub(crate) fn plain(
+        block: u64,
+        name: &'static str,
+        deadline: Instant,
+        captures: crate::wire::Payload,
+    ) -> Self {
+        Self {
+            block,
+            name,
+            deadline,
+            captures,
+            #[cfg(feature = "auth")]
+            principal: None,
+            trace: None,
+            root: None,
+            authority: None,
+            wait_for_ready: false,
+        }
+    }
+}

@@ -145,18 +145,8 @@ fn request(x: u32, deadline: Duration) -> Request {
 }
 
 fn request_named(x: u32, deadline: Duration, name: &'static str, block: u64) -> Request {
-    Request {
-        block,
-        name,
-        deadline: Instant::now() + deadline,
-        captures: Payload::encode(&(x, ()), CALL_ROOM + name.len()).unwrap(),
-        #[cfg(feature = "auth")]
-        principal: None,
-        trace: None,
-        root: None,
-        authority: None,
-        wait_for_ready: false,
-    }
+    let captures = Payload::encode(&(x, ()), CALL_ROOM + name.len()).unwrap();
+    Request::plain(block, name, Instant::now() + deadline, captures)
 }
 
 type Replied = oneshot::Receiver<Result<Bytes, RemoteError>>;

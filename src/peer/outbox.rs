@@ -226,18 +226,8 @@ mod tests {
     use futures_util::StreamExt;
 
     fn request() -> Request {
-        Request {
-            block: 1,
-            name: "test",
-            deadline: web_time::Instant::now(),
-            captures: crate::wire::Payload::encode(&(), 0).unwrap(),
-            #[cfg(feature = "auth")]
-            principal: None,
-            trace: None,
-            root: None,
-            authority: None,
-            wait_for_ready: false,
-        }
+        let captures = crate::wire::Payload::encode(&(), 0).unwrap();
+        Request::plain(1, "test", web_time::Instant::now(), captures)
     }
 
     #[test]
