@@ -590,7 +590,7 @@ const FIELDS: [&str; 7] = [
 ];
 
 /// `text` cut to at most `max` bytes, at a character boundary.
-fn truncated(mut text: String, max: usize) -> String {
+pub(crate) fn truncated(mut text: String, max: usize) -> String {
     if text.len() > max {
         let mut end = max;
         while !text.is_char_boundary(end) {

@@ -160,11 +160,9 @@ mod names {
         if names.len() >= MAX_NAMES {
             return;
         }
-        let mut end = name.len().min(MAX_NAME_LEN);
-        while !name.is_char_boundary(end) {
-            end -= 1;
-        }
-        names.entry(id).or_insert_with(|| Arc::from(&name[..end]));
+        names
+            .entry(id)
+            .or_insert_with(|| Arc::from(crate::error::truncated(name.to_owned(), MAX_NAME_LEN)));
     }
 
     pub(super) fn get(id: PeerId) -> Option<Arc<str>> {

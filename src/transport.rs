@@ -845,6 +845,29 @@ mod tests {
     use super::*;
 
     #[test]
+    fn both_ends_of_a_link_set_tcp_nodelay() {
+        use actix_web::dev::Service;
+        actix_rt::System::new().block_on(async {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = listener.local_addr().unwrap();
+            // The dialling side: awc's connector as links use it.
+            let uri: actix_web::http::Uri = format!("http://{addr}/").parse().unwrap();
+            let dialled = NoDelay::default()
+                .call(actix_tls::connect::ConnectInfo::new(uri))
+                .await
+                .unwrap();
+            assert!(dialled.io_ref().nodelay().unwrap(), "the dialled socket");
+            // The accepting side: the connect hook of a listening peer or an endpoint.
+            let (accepted, _) = listener.accept().unwrap();
+            accepted.set_nonblocking(true).unwrap();
+            let accepted = actix_web::rt::net::TcpStream::from_std(accepted).unwrap();
+            assert!(!accepted.nodelay().unwrap(), "off until the hook runs");
+            remember_connection(&accepted, &mut Extensions::new());
+            assert!(accepted.nodelay().unwrap(), "the accepted socket");
+        });
+    }
+
+    #[test]
     fn unparsed_input_beyond_a_sockets_share_draws_on_the_peer_wide_budget() {
         let budget = Arc::new(Budget::new(1 << 20));
         let first = Flow::new(1 << 20, 16 << 20, Some(budget.clone()));

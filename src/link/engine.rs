@@ -256,28 +256,14 @@ impl std::fmt::Debug for Engine {
     }
 }
 
-/// Cuts a close reason to what a close frame carries (on a character boundary).
-fn close_reason(mut reason: String) -> String {
-    if reason.len() > MAX_CLOSE_REASON {
-        let mut end = MAX_CLOSE_REASON;
-        while !reason.is_char_boundary(end) {
-            end -= 1;
-        }
-        reason.truncate(end);
-    }
-    reason
-}
-
 /// Cuts a name echoed in an error to [`MAX_ERROR_NAME`] bytes (on a character boundary).
 fn truncated(name: &str) -> String {
     if name.len() <= MAX_ERROR_NAME {
         return name.to_owned();
     }
-    let mut end = MAX_ERROR_NAME;
-    while !name.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}...", &name[..end])
+    let mut cut = crate::error::truncated(name.to_owned(), MAX_ERROR_NAME);
+    cut.push_str("...");
+    cut
 }
 
 impl Engine {
@@ -745,7 +731,8 @@ impl Engine {
         }
         self.transmits.push_back(Transmit::Close {
             code,
-            reason: close_reason(reason.to_string()),
+            // Cut to what a close frame carries.
+            reason: crate::error::truncated(reason.to_string(), MAX_CLOSE_REASON),
         });
         self.end(reason.to_string(), Some(reason));
     }

@@ -948,3 +948,25 @@ fn every_input_in_every_state() {
         }
     }
 }
+
+#[test]
+fn a_refusal_reason_is_cut_to_what_a_close_frame_carries() {
+    let mut engine = in_state("admitting");
+    let long = "é".repeat(200);
+    engine.refuse(HandshakeError::Protocol(long));
+    let reasons: Vec<String> = transmits(&mut engine)
+        .into_iter()
+        .filter_map(|transmit| match transmit {
+            Transmit::Close { reason, .. } => Some(reason),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reasons.len(), 1, "{reasons:?}");
+    // 123 bytes at most (RFC 6455: 125 less the code), cut between characters.
+    assert!(
+        reasons[0].len() <= 123 && reasons[0].len() > 100,
+        "{}",
+        reasons[0].len()
+    );
+    assert!(reasons[0].ends_with('é'));
+}
