@@ -8,6 +8,7 @@ use std::sync::{Mutex, OnceLock, PoisonError};
 
 use bytes::Bytes;
 use futures_util::future::LocalBoxFuture;
+use futures_util::stream::LocalBoxStream;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -38,6 +39,14 @@ pub trait Block: Sized + 'static {
     fn run(
         captures: Self::Captures,
     ) -> impl Future<Output = Result<Self::Output, RemoteError>> + 'static;
+    /// Runs a stream block's body: its items (`Output` is the item type). `None` for a
+    /// block that is not a stream.
+    fn run_stream(
+        captures: Self::Captures,
+    ) -> Option<LocalBoxStream<'static, Result<Self::Output, RemoteError>>> {
+        let _ = captures;
+        None
+    }
 }
 
 /// What a build knows about one of its blocks: see [`blocks`].
@@ -51,6 +60,8 @@ pub struct BlockInfo {
     line: u32,
     /// The id of the entry point this block is lexically nested in (`None`: it is one).
     root: Option<u64>,
+    /// A `remote_stream!` block: it yields items, called with `RemoteStream`.
+    stream: bool,
 }
 
 impl BlockInfo {
@@ -72,7 +83,22 @@ impl BlockInfo {
             file,
             line,
             root: None,
+            stream: false,
         }
+    }
+
+    /// This block, a stream block (generated code).
+    #[doc(hidden)]
+    #[must_use]
+    pub const fn streaming(mut self) -> Self {
+        self.stream = true;
+        self
+    }
+
+    /// Whether this is a `remote_stream!` block, which yields items rather than one result
+    /// ([`BlockInfo::output`] is then the item type).
+    pub const fn is_stream(&self) -> bool {
+        self.stream
     }
 
     /// This block, lexically nested in the entry point of token hash `root_hash` in
@@ -194,7 +220,13 @@ pub(crate) struct Invocation {
 pub struct BlockEntry {
     pub(crate) info: BlockInfo,
     pub(crate) invoke: Invoke,
+    pub(crate) invoke_stream: InvokeStream,
 }
+
+/// Decodes captures and runs a stream block, encoding each item (see
+/// [`crate::stream::invoke`]).
+pub(crate) type InvokeStream =
+    fn(Invocation) -> LocalBoxStream<'static, Result<Payload, RemoteError>>;
 
 impl BlockEntry {
     #[doc(hidden)]
@@ -202,7 +234,29 @@ impl BlockEntry {
         Self {
             info: B::INFO,
             invoke: invoke::<B>,
+            invoke_stream: invoke_stream::<B>,
         }
+    }
+}
+
+fn invoke_stream<B: Block>(
+    invocation: Invocation,
+) -> LocalBoxStream<'static, Result<Payload, RemoteError>> {
+    let Invocation {
+        scope,
+        timed,
+        span,
+        captures,
+        max,
+        max_result,
+    } = invocation;
+    match scope {
+        Some(scope) => crate::stream::invoke::<B>(scope, timed, span, captures, max, max_result),
+        None => Box::pin(futures_util::stream::once(std::future::ready(Err(
+            RemoteError::NoCurrentPeer {
+                block: Some(B::INFO.name().to_owned()),
+            },
+        )))),
     }
 }
 
@@ -500,6 +554,10 @@ mod tests {
         Box::pin(std::future::pending())
     }
 
+    fn never_stream(_: Invocation) -> LocalBoxStream<'static, Result<Payload, RemoteError>> {
+        Box::pin(futures_util::stream::pending())
+    }
+
     /// A registry entry with the given id and name, for the lookup rules.
     fn entry(id: u64, name: &'static str) -> &'static BlockEntry {
         let info = BlockInfo {
@@ -510,10 +568,12 @@ mod tests {
             file: "src/app.rs",
             line: 1,
             root: None,
+            stream: false,
         };
         Box::leak(Box::new(BlockEntry {
             info,
             invoke: never_run,
+            invoke_stream: never_stream,
         }))
     }
 

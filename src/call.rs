@@ -248,6 +248,7 @@ async fn remote<B: Block>(
         root: scope.root(),
         authority: scope.authority(),
         wait_for_ready,
+        stream: None,
     };
     // The runtime answers by the deadline: the link fails the call with `Timeout` when it
     // passes (one timer per link, not one per call).

@@ -235,6 +235,7 @@ mod link;
 mod manifest;
 mod runtime;
 mod scope;
+mod stream;
 mod trace;
 mod wire;
 
@@ -262,6 +263,7 @@ pub use crate::peer::{
     PeerHandle, PeerStatus,
 };
 pub use crate::scope::Scope;
+pub use crate::stream::RemoteStream;
 pub use crate::wire::{DEFAULT_MAX_MESSAGE_SIZE, MAX_MESSAGE_SIZE_CEILING};
 pub use distributed_scope_macros::{distributed, remote_block};
 
@@ -347,13 +349,50 @@ macro_rules! remote {
     };
 }
 
+/// Runs a block on a peer that yields a stream of items:
+/// `remote_stream!(target, [captures] -> Item { body })`.
+///
+/// The body evaluates to any [`Stream`](futures_util::Stream) of `Item` (a
+/// `futures::stream::iter`, an `async_stream::stream!`, a channel's receiver); it may await
+/// `remote!` calls before it returns the stream, and the stream itself may consume other
+/// `remote_stream!`s. The macro evaluates to a [`RemoteStream<Item>`], a lazy
+/// `Stream<Item = Result<Item, RemoteError>>` that ends when the body's stream ends. Captures,
+/// checks, registration, names, ids and authorization are those of [`remote!`]; a stream
+/// block is its own kind of block (a `remote!` of the same tokens has another id).
+///
+/// ```no_run
+/// # use distributed_scope::{remote_stream, PeerId, RemoteError};
+/// use futures_util::StreamExt;
+/// # async fn f(server: PeerId) -> Result<(), RemoteError> {
+/// let limit = 3;
+/// let mut squares = remote_stream!(server, [limit: u32] -> u32 {
+///     futures_util::stream::iter((1..=limit).map(|n| n * n))
+/// });
+/// while let Some(square) = squares.next().await {
+///     println!("{}", square?);
+/// }
+/// # Ok(()) }
+/// ```
+///
+/// Flow control, cancellation on drop, deadlines and how a lost link ends the stream are
+/// described at [`RemoteStream`].
+#[macro_export]
+macro_rules! remote_stream {
+    ($($input:tt)*) => {
+        $crate::__private::remote_stream_impl! { $crate; $($input)* }
+    };
+}
+
 /// Internals used by the generated code. Not public API.
 #[doc(hidden)]
 pub mod __private {
     pub use crate::block::{Block, BlockEntry, BlockInfo, block_id};
     pub use crate::call::RemoteCall;
     pub use crate::error::RemoteError;
-    pub use distributed_scope_macros::remote_impl;
+    pub use crate::stream::{RemoteStream, items_of};
+    pub use distributed_scope_macros::{remote_impl, remote_stream_impl};
+    pub use futures_util::Stream;
+    pub use futures_util::stream::LocalBoxStream;
     pub use inventory;
     pub use serde;
 
@@ -386,6 +425,26 @@ pub mod __private {
     pub type Call<B> = fn(crate::PeerId, B) -> RemoteCall<<B as Block>::Output>;
 
     impl<B: Block> Parts for B {}
+
+    /// [`Parts`] of a `remote_stream!` block: its registry entry, and how to call it.
+    pub trait StreamParts: Block {
+        /// The registry entry of the block, and how to call it.
+        const PARTS: (BlockEntry, StreamCall<Self>) =
+            (BlockEntry::of::<Self>(), RemoteStream::new::<Self>);
+    }
+
+    /// How the generated code calls a stream block on a peer.
+    pub type StreamCall<B> = fn(crate::PeerId, B) -> RemoteStream<<B as Block>::Output>;
+
+    impl<B: Block> StreamParts for B {}
+
+    /// The `run` of a stream block, which is only ever run as a stream.
+    pub async fn not_a_call<T>(name: &'static str) -> Result<T, RemoteError> {
+        Err(RemoteError::VersionMismatch {
+            peer: None,
+            block: name.to_owned(),
+        })
+    }
 
     /// The value of a `remote!` that failed to compile: it type-checks as anything, so that
     /// one mistake gives one error. Never called.

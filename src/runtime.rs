@@ -98,6 +98,8 @@ pub(crate) struct Request {
         )
     )]
     pub(crate) wait_for_ready: bool,
+    /// A stream call: where its items go (the call's reply ends the stream).
+    pub(crate) stream: Option<Arc<crate::stream::Inbox>>,
 }
 
 #[cfg(test)]
@@ -120,6 +122,7 @@ impl Request {
             root: None,
             authority: None,
             wait_for_ready: false,
+            stream: None,
         }
     }
 }

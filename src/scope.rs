@@ -382,6 +382,18 @@ impl Scope {
         }
     }
 
+    /// Runs `items` (a stream block's body) with this scope current during each poll.
+    pub(crate) fn enter_stream<T: 'static>(
+        self,
+        items: Option<futures_util::stream::LocalBoxStream<'static, T>>,
+    ) -> Option<futures_util::stream::LocalBoxStream<'static, T>> {
+        let items = items?;
+        Some(Box::pin(InScope {
+            scope: self,
+            future: items,
+        }))
+    }
+
     /// Runs a block body: inside this scope, with its deadline, and with a panic turned into
     /// [`RemoteError::Panicked`].
     pub(crate) async fn guard<T>(
@@ -437,7 +449,7 @@ impl fmt::Debug for Scope {
     }
 }
 
-fn panic_message(panic: &(dyn Any + Send)) -> String {
+pub(crate) fn panic_message(panic: &(dyn Any + Send)) -> String {
     if let Some(message) = panic.downcast_ref::<&str>() {
         (*message).to_owned()
     } else if let Some(message) = panic.downcast_ref::<String>() {
@@ -461,16 +473,34 @@ impl<F: Future> Future for InScope<F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.project();
-        let previous = CURRENT.with(|current| current.replace(Some(this.scope.clone())));
-        // Restores the outer scope even if the poll panics.
-        struct Restore(Option<Scope>);
-        impl Drop for Restore {
-            fn drop(&mut self) {
-                let previous = self.0.take();
-                CURRENT.with(|current| *current.borrow_mut() = previous);
-            }
-        }
-        let _restore = Restore(previous);
+        let _restore = Restore::enter(this.scope);
         this.future.poll(cx)
+    }
+}
+
+/// A stream polled with a [`Scope`] current, as [`InScope`] for a future.
+impl<S: futures_util::Stream> futures_util::Stream for InScope<S> {
+    type Item = S::Item;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<S::Item>> {
+        let this = self.project();
+        let _restore = Restore::enter(this.scope);
+        this.future.poll_next(cx)
+    }
+}
+
+/// Makes a scope current; restores the outer one when dropped, even if the poll panics.
+struct Restore(Option<Scope>);
+
+impl Restore {
+    fn enter(scope: &Scope) -> Self {
+        Self(CURRENT.with(|current| current.replace(Some(scope.clone()))))
+    }
+}
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        let previous = self.0.take();
+        CURRENT.with(|current| *current.borrow_mut() = previous);
     }
 }

@@ -192,6 +192,17 @@ mod fast {
                 let nonce = reader.varint()?;
                 reader.done(Frame::Pong { nonce })
             }
+            5 => {
+                let id = reader.varint()?;
+                let item = reader.bytes()?;
+                reader.done(Frame::Item { id, item })
+            }
+            6 => {
+                let id = reader.varint()?;
+                let items = reader.varint()?;
+                let bytes = reader.varint()?;
+                reader.done(Frame::Credit { id, items, bytes })
+            }
             _ => None,
         }
     }
@@ -303,7 +314,7 @@ pub(crate) struct Payload {
     start: usize,
 }
 
-/// Room for a reply header: variant, call id, result variant, length.
+/// Room for a reply header (variant, call id, result variant, length), or an item header.
 pub(crate) const REPLY_ROOM: usize = 32;
 
 /// Room for a call header besides the block name: variant, ids, deadline, a `traceparent`
@@ -406,6 +417,12 @@ impl Payload {
     pub(crate) fn into_reply_frame(self, id: u64) -> Result<bytes::Bytes, RemoteError> {
         let len = self.len() as u64;
         self.with_header(&(1u32, id, 0u32, len))
+    }
+
+    /// The bytes of `Frame::Item { id, item: payload }`.
+    pub(crate) fn into_item_frame(self, id: u64) -> Result<bytes::Bytes, RemoteError> {
+        let len = self.len() as u64;
+        self.with_header(&(5u32, id, len))
     }
 
     /// [`Payload::framed`] with `header` encoded on the stack (most headers are a few dozen
@@ -557,6 +574,17 @@ pub(crate) enum Frame<'a> {
     Ping { nonce: u64 },
     /// Answer to [`Frame::Ping`].
     Pong { nonce: u64 },
+    /// One item of a stream call's body, in order; sent only within the caller's credit.
+    /// The stream ends with the call's [`Frame::Reply`] (`Ok(())` or the error).
+    Item {
+        id: u64,
+        #[serde(borrow, with = "serde_bytes")]
+        item: &'a [u8],
+    },
+    /// The caller of a stream call takes more: the callee may have sent `items` items in all
+    /// and started one more while fewer than `bytes` item bytes in all were sent (totals
+    /// since the call began, never decreasing).
+    Credit { id: u64, items: u64, bytes: u64 },
 }
 
 /// The most metadata entries a call frame may carry at all: decoding stops there, so a frame
@@ -682,6 +710,17 @@ mod tests {
             encode(&Frame::Cancel { id: 1 << 40 }).unwrap(),
             encode(&Frame::Ping { nonce: 9 }).unwrap(),
             encode(&Frame::Pong { nonce: 251 }).unwrap(),
+            encode(&Frame::Item {
+                id: 300,
+                item: &[9; 260],
+            })
+            .unwrap(),
+            encode(&Frame::Credit {
+                id: 7,
+                items: 1 << 20,
+                bytes: u64::MAX,
+            })
+            .unwrap(),
         ];
         let mut taken = 0;
         let mut check = |bytes: &[u8]| {
@@ -1017,6 +1056,16 @@ mod tests {
             })
             .unwrap();
             assert_eq!(&reply[..], &expected[..], "room {room}");
+            let item = Payload::encode(&value, room)
+                .unwrap()
+                .into_item_frame(9)
+                .unwrap();
+            let expected = encode(&Frame::Item {
+                id: 9,
+                item: &plain,
+            })
+            .unwrap();
+            assert_eq!(&item[..], &expected[..], "room {room}");
         }
         let payload = Payload::encode(&value, 16).unwrap();
         assert_eq!(payload.bytes(), &plain[..]);
@@ -1069,6 +1118,15 @@ mod tests {
             Frame::Cancel { id: 4 },
             Frame::Ping { nonce: 5 },
             Frame::Pong { nonce: 6 },
+            Frame::Item {
+                id: 7,
+                item: &captures,
+            },
+            Frame::Credit {
+                id: 8,
+                items: 64,
+                bytes: 1 << 20,
+            },
         ];
         let mut all: Vec<Vec<u8>> = frames.iter().map(|frame| encode(frame).unwrap()).collect();
         all.push(

@@ -401,7 +401,8 @@ impl Walker {
         let Expr::Macro(mac) = &*awaited.base else {
             return None;
         };
-        if !is_remote(&mac.mac.path) {
+        // Only a `remote!` is awaited for one value.
+        if !is_remote_of(&mac.mac.path, false) {
             return None;
         }
         let parser = |input: syn::parse::ParseStream<'_>| {
@@ -421,11 +422,17 @@ impl Walker {
     }
 }
 
-/// `remote!`, `distributed_scope::remote!` or any path ending in `remote`.
+/// `remote!`, `distributed_scope::remote!` or any path ending in `remote`; with `streams`,
+/// also `remote_stream!`: blocks this attribute names.
+fn is_remote_of(path: &syn::Path, streams: bool) -> bool {
+    path.segments.last().is_some_and(|segment| {
+        segment.ident == "remote" || (streams && segment.ident == "remote_stream")
+    })
+}
+
+/// Any block macro this attribute names: `remote!` or `remote_stream!`.
 fn is_remote(path: &syn::Path) -> bool {
-    path.segments
-        .last()
-        .is_some_and(|segment| segment.ident == "remote")
+    is_remote_of(path, true)
 }
 
 /// The names a pattern binds; `ty` is the type of a plain `name` pattern.

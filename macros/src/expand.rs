@@ -22,11 +22,16 @@ struct Block {
     /// The token hash of the entry point this block is lexically nested in, if any.
     root: Option<u64>,
     line: usize,
+    /// A `remote_stream!` block: `output` is the item type.
+    stream: bool,
 }
 
 impl Block {
-    fn hash(captures: &[Capture], output: &Output, body: TokenStream) -> u64 {
+    fn hash(captures: &[Capture], output: &Output, body: TokenStream, stream: bool) -> u64 {
         let mut fnv = Fnv::new();
+        if stream {
+            fnv.section("stream", TokenStream::new());
+        }
         for capture in captures {
             let (name, ty) = (&capture.name, &capture.ty);
             fnv.section("capture", quote!(#name : #ty));
@@ -89,7 +94,12 @@ impl Block {
     }
 
     /// `impl Block for ...`: identity, captures, and how to run the body.
-    fn block_impl(&self, run: &TokenStream, into_captures: &TokenStream) -> TokenStream {
+    fn block_impl(
+        &self,
+        run: &TokenStream,
+        run_stream: &TokenStream,
+        into_captures: &TokenStream,
+    ) -> TokenStream {
         let Self {
             krate,
             ident,
@@ -117,6 +127,7 @@ impl Block {
             let root = proc_macro2::Literal::u64_suffixed(root);
             quote!(.nested_in(::core::module_path!(), #root))
         });
+        let streaming = self.stream.then(|| quote!(.streaming()));
         let bounds = self.checked_types().into_iter().map(|ty| {
             quote_spanned! {ty.span()=> for<'__wire> #ty: #krate::__private::Capture }
         });
@@ -133,7 +144,7 @@ impl Block {
                     #output_text,
                     ::core::file!(),
                     #line,
-                )#nested;
+                )#nested #streaming;
                 #[allow(clippy::unused_unit, reason = "a block without captures has `()`")]
                 fn into_captures(self) -> Self::Captures {
                     #into_captures
@@ -151,6 +162,7 @@ impl Block {
                 > + 'static {
                     #run
                 }
+                #run_stream
             }
         }
     }
@@ -160,15 +172,7 @@ impl Block {
         let krate = &self.krate;
         let names = self.capture_names();
         let pattern = model::nested(&names);
-        let unwrapped = self
-            .captures
-            .iter()
-            .filter(|capture| is_byte_vec(&capture.ty))
-            .map(|capture| {
-                let name = &capture.name;
-                let value = from_wire(&capture.ty, &quote!(#name));
-                quote!(let #name = #value;)
-            });
+        let unwrapped = self.unwrapped_captures();
         let call = quote!(#body_fn(#(#names),*));
         let call = if self.output.flattened.is_some() {
             call
@@ -180,6 +184,32 @@ impl Block {
             #(#unwrapped)*
             #call
         }
+    }
+
+    /// A stream block's `run_stream`: the captures bound, then the body's stream of items.
+    fn stream_body(&self, body_fn: &TokenStream) -> TokenStream {
+        let krate = &self.krate;
+        let names = self.capture_names();
+        let pattern = model::nested(&names);
+        let unwrapped = self.unwrapped_captures();
+        quote! {
+            let #pattern = __captures;
+            #(#unwrapped)*
+            ::core::option::Option::Some(#krate::__private::items_of(#body_fn(#(#names),*)))
+        }
+    }
+
+    /// `let name = name.0;` for each capture that travels as a byte string.
+    fn unwrapped_captures(&self) -> Vec<TokenStream> {
+        self.captures
+            .iter()
+            .filter(|capture| is_byte_vec(&capture.ty))
+            .map(|capture| {
+                let name = &capture.name;
+                let value = from_wire(&capture.ty, &quote!(#name));
+                quote!(let #name = #value;)
+            })
+            .collect()
     }
 
     /// The native `actix::Message` impl.
@@ -214,14 +244,32 @@ impl Block {
     }
 }
 
+/// What a `remote!`-like macro makes of its block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// `remote!`: one result, a `RemoteCall`.
+    Call,
+    /// `remote_stream!`: a stream of items, a `RemoteStream`.
+    Stream,
+}
+
 /// Expands `remote!`: the block's items and its call, or on error the error and a stub of
 /// the declared type, so that one mistake gives one error.
 pub(crate) fn remote(input: RemoteInput, location: (usize, usize)) -> TokenStream {
-    let stub = remote_stub(&input);
+    expand_kind(input, location, Kind::Call)
+}
+
+/// Expands `remote_stream!` as [`remote`] does `remote!`.
+pub(crate) fn remote_stream(input: RemoteInput, location: (usize, usize)) -> TokenStream {
+    expand_kind(input, location, Kind::Stream)
+}
+
+fn expand_kind(input: RemoteInput, location: (usize, usize), kind: Kind) -> TokenStream {
+    let stub = remote_stub(&input, kind);
     if input.stub {
         return quote!({ #stub });
     }
-    match remote_items(input, location) {
+    match remote_items(input, location, kind) {
         Ok(tokens) => tokens,
         Err(error) => {
             let error = error.into_compile_error();
@@ -232,7 +280,7 @@ pub(crate) fn remote(input: RemoteInput, location: (usize, usize)) -> TokenStrea
 
 /// What a failed `remote!` evaluates to: its target and captures are used (no unused
 /// warnings) and its value is a `RemoteCall` of the declared type, if that type is valid.
-fn remote_stub(input: &RemoteInput) -> TokenStream {
+fn remote_stub(input: &RemoteInput, kind: Kind) -> TokenStream {
     let krate = &input.krate;
     let target = &input.target;
     let names = input
@@ -245,22 +293,30 @@ fn remote_stub(input: &RemoteInput) -> TokenStream {
         });
     let value = match &input.output {
         Some(ty) if model::check_type(ty, "").is_ok() => {
-            let output = Output::new(Some(ty.clone()));
+            let output = Output::of(Some(ty.clone()), kind);
             let value = output.value();
             quote!(#value)
         }
         Some(_) => quote!(_),
         None => quote!(()),
     };
+    let call = match kind {
+        Kind::Call => quote!(RemoteCall),
+        Kind::Stream => quote!(RemoteStream),
+    };
     quote! {
         let _ = &(#target);
         #(let _ = &#names;)*
-        #krate::__private::never::<#krate::__private::RemoteCall<#value>>()
+        #krate::__private::never::<#krate::__private::#call<#value>>()
     }
 }
 
 /// The block's items and its call.
-fn remote_items(input: RemoteInput, (line, column): (usize, usize)) -> syn::Result<TokenStream> {
+fn remote_items(
+    input: RemoteInput,
+    (line, column): (usize, usize),
+    kind: Kind,
+) -> syn::Result<TokenStream> {
     let RemoteInput {
         krate,
         name,
@@ -305,8 +361,9 @@ fn remote_items(input: RemoteInput, (line, column): (usize, usize)) -> syn::Resu
     }
     errors.check(model::check_body(&body));
     errors.finish()?;
-    let output = Output::new(output);
-    let hash = Block::hash(&captures, &output, body.clone());
+    let output = Output::of(output, kind);
+    let stream = kind == Kind::Stream;
+    let hash = Block::hash(&captures, &output, body.clone(), stream);
     let root = root.map(|root| root.base10_parse::<u64>()).transpose()?;
     // The blocks nested in this one belong to this one's entry point.
     let body = crate::nesting::mark_nested(body, root.unwrap_or(hash));
@@ -334,15 +391,43 @@ fn remote_items(input: RemoteInput, (line, column): (usize, usize)) -> syn::Resu
         output,
         name,
         line,
+        stream,
     };
     let names = block.capture_names();
     let types = block.capture_types();
     let body_ty = &block.output.body;
-    let body_fn = quote! {
-        async fn __body(#(#names: #types),*) -> #body_ty #braced_body
+    let krate = &block.krate;
+    let (run, run_stream) = if stream {
+        let body_fn = quote! {
+            async fn __body(#(#names: #types),*)
+                -> impl #krate::__private::Stream<Item = #body_ty> + 'static #braced_body
+        };
+        let items = block.stream_body(&quote!(__body));
+        let run_stream = quote! {
+            fn run_stream(
+                __captures: Self::Captures,
+            ) -> ::core::option::Option<
+                #krate::__private::LocalBoxStream<
+                    'static,
+                    ::core::result::Result<Self::Output, #krate::__private::RemoteError>,
+                >,
+            > {
+                #body_fn
+                #items
+            }
+        };
+        let run = quote! {
+            let _ = __captures;
+            #krate::__private::not_a_call(<Self as #krate::__private::Block>::INFO.name())
+        };
+        (run, run_stream)
+    } else {
+        let body_fn = quote! {
+            async fn __body(#(#names: #types),*) -> #body_ty #braced_body
+        };
+        let run = block.run_body(&quote!(__body));
+        (quote! { #body_fn #run }, TokenStream::new())
     };
-    let run = block.run_body(&quote!(__body));
-    let run = quote! { #body_fn #run };
     let into_captures = {
         let pattern = model::nested(&names);
         let values: Vec<TokenStream> = names.iter().map(|name| quote!(#name)).collect();
@@ -352,14 +437,18 @@ fn remote_items(input: RemoteInput, (line, column): (usize, usize)) -> syn::Resu
             #wire
         }
     };
-    let block_impl = block.block_impl(&run, &into_captures);
+    let block_impl = block.block_impl(&run, &run_stream, &into_captures);
     let checks = block.checks();
     let message_impl = block.message_impl();
     let registration = block.registration();
     let captures_ty = model::nested(&types);
     let value = model::nested(&names);
     let ident = &block.ident;
-    let parts = block.parts();
+    let parts = if stream {
+        quote!(<#ident as #krate::__private::StreamParts>)
+    } else {
+        block.parts()
+    };
     let call = quote_spanned! {target.span()=>
         (#parts::PARTS.1)(#target, #ident(#value))
     };
@@ -520,7 +609,7 @@ pub(crate) fn remote_block(
     let fn_name = &item.sig.ident;
     let ident = message_ident(args.message, item)?;
     let name_text = format!("::{fn_name}");
-    let hash = Block::hash(&captures, &output, quote!(#item));
+    let hash = Block::hash(&captures, &output, quote!(#item), false);
     // A named block is an entry point; the blocks in its body belong to it.
     let mut item = item.clone();
     let body = &item.block;
@@ -534,6 +623,7 @@ pub(crate) fn remote_block(
         output,
         name: quote!(::core::concat!(::core::module_path!(), #name_text)),
         line,
+        stream: false,
     };
     let names = block.capture_names();
     let run = block.run_body(&quote!(#fn_name));
@@ -544,7 +634,7 @@ pub(crate) fn remote_block(
             .collect::<Vec<_>>(),
     );
     let message = message_struct(&block, fn_name);
-    let block_impl = block.block_impl(&run, &into_captures);
+    let block_impl = block.block_impl(&run, &TokenStream::new(), &into_captures);
     let checks = block.checks();
     let message_impl = block.message_impl();
     let registration = block.registration();
@@ -823,14 +913,14 @@ mod tests {
     #[test]
     fn self_in_a_plain_remote_body_is_an_error() {
         let input: RemoteInput = syn::parse_quote!(krate; server, [] -> u32 { self.count });
-        let error = remote_items(input, (1, 1)).err().unwrap();
+        let error = remote_items(input, (1, 1), Kind::Call).err().unwrap();
         assert!(error.to_string().contains("cannot use `self`"), "{error}");
     }
 
     #[test]
     fn duplicate_captures_are_an_error() {
         let input: RemoteInput = syn::parse_quote!(krate; server, [x: u32, x: u32] { x });
-        let error = remote_items(input, (1, 1)).err().unwrap();
+        let error = remote_items(input, (1, 1), Kind::Call).err().unwrap();
         assert!(error.to_string().contains("captured twice"));
     }
 }

@@ -20,6 +20,15 @@ pub fn remote_impl(input: TokenStream) -> TokenStream {
     expand::remote(input, location).into()
 }
 
+/// The implementation of `distributed_scope::remote_stream!`, which passes `$crate` first.
+#[doc(hidden)]
+#[proc_macro]
+pub fn remote_stream_impl(input: TokenStream) -> TokenStream {
+    let location = call_location(&input);
+    let input = syn::parse_macro_input!(input as parse::RemoteInput);
+    expand::remote_stream(input, location).into()
+}
+
 /// Declares a named block: an `async fn` that other peers run through a message.
 ///
 /// ```no_run

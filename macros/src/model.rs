@@ -29,6 +29,17 @@ impl Output {
         Self { body, flattened }
     }
 
+    /// The output of a block of `kind`: a stream's items are never flattened.
+    pub(crate) fn of(ty: Option<Type>, kind: crate::expand::Kind) -> Self {
+        match kind {
+            crate::expand::Kind::Call => Self::new(ty),
+            crate::expand::Kind::Stream => Self {
+                body: ty.unwrap_or_else(|| syn::parse_quote!(())),
+                flattened: None,
+            },
+        }
+    }
+
     /// The type a call yields inside `Ok`.
     pub(crate) fn value(&self) -> &Type {
         self.flattened.as_ref().unwrap_or(&self.body)

@@ -9,8 +9,8 @@
 use proc_macro2::{Group, Literal, TokenStream, TokenTree};
 use quote::quote;
 
-/// `tokens` with `root = <root>u64;` put first in every `remote!(..)` directly inside them
-/// (in any group, but not inside another `remote!`, which marks its own).
+/// `tokens` with `root = <root>u64;` put first in every `remote!(..)` and `remote_stream!(..)`
+/// directly inside them (in any group, but not inside another block, which marks its own).
 pub(crate) fn mark_nested(tokens: TokenStream, root: u64) -> TokenStream {
     let trees: Vec<TokenTree> = tokens.into_iter().collect();
     let mut out = TokenStream::new();
@@ -18,7 +18,7 @@ pub(crate) fn mark_nested(tokens: TokenStream, root: u64) -> TokenStream {
     while let Some(tree) = trees.get(at) {
         at += 1;
         match tree {
-            TokenTree::Ident(ident) if ident == "remote" => {
+            TokenTree::Ident(ident) if ident == "remote" || ident == "remote_stream" => {
                 out.extend([tree.clone()]);
                 if let (Some(TokenTree::Punct(bang)), Some(TokenTree::Group(call))) =
                     (trees.get(at), trees.get(at + 1))

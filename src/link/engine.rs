@@ -30,6 +30,7 @@ use super::{Expect, Reply, check_hello};
 use crate::block::{self, BlockEntry};
 use crate::error::HandshakeError;
 use crate::runtime::Request;
+use crate::stream::{Inbox, Window};
 use crate::trace::Trace;
 use crate::wire::{self, Frame, Hello, Payload, ReplyBody};
 use crate::{PeerId, RemoteError};
@@ -105,6 +106,10 @@ pub(crate) struct Run {
     /// The grant of authority of the caller's scope, from the call's metadata; not verified
     /// yet.
     pub(crate) authority: Option<String>,
+    /// A stream call: the caller's first window. The adapter hands the items to
+    /// [`Engine::stream_item`] while [`Engine::may_send`], and ends the stream with
+    /// [`Engine::finish`].
+    pub(crate) stream: Option<Window>,
 }
 
 /// What the engine tells the adapter.
@@ -128,6 +133,9 @@ pub(crate) enum Event {
     Run(Run),
     /// Stop a running block (cancelled by the remote, or the link is over); no reply.
     Abort(u64),
+    /// A stream call running here that had used up its credit got more: the adapter takes
+    /// its next item.
+    Credit(u64),
     /// The link is over: flush the transmits, then drop the socket. Pending calls have
     /// failed with `ConnectionLost`.
     Closed {
@@ -209,6 +217,10 @@ pub(crate) struct Engine {
     deadlines: BinaryHeap<Reverse<(Instant, u64)>>,
     /// Calls of the remote running here, with the bytes charged for each.
     running: HashMap<u64, Charge>,
+    /// This side's stream calls: where their items go, and the credit given for them.
+    streams: HashMap<u64, Incoming>,
+    /// The remote's stream calls running here: what they sent, and may send.
+    producing: HashMap<u64, Credit>,
     /// The deadlines of running calls, earliest first (stale entries as for `deadlines`):
     /// a call still running at its deadline is aborted and answers `Timeout`.
     run_deadlines: BinaryHeap<Reverse<(Instant, u64)>>,
@@ -295,6 +307,8 @@ impl Engine {
             pending: HashMap::new(),
             deadlines: BinaryHeap::new(),
             running: HashMap::new(),
+            streams: HashMap::new(),
+            producing: HashMap::new(),
             run_deadlines: BinaryHeap::new(),
             queued: HashMap::new(),
             queue: VecDeque::new(),
@@ -491,6 +505,7 @@ impl Engine {
                 break;
             }
             self.deadlines.pop();
+            self.streams.remove(&id);
             if let Some(reply) = self.pending.remove(&id) {
                 let _caller_gone = reply.send(Err(RemoteError::Timeout {
                     peer: Some(remote),
@@ -510,6 +525,7 @@ impl Engine {
             }
             self.run_deadlines.pop();
             if let Some(charged) = self.running.remove(&id) {
+                self.producing.remove(&id);
                 expired = true;
                 self.release(charged);
                 self.events.push_back(Event::Abort(id));
@@ -534,6 +550,9 @@ impl Engine {
         }
         self.run_deadlines.push(Reverse((run.deadline, run.id)));
         self.running.insert(run.id, charged);
+        if let Some(window) = run.stream {
+            self.producing.insert(run.id, Credit::new(window));
+        }
         self.events.push_back(Event::Run(run));
     }
 
@@ -824,6 +843,9 @@ impl Engine {
             );
             let _caller_gone = reply.send(Err(lost));
         }
+        // Items delivered stay with their consumers, which see the end after them.
+        self.streams.clear();
+        self.producing.clear();
         self.run_deadlines.clear();
         for (id, _) in self.running.drain() {
             self.events.push_back(Event::Abort(id));
@@ -874,6 +896,13 @@ impl Engine {
                     .get(ROOT_KEY)
                     .and_then(|root| u64::from_str_radix(root, 16).ok());
                 let authority = metadata.get(GRANT_KEY).map(str::to_owned);
+                let stream = match metadata.get(STREAM_KEY).map(Window::parse) {
+                    None => None,
+                    Some(Some(window)) => Some(window),
+                    Some(None) => {
+                        return self.violation(close::PROTOCOL, "malformed stream window");
+                    }
+                };
                 let wanted = std::time::Duration::from_millis(deadline_ms);
                 let call = Inbound {
                     id,
@@ -884,11 +913,13 @@ impl Engine {
                     trace,
                     root,
                     authority,
+                    stream,
                 };
                 self.on_call(remote, remote_max, call, &name);
             }
             Frame::Reply { id, result } => match self.pending.remove(&id) {
                 Some(reply) => {
+                    self.streams.remove(&id);
                     let result = match result {
                         ReplyBody::Ok(output) => Ok(bytes.slice_ref(output)),
                         ReplyBody::Err(error) => Err(error),
@@ -901,6 +932,7 @@ impl Engine {
                 }
             },
             Frame::Cancel { id } => {
+                self.producing.remove(&id);
                 if let Some(charged) = self.running.remove(&id) {
                     self.release(charged);
                     self.events.push_back(Event::Abort(id));
@@ -919,6 +951,27 @@ impl Engine {
                 }
             }
             Frame::Pong { .. } => {}
+            Frame::Item { id, item } => {
+                let Some(stream) = self.streams.get_mut(&id) else {
+                    // The stream was cancelled or timed out here meanwhile.
+                    Counters::add(&self.counters.late_replies, 1);
+                    return;
+                };
+                if !stream.credit.may_send() {
+                    return self.violation(close::PROTOCOL, "stream item beyond its credit");
+                }
+                stream.credit.sent(item.len());
+                stream.inbox.push(bytes.slice_ref(item));
+            }
+            Frame::Credit { id, items, bytes } => {
+                if let Some(credit) = self.producing.get_mut(&id) {
+                    let was_blocked = !credit.may_send();
+                    credit.grant(items, bytes);
+                    if was_blocked && credit.may_send() {
+                        self.events.push_back(Event::Credit(id));
+                    }
+                }
+            }
         }
     }
 
@@ -957,6 +1010,13 @@ impl Engine {
             Ok(entry) => entry,
             Err(error) => return self.reply_error(id, remote_max, truncate_error(error)),
         };
+        if entry.info.is_stream() != call.stream.is_some() {
+            let error = RemoteError::VersionMismatch {
+                peer: None,
+                block: entry.info.name().to_owned(),
+            };
+            return self.reply_error(id, remote_max, truncate_error(error));
+        }
         // A nested block runs only as a hop of a scope whose root call was its entry point:
         // called directly, it would skip the enclosing block's own checks.
         if !entry.info.is_entry_point() && !hop {
@@ -995,6 +1055,7 @@ impl Engine {
             trace: call.trace,
             root: call.root,
             authority: call.authority,
+            stream: call.stream,
         };
         if slot_free {
             self.start_run(run, charged);
@@ -1070,6 +1131,7 @@ impl Engine {
             // Aborted meanwhile: the remote expects no reply.
             return;
         };
+        self.producing.remove(&id);
         self.release(charged);
         match wire::reply_frame(id, result, remote_max, Some(self.identity.local)) {
             Ok(bytes) => self.transmit(bytes),
@@ -1128,6 +1190,13 @@ impl Engine {
         if let Some(grant) = &request.authority {
             metadata.push((GRANT_KEY.into(), grant.as_ref().into()));
         }
+        let window = request
+            .stream
+            .as_ref()
+            .map(|inbox| inbox.window().to_string());
+        if let Some(window) = &window {
+            metadata.push((STREAM_KEY.into(), window.as_str().into()));
+        }
         // The captures were encoded with room for this header: no copy of them here.
         match request.captures.into_call_frame(
             id,
@@ -1139,6 +1208,10 @@ impl Engine {
             Ok(bytes) => {
                 Counters::add(&self.counters.calls_sent, 1);
                 self.pending.insert(id, reply);
+                if let Some(inbox) = request.stream {
+                    let credit = Credit::new(inbox.window());
+                    self.streams.insert(id, Incoming { inbox, credit });
+                }
                 if self.deadlines.len() > 2 * self.pending.len() + 64 {
                     let pending = &self.pending;
                     self.deadlines
@@ -1155,9 +1228,49 @@ impl Engine {
 
     /// The caller of call `id` stopped waiting: the callee is told to stop.
     pub(crate) fn cancel(&mut self, id: u64) {
+        self.streams.remove(&id);
         if self.pending.remove(&id).is_some() && !self.is_closed() {
             self.send_frame(&Frame::Cancel { id });
         }
+    }
+
+    /// The consumer of stream call `id` took items: the callee may send as many more (one
+    /// `Credit` frame per half window taken, as the consumer asks).
+    pub(crate) fn credit(&mut self, id: u64) {
+        if self.is_closed() {
+            return;
+        }
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return;
+        };
+        let (items, bytes) = stream.inbox.taken();
+        let window = stream.inbox.window();
+        if stream.credit.grant(
+            items + u64::from(window.items),
+            bytes + u64::from(window.bytes),
+        ) {
+            let (items, bytes) = stream.credit.granted();
+            self.send_frame(&Frame::Credit { id, items, bytes });
+        }
+    }
+
+    /// The next item of the remote's stream call `id`, within its credit: true if another may
+    /// follow at once. An item of a call no longer running (aborted, timed out) is dropped.
+    pub(crate) fn stream_item(&mut self, id: u64, item: Payload) -> bool {
+        let Some(credit) = self.producing.get_mut(&id) else {
+            return false;
+        };
+        if !credit.may_send() {
+            tracing::error!(id, "a stream item beyond its credit was dropped");
+            return false;
+        }
+        credit.sent(item.len());
+        let more = credit.may_send();
+        match item.into_item_frame(id) {
+            Ok(bytes) => self.transmit(bytes),
+            Err(error) => tracing::error!(%error, "cannot encode a stream item"),
+        }
+        more
     }
 
     /// Stops taking new calls of the remote (they answer `ShuttingDown`); true once nothing
@@ -1183,6 +1296,7 @@ impl Engine {
     pub(crate) fn shutdown(&mut self) {
         self.draining = true;
         if let Phase::Live { remote_max, .. } = self.phase {
+            self.producing.clear();
             let running: Vec<(u64, Charge)> = self.running.drain().collect();
             let queued: Vec<(u64, Queued)> = self.queued.drain().collect();
             self.queue.clear();
@@ -1228,7 +1342,61 @@ struct Inbound {
     root: Option<u64>,
     /// The grant of authority of the caller's scope (`ds-grant`), if it sent one.
     authority: Option<String>,
+    /// The caller's first window, if this is a stream call (`ds-stream`).
+    stream: Option<Window>,
 }
+
+/// One of this side's stream calls.
+struct Incoming {
+    inbox: Arc<Inbox>,
+    credit: Credit,
+}
+
+/// What one side of a stream has sent, and the credit it was given: item totals since the
+/// call began. One more item may start while both totals are below the credit, so an item
+/// larger than the byte window still goes through, alone.
+#[derive(Debug, Clone, Copy)]
+struct Credit {
+    items: u64,
+    bytes: u64,
+    granted_items: u64,
+    granted_bytes: u64,
+}
+
+impl Credit {
+    fn new(window: Window) -> Self {
+        Self {
+            items: 0,
+            bytes: 0,
+            granted_items: u64::from(window.items),
+            granted_bytes: u64::from(window.bytes),
+        }
+    }
+
+    fn may_send(&self) -> bool {
+        self.items < self.granted_items && self.bytes < self.granted_bytes
+    }
+
+    fn sent(&mut self, bytes: usize) {
+        self.items += 1;
+        self.bytes = self.bytes.saturating_add(bytes as u64);
+    }
+
+    /// Raises the credit to these totals (it never shrinks); true if it grew.
+    fn grant(&mut self, items: u64, bytes: u64) -> bool {
+        let grew = items > self.granted_items || bytes > self.granted_bytes;
+        self.granted_items = self.granted_items.max(items);
+        self.granted_bytes = self.granted_bytes.max(bytes);
+        grew
+    }
+
+    fn granted(&self) -> (u64, u64) {
+        (self.granted_items, self.granted_bytes)
+    }
+}
+
+/// The metadata key of a stream call: the caller's window, `items:bytes`.
+pub(crate) const STREAM_KEY: &str = "ds-stream";
 
 /// The metadata key of the caller's entry point: 16 lowercase hex digits.
 pub(crate) const ROOT_KEY: &str = "ds-root";

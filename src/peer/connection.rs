@@ -21,6 +21,7 @@ use super::shared::{Control, Direction, Link, Shared};
 use crate::error::{Error, HandshakeError};
 use crate::link::{Engine, Event, Identity, Role, Run, Transmit, close};
 use crate::scope::Scope;
+use crate::stream::{Gate, Gated, Step};
 use crate::trace::record_outcome;
 use crate::transport::{self, Flow, Inbound, Outgoing, Sender, Socket};
 use crate::{PeerId, RemoteError};
@@ -66,6 +67,8 @@ pub(crate) struct Connection {
     batch: Batch,
     /// Blocks of the remote running here.
     running: HashMap<u64, SpawnHandle>,
+    /// The gates of the remote's stream calls running here, opened while they have credit.
+    gates: HashMap<u64, Rc<Gate>>,
     ready: Option<oneshot::Sender<Result<PeerId, Error>>>,
     expect: super::Requirement,
     on_down: Option<Recipient<LinkDown>>,
@@ -182,6 +185,7 @@ impl Connection {
             outbox: Outbox::new(),
             batch: Batch::default(),
             running: HashMap::new(),
+            gates: HashMap::new(),
             ready,
             expect,
             on_down,
@@ -284,8 +288,14 @@ impl Connection {
             }
             Event::Run(run) => self.run(run, ctx),
             Event::Abort(id) => {
+                self.gates.remove(&id);
                 if let Some(handle) = self.running.remove(&id) {
                     ctx.cancel_future(handle);
+                }
+            }
+            Event::Credit(id) => {
+                if let Some(gate) = self.gates.get(&id) {
+                    gate.set(true);
                 }
             }
             Event::Closed {
@@ -385,6 +395,7 @@ impl Connection {
             trace,
             root,
             authority,
+            stream,
         } = run;
         // The authority the block runs under, checked before its captures are decoded.
         #[cfg(feature = "auth")]
@@ -424,15 +435,18 @@ impl Connection {
         .with_root(entry.info.entry_point());
         #[cfg(feature = "auth")]
         let scope = scope.with_authority(authority.0, authority.1);
-        let max = self.shared.config.max_message_size;
-        let mut body = (entry.invoke)(crate::block::Invocation {
+        let invocation = crate::block::Invocation {
             scope: Some(scope),
             timed: false,
             span: span.clone(),
             captures,
-            max,
+            max: self.shared.config.max_message_size,
             max_result,
-        });
+        };
+        if stream.is_some() {
+            return self.produce(id, (entry.invoke_stream)(invocation), span, started, ctx);
+        }
+        let mut body = (entry.invoke)(invocation);
         // Most blocks finish on their first poll: reply at once, without spawning a task.
         if let Some(result) = futures_util::FutureExt::now_or_never(body.as_mut()) {
             record_outcome(&span, started, &result);
@@ -445,6 +459,39 @@ impl Connection {
             this.engine.finish(id, result, Instant::now());
             this.drive(ctx);
         }));
+        self.running.insert(id, handle);
+    }
+
+    /// Runs the remote's stream call `id`: its items go to the engine while it has credit,
+    /// then its end.
+    fn produce(
+        &mut self,
+        id: u64,
+        items: futures_util::stream::LocalBoxStream<
+            'static,
+            Result<crate::wire::Payload, RemoteError>,
+        >,
+        span: tracing::Span,
+        started: Option<Instant>,
+        ctx: &mut Context<Self>,
+    ) {
+        let gate = Gate::new();
+        self.gates.insert(id, gate.clone());
+        let steps = Gated::new(gate.clone(), items).into_actor(self).map(
+            move |step, this: &mut Self, ctx: &mut Context<Self>| {
+                match step {
+                    Step::Item(item) => gate.set(this.engine.stream_item(id, item)),
+                    Step::End(result) => {
+                        record_outcome(&span, started, &result);
+                        this.running.remove(&id);
+                        this.gates.remove(&id);
+                        this.engine.finish(id, result, Instant::now());
+                    }
+                }
+                this.drive(ctx);
+            },
+        );
+        let handle = ctx.spawn(steps.finish());
         self.running.insert(id, handle);
     }
 
@@ -569,6 +616,9 @@ impl StreamHandler<()> for Connection {
         }
         for id in batch.cancels.drain(..) {
             self.engine.cancel(id);
+        }
+        for id in batch.credits.drain(..) {
+            self.engine.credit(id);
         }
         self.batch = batch;
         self.drive(ctx);

@@ -38,14 +38,23 @@ pub(crate) struct Outbox {
 struct Queue {
     calls: Vec<OutboundCall>,
     cancels: Vec<u64>,
+    credits: Vec<u64>,
     closed: bool,
 }
 
-/// What a link takes from its outbox at once: calls first, then cancels.
+impl Queue {
+    fn is_empty(&self) -> bool {
+        self.calls.is_empty() && self.cancels.is_empty() && self.credits.is_empty()
+    }
+}
+
+/// What a link takes from its outbox at once: calls first, then cancels, then the stream
+/// calls whose consumers took items (at most one entry per stream per half window).
 #[derive(Default)]
 pub(crate) struct Batch {
     pub(crate) calls: Vec<OutboundCall>,
     pub(crate) cancels: Vec<u64>,
+    pub(crate) credits: Vec<u64>,
 }
 
 impl Outbox {
@@ -72,7 +81,7 @@ impl Outbox {
             if queue.closed {
                 return false;
             }
-            let was_empty = queue.calls.is_empty() && queue.cancels.is_empty();
+            let was_empty = queue.is_empty();
             queue.calls.push(call);
             was_empty
         };
@@ -84,13 +93,22 @@ impl Outbox {
 
     /// Queues the cancel of call `id` (nothing if the link is over: its calls have failed).
     pub(crate) fn cancel(&self, id: u64) {
+        self.push(|queue| &mut queue.cancels, id);
+    }
+
+    /// Queues more credit for stream call `id`, whose consumer took items.
+    pub(crate) fn credit(&self, id: u64) {
+        self.push(|queue| &mut queue.credits, id);
+    }
+
+    fn push(&self, list: impl FnOnce(&mut Queue) -> &mut Vec<u64>, id: u64) {
         let was_empty = {
             let mut queue = self.lock();
             if queue.closed {
                 return;
             }
-            let was_empty = queue.calls.is_empty() && queue.cancels.is_empty();
-            queue.cancels.push(id);
+            let was_empty = queue.is_empty();
+            list(&mut queue).push(id);
             was_empty
         };
         if was_empty {
@@ -108,6 +126,7 @@ impl Outbox {
         let mut queue = self.lock();
         std::mem::swap(&mut queue.calls, &mut batch.calls);
         std::mem::swap(&mut queue.cancels, &mut batch.cancels);
+        std::mem::swap(&mut queue.credits, &mut batch.credits);
     }
 
     /// The link is over: no more calls are taken, and those still queued are dropped (their
@@ -118,6 +137,7 @@ impl Outbox {
             queue.closed = true;
             self.closed.store(true, Ordering::Release);
             queue.cancels.clear();
+            queue.credits.clear();
             std::mem::take(&mut queue.calls)
         };
         drop(dropped);
@@ -206,7 +226,7 @@ impl Stream for Ready {
         let queue = self.0.lock();
         if queue.closed {
             Poll::Ready(None)
-        } else if queue.calls.is_empty() && queue.cancels.is_empty() {
+        } else if queue.is_empty() {
             Poll::Pending
         } else {
             Poll::Ready(Some(()))

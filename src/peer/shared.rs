@@ -419,6 +419,14 @@ impl Shared {
             id,
             armed: true,
         };
+        if let Some(inbox) = &request.stream {
+            let outbox = Arc::downgrade(&link.outbox);
+            inbox.on_ask(Box::new(move || {
+                if let Some(outbox) = outbox.upgrade() {
+                    outbox.credit(id);
+                }
+            }));
+        }
         if !link.outbox.call(OutboundCall { id, request, reply }) {
             guard.armed = false;
             return Err(RemoteError::ConnectionLost {

@@ -112,6 +112,11 @@ impl PeerProcess {
         }
     }
 
+    /// The process id (for its memory in /proc).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Kills the process now.
     pub fn kill(&mut self) {
         let _ = self.child.kill();

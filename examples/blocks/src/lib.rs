@@ -7,7 +7,10 @@
 
 use std::collections::BTreeMap;
 
-use distributed_scope::{PeerId, RemoteError, Scope, remote, remote_block};
+use distributed_scope::{
+    PeerId, RemoteError, RemoteStream, Scope, remote, remote_block, remote_stream,
+};
+use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 
 /// A short label for a peer id in printed hops.
@@ -202,6 +205,49 @@ pub async fn search_and_display(
         .await
     })
     .await
+}
+
+/// The seed's search-and-display with the results streamed: the server sends each match as
+/// it finds it, and the client renders it as it arrives. Returns the number rendered.
+pub async fn search_streaming(
+    client: PeerId,
+    server: PeerId,
+    query: String,
+) -> Result<usize, RemoteError> {
+    remote!(client, [server: PeerId, query: String] -> Result<usize, RemoteError> {
+        let filters = Filters { category: None, limit: 50 };
+        let mut results = remote_stream!(server, [query: String, filters: Filters] -> Item {
+            futures_util::stream::iter(crate::search(&query, &filters))
+        });
+        let mut rendered = 0;
+        while let Some(item) = results.next().await {
+            let item = item?;
+            println!("  - {} ({})", item.title, item.category);
+            rendered += 1;
+        }
+        Ok(rendered)
+    })
+    .await
+}
+
+/// `count` items of `size` bytes from `target`, each starting with its index (little-endian
+/// `u64`): a stream whose order and completeness a consumer can check.
+pub fn numbered(target: PeerId, count: u64, size: u32) -> RemoteStream<Vec<u8>> {
+    remote_stream!(target, [count: u64, size: u32] -> Vec<u8> {
+        futures_util::stream::iter(0..count).map(move |index| {
+            let mut item = vec![0u8; (size as usize).max(8)];
+            item[..8].copy_from_slice(&index.to_le_bytes());
+            item
+        })
+    })
+}
+
+/// `0, 1, .. count - 1` from `target`, after which the stream neither yields nor ends: for
+/// what a consumer sees when the link goes mid-stream.
+pub fn then_stall(target: PeerId, count: u64) -> RemoteStream<u64> {
+    remote_stream!(target, [count: u64] -> u64 {
+        futures_util::stream::iter(0..count).chain(futures_util::stream::pending())
+    })
 }
 
 /// A named block: `Add { x, y }` runs `add` on a peer.

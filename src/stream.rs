@@ -1,0 +1,784 @@
+//! Streams across peers: [`RemoteStream`], what a `remote_stream!` block evaluates to, and
+//! the pieces the link adapters share to carry one (the caller's [`Inbox`], the callee's
+//! [`Gated`] producer).
+//!
+//! Flow control is by credit: the caller grants a window of items and bytes, the callee
+//! sends no item beyond it, and the caller grants more as its consumer takes items (one
+//! `Credit` frame per half window). Neither side buffers more than a window (plus the one
+//! item that may overshoot the byte window), so a slow consumer slows the producer.
+
+use std::cell::Cell;
+use std::collections::VecDeque;
+use std::fmt;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::future::LocalBoxFuture;
+use futures_util::stream::LocalBoxStream;
+use futures_util::{FutureExt, Stream, StreamExt};
+
+use crate::block::Block;
+use crate::runtime::{Request, Runtime};
+use crate::scope::Scope;
+use crate::wire::{self, Payload};
+use crate::{PeerId, RemoteError};
+
+/// How many items, and how many bytes of them, a stream's callee may send ahead of what the
+/// caller's consumer took.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Window {
+    pub(crate) items: u32,
+    pub(crate) bytes: u32,
+}
+
+impl Window {
+    /// The default window: 256 items, 1 MiB.
+    pub(crate) const DEFAULT: Self = Self {
+        items: 256,
+        bytes: 1 << 20,
+    };
+
+    /// The most a caller may ask for: a callee never holds more for one stream than this
+    /// says it may send at once.
+    pub(crate) const MAX: Self = Self {
+        items: 1 << 16,
+        bytes: 64 << 20,
+    };
+
+    /// `items:bytes`, as the `ds-stream` metadata carries it; `None` unless both are in
+    /// `1..=MAX`.
+    pub(crate) fn parse(text: &str) -> Option<Self> {
+        let (items, bytes) = text.split_once(':')?;
+        let window = Self {
+            items: items.parse().ok()?,
+            bytes: bytes.parse().ok()?,
+        };
+        let valid = (1..=Self::MAX.items).contains(&window.items)
+            && (1..=Self::MAX.bytes).contains(&window.bytes);
+        valid.then_some(window)
+    }
+}
+
+impl fmt::Display for Window {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.items, self.bytes)
+    }
+}
+
+/// Asks the link a stream call went out on to send the callee more credit.
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) type Ask = Box<dyn Fn() + Send + Sync>;
+/// Asks the link a stream call went out on to send the callee more credit.
+#[cfg(target_arch = "wasm32")]
+pub(crate) type Ask = Box<dyn Fn()>;
+
+/// Where the link puts the items of one of this side's stream calls, and its consumer takes
+/// them: at most a window of them (the link closes on a callee that sends more).
+pub(crate) struct Inbox {
+    state: Mutex<InboxState>,
+    window: Window,
+    ask: OnceLock<Ask>,
+}
+
+#[derive(Default)]
+struct InboxState {
+    items: VecDeque<Bytes>,
+    waker: Option<Waker>,
+    /// Items and bytes the consumer took, in all ...
+    taken_items: u64,
+    taken_bytes: u64,
+    /// ... and as of its last request for credit.
+    asked_items: u64,
+    asked_bytes: u64,
+}
+
+impl Inbox {
+    pub(crate) fn new(window: Window) -> Arc<Self> {
+        Arc::new(Self {
+            state: Mutex::new(InboxState::default()),
+            window,
+            ask: OnceLock::new(),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, InboxState> {
+        // Every update is a push, a pop or a count: a panic elsewhere cannot leave it torn.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub(crate) fn window(&self) -> Window {
+        self.window
+    }
+
+    /// How the consumer asks for credit, set by the runtime when the call goes out.
+    pub(crate) fn on_ask(&self, ask: Ask) {
+        let _set_once = self.ask.set(ask);
+    }
+
+    /// An item arrived (the link checked it was within the credit).
+    pub(crate) fn push(&self, item: Bytes) {
+        let waker = {
+            let mut state = self.lock();
+            state.items.push_back(item);
+            state.waker.take()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    /// Items and bytes the consumer took, in all.
+    pub(crate) fn taken(&self) -> (u64, u64) {
+        let state = self.lock();
+        (state.taken_items, state.taken_bytes)
+    }
+
+    /// The next item; `None` (and the consumer woken when one comes) if there is none yet.
+    fn pop(&self, cx: &mut Context<'_>) -> Option<Bytes> {
+        let (item, ask) = {
+            let mut state = self.lock();
+            let Some(item) = state.items.pop_front() else {
+                state.waker = Some(cx.waker().clone());
+                return None;
+            };
+            state.taken_items += 1;
+            state.taken_bytes += item.len() as u64;
+            let ask = state.taken_items - state.asked_items
+                >= u64::from(self.window.items.div_ceil(2))
+                || state.taken_bytes - state.asked_bytes
+                    >= u64::from(self.window.bytes.div_ceil(2));
+            if ask {
+                state.asked_items = state.taken_items;
+                state.asked_bytes = state.taken_bytes;
+            }
+            (item, ask)
+        };
+        if ask && let Some(ask) = self.ask.get() {
+            ask();
+        }
+        Some(item)
+    }
+
+    /// Items waiting for the consumer.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.lock().items.len()
+    }
+}
+
+impl fmt::Debug for Inbox {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Inbox")
+            .field("window", &self.window)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A stream call of some block, opened at its first poll (when its options are final).
+trait Open<T> {
+    fn open(self: Box<Self>, options: &Options) -> Running<T>;
+}
+
+/// What the builder methods of [`RemoteStream`] set.
+#[derive(Debug, Clone, Copy)]
+struct Options {
+    timeout: Option<Duration>,
+    idle: Option<Duration>,
+    wait_for_ready: bool,
+    window: Window,
+}
+
+struct Unopened<B> {
+    target: PeerId,
+    block: B,
+}
+
+impl<B: Block> Open<B::Output> for Unopened<B> {
+    fn open(self: Box<Self>, options: &Options) -> Running<B::Output> {
+        let Self { target, block } = *self;
+        let name = B::INFO.name();
+        let Some(scope) = Scope::try_current() else {
+            return Running::failed(RemoteError::NoCurrentPeer {
+                block: Some(name.to_owned()),
+            });
+        };
+        let runtime = scope.runtime().clone();
+        let mut deadline = runtime.now()
+            + options
+                .timeout
+                .unwrap_or_else(|| runtime.default_deadline());
+        if let Some(outer) = scope.deadline() {
+            deadline = deadline.min(outer);
+        }
+        #[cfg(feature = "auth")]
+        if let Some(narrowed) = scope.narrowed_deadline() {
+            deadline = deadline.min(narrowed);
+        }
+        let idle = options.idle.map(|idle| Idle {
+            limit: idle,
+            timer: runtime.sleep_until(runtime.now() + idle),
+        });
+        let source = if target == scope.peer_id() {
+            // Run here: straight from the body, or through the encoding if the peer asks.
+            let child = scope.local_child(deadline).with_root(B::INFO.entry_point());
+            if runtime.serialize_local() {
+                let max = runtime.max_message_size();
+                let captures = match Payload::encode(&block.into_captures(), 0) {
+                    Ok(captures) => captures.into_bytes(),
+                    Err(error) => return Running::failed(error.with_context(name, target)),
+                };
+                let items = invoke::<B>(child, true, tracing::Span::none(), captures, max, max);
+                Source::Local(Box::pin(items.map(move |item| {
+                    item.and_then(|payload| {
+                        wire::decode_shared::<B::Wire>(&payload.into_bytes(), max).map(B::from_wire)
+                    })
+                })))
+            } else {
+                Source::Local(body::<B>(child, true, block.into_captures()))
+            }
+        } else {
+            let inbox = Inbox::new(options.window);
+            let request = Request {
+                block: B::INFO.id(),
+                name,
+                deadline,
+                captures: match Payload::encode(
+                    &block.into_captures(),
+                    wire::CALL_ROOM + name.len(),
+                ) {
+                    Ok(captures) => captures,
+                    Err(error) => return Running::failed(error.with_context(name, target)),
+                },
+                #[cfg(feature = "auth")]
+                principal: scope.principal_arc(),
+                trace: scope
+                    .trace()
+                    .map(|parent| crate::trace::Trace::child_of(Some(parent))),
+                root: scope.root(),
+                authority: scope.authority(),
+                wait_for_ready: options.wait_for_ready,
+                stream: Some(inbox.clone()),
+            };
+            let max = runtime.max_message_size();
+            Source::Remote {
+                inbox,
+                end: Some(runtime.clone().call(target, request)),
+                decode: Box::new(move |item: &Bytes| {
+                    wire::decode_shared::<B::Wire>(item, max).map(B::from_wire)
+                }),
+            }
+        };
+        Running {
+            source,
+            idle,
+            runtime: Some(runtime),
+            context: Some((name, target)),
+            end_error: None,
+        }
+    }
+}
+
+/// The body of `B` as a stream of its items: run in `scope`, its deadline enforced here if
+/// `timed`, a panic turned into [`RemoteError::Panicked`].
+fn body<B: Block>(
+    scope: Scope,
+    timed: bool,
+    captures: B::Captures,
+) -> LocalBoxStream<'static, Result<B::Output, RemoteError>> {
+    let name = B::INFO.name();
+    let items = scope.clone().enter_stream(B::run_stream(captures));
+    match items {
+        Some(items) => Box::pin(Guarded {
+            items,
+            deadline: timed
+                .then(|| scope.deadline())
+                .flatten()
+                .map(|deadline| scope.runtime().sleep_until(deadline)),
+            done: false,
+        }),
+        None => Box::pin(futures_util::stream::once(std::future::ready(Err(
+            RemoteError::VersionMismatch {
+                peer: None,
+                block: name.to_owned(),
+            },
+        )))),
+    }
+}
+
+/// Runs stream block `B` for a call: decodes the captures (at most `max` bytes), runs the
+/// body in `scope`, and encodes each item (`TooLarge` for one whose frame would be over
+/// `max_result`, which ends the stream).
+pub(crate) fn invoke<B: Block>(
+    scope: Scope,
+    timed: bool,
+    span: tracing::Span,
+    captures: Bytes,
+    max: usize,
+    max_result: usize,
+) -> LocalBoxStream<'static, Result<Payload, RemoteError>> {
+    let captures: B::Captures = match wire::decode_shared(&captures, max) {
+        Ok(captures) => captures,
+        Err(error) => return Box::pin(futures_util::stream::once(std::future::ready(Err(error)))),
+    };
+    let items = body::<B>(scope, timed, captures).map(move |item| {
+        item.and_then(|item| {
+            Payload::encode_within(&B::to_wire(item), wire::REPLY_ROOM, max_result)
+        })
+    });
+    Box::pin(Spanned { span, items })
+}
+
+/// A stream polled inside a span.
+struct Spanned<S> {
+    span: tracing::Span,
+    items: S,
+}
+
+impl<S: Stream + Unpin> Stream for Spanned<S> {
+    type Item = S::Item;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<S::Item>> {
+        let this = &mut *self;
+        let _entered = this.span.enter();
+        this.items.poll_next_unpin(cx)
+    }
+}
+
+/// A body's stream of items: a panic or the deadline ends it with an error.
+struct Guarded<T> {
+    items: LocalBoxStream<'static, T>,
+    deadline: Option<LocalBoxFuture<'static, ()>>,
+    done: bool,
+}
+
+impl<T> Stream for Guarded<Result<T, RemoteError>> {
+    type Item = Result<T, RemoteError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        if this.done {
+            return Poll::Ready(None);
+        }
+        match std::panic::catch_unwind(AssertUnwindSafe(|| this.items.poll_next_unpin(cx))) {
+            Ok(Poll::Ready(None)) => {
+                this.done = true;
+                return Poll::Ready(None);
+            }
+            Ok(Poll::Ready(Some(item))) => return Poll::Ready(Some(item)),
+            Ok(Poll::Pending) => {}
+            Err(panic) => {
+                this.done = true;
+                return Poll::Ready(Some(Err(RemoteError::Panicked {
+                    peer: None,
+                    block: None,
+                    message: crate::scope::panic_message(panic.as_ref()),
+                })));
+            }
+        }
+        if let Some(deadline) = &mut this.deadline
+            && deadline.poll_unpin(cx).is_ready()
+        {
+            this.done = true;
+            return Poll::Ready(Some(Err(RemoteError::Timeout {
+                peer: None,
+                block: None,
+            })));
+        }
+        Poll::Pending
+    }
+}
+
+/// Where the items of an open stream come from.
+enum Source<T> {
+    /// A call over a link: items in the inbox, the end (`Ok` or the error) from the call.
+    Remote {
+        inbox: Arc<Inbox>,
+        end: Option<LocalBoxFuture<'static, Result<Bytes, RemoteError>>>,
+        decode: Box<dyn Fn(&Bytes) -> Result<T, RemoteError>>,
+    },
+    /// The body, run on this peer.
+    Local(LocalBoxStream<'static, Result<T, RemoteError>>),
+    /// Nothing more.
+    Done,
+}
+
+struct Idle {
+    limit: Duration,
+    timer: LocalBoxFuture<'static, ()>,
+}
+
+struct Running<T> {
+    source: Source<T>,
+    idle: Option<Idle>,
+    runtime: Option<Arc<dyn Runtime>>,
+    /// The block's name and target, added to errors.
+    context: Option<(&'static str, PeerId)>,
+    /// The error that ends the stream, after the items delivered before it.
+    end_error: Option<RemoteError>,
+}
+
+impl<T> Running<T> {
+    fn failed(error: RemoteError) -> Self {
+        Self {
+            source: Source::Done,
+            idle: None,
+            runtime: None,
+            context: None,
+            end_error: Some(error),
+        }
+    }
+
+    fn next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<T, RemoteError>>> {
+        let item = match &mut self.source {
+            Source::Remote { inbox, end, decode } => loop {
+                if let Some(item) = inbox.pop(cx) {
+                    break Some(decode(&item));
+                }
+                let Some(call) = end else {
+                    break None;
+                };
+                // Every item came before the end: look again once it is here.
+                match call.poll_unpin(cx) {
+                    Poll::Ready(result) => {
+                        *end = None;
+                        if let Err(error) = result {
+                            self.end_error = Some(error);
+                        }
+                    }
+                    Poll::Pending => return self.idle(cx),
+                }
+            },
+            Source::Local(items) => match items.poll_next_unpin(cx) {
+                Poll::Ready(Some(Ok(item))) => Some(Ok(item)),
+                Poll::Ready(Some(Err(error))) => {
+                    self.end_error = Some(error);
+                    None
+                }
+                Poll::Ready(None) => None,
+                Poll::Pending => return self.idle(cx),
+            },
+            Source::Done => None,
+        };
+        match item {
+            Some(Ok(item)) => {
+                if let (Some(idle), Some(runtime)) = (&mut self.idle, &self.runtime) {
+                    idle.timer = runtime.sleep_until(runtime.now() + idle.limit);
+                }
+                Poll::Ready(Some(Ok(item)))
+            }
+            // An item that does not decode ends the stream (and cancels the call).
+            Some(Err(error)) => self.end(Some(error)),
+            None => {
+                let error = self.end_error.take();
+                self.end(error)
+            }
+        }
+    }
+
+    /// No item yet: fails the stream if the gap since the last one passed its limit.
+    fn idle(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<T, RemoteError>>> {
+        let expired = self
+            .idle
+            .as_mut()
+            .is_some_and(|idle| idle.timer.poll_unpin(cx).is_ready());
+        if expired {
+            return self.end(Some(RemoteError::Timeout {
+                peer: None,
+                block: None,
+            }));
+        }
+        Poll::Pending
+    }
+
+    /// The stream is over, with `error` as its last item if any: the call (if still open)
+    /// is cancelled.
+    fn end(&mut self, error: Option<RemoteError>) -> Poll<Option<Result<T, RemoteError>>> {
+        self.source = Source::Done;
+        self.idle = None;
+        let error = error.map(|error| match self.context {
+            Some((name, target)) => error.with_context(name, target),
+            None => error,
+        });
+        if let Some(runtime) = &self.runtime {
+            runtime.record(error.as_ref().map_or(Ok(()), Err));
+        }
+        self.runtime = None;
+        Poll::Ready(error.map(Err))
+    }
+}
+
+/// A stream of the items a `remote_stream!` block yields on another peer: a
+/// `Stream<Item = Result<T, RemoteError>>` that ends when the block's stream ends.
+///
+/// It is lazy: nothing is sent before it is first polled, and it must be polled inside a
+/// peer (in a block body or [`PeerHandle::run`](crate::PeerHandle::run)), otherwise it
+/// yields [`RemoteError::NoCurrentPeer`]. Then:
+///
+/// - **Flow control:** the callee sends at most a window of items ahead of what this stream's
+///   consumer took ([`RemoteStream::window`], default 256 items and 1 MiB), so a slow consumer
+///   slows the producer and neither side holds more than a window.
+/// - **Dropping it** stops the block's stream on the callee and, with it, the calls and
+///   streams the block was making.
+/// - **Deadline:** the whole stream must end by its deadline ([`RemoteStream::timeout`],
+///   else the peer's default of 30 s, and never after the enclosing block's); an
+///   [`idle_timeout`](RemoteStream::idle_timeout) bounds the gap between items.
+/// - **Errors** come last: a lost link yields the items that arrived, then
+///   [`RemoteError::ConnectionLost`], then the stream ends.
+#[must_use = "a remote stream does nothing unless polled"]
+pub struct RemoteStream<T> {
+    options: Options,
+    state: State<T>,
+}
+
+enum State<T> {
+    Unopened(Box<dyn Open<T>>),
+    Running(Running<T>),
+    Done,
+}
+
+impl<T: 'static> RemoteStream<T> {
+    #[doc(hidden)]
+    pub fn new<B: Block<Output = T>>(target: PeerId, block: B) -> Self {
+        Self {
+            options: Options {
+                timeout: None,
+                idle: None,
+                wait_for_ready: false,
+                window: Window::DEFAULT,
+            },
+            state: State::Unopened(Box::new(Unopened { target, block })),
+        }
+    }
+
+    /// Sets the deadline of the whole stream, counted from its first poll. A shorter deadline
+    /// of the enclosing block still applies.
+    pub fn timeout(mut self, limit: Duration) -> Self {
+        self.options.timeout = Some(limit);
+        self
+    }
+
+    /// Fails the stream with [`RemoteError::Timeout`] (and stops it on the callee) when no
+    /// item comes for `limit`. Default: none, only the deadline.
+    pub fn idle_timeout(mut self, limit: Duration) -> Self {
+        self.options.idle = Some(limit);
+        self
+    }
+
+    /// How far the callee may run ahead of this stream's consumer: at most `items` items and
+    /// `bytes` bytes of them (one item larger than `bytes` still goes, alone). Each is
+    /// clamped to `1..=65 536` items and `1..=64 MiB`. Default: 256 items, 1 MiB.
+    pub fn window(mut self, items: u32, bytes: u32) -> Self {
+        self.options.window = Window {
+            items: items.clamp(1, Window::MAX.items),
+            bytes: bytes.clamp(1, Window::MAX.bytes),
+        };
+        self
+    }
+
+    /// Waits for the target's link until the deadline even if the target is known down, as
+    /// [`RemoteCall::wait_for_ready`](crate::RemoteCall::wait_for_ready).
+    pub fn wait_for_ready(mut self) -> Self {
+        self.options.wait_for_ready = true;
+        self
+    }
+}
+
+impl<T> Stream for RemoteStream<T> {
+    type Item = Result<T, RemoteError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if let State::Unopened(_) = &this.state {
+            let State::Unopened(open) = std::mem::replace(&mut this.state, State::Done) else {
+                return Poll::Ready(None);
+            };
+            this.state = State::Running(open.open(&this.options));
+        }
+        let State::Running(running) = &mut this.state else {
+            return Poll::Ready(None);
+        };
+        let item = running.next(cx);
+        if let Poll::Ready(None) = item {
+            this.state = State::Done;
+        }
+        item
+    }
+}
+
+impl<T> fmt::Debug for RemoteStream<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match &self.state {
+            State::Unopened(_) => "ready",
+            State::Running(_) => "running",
+            State::Done => "done",
+        };
+        f.debug_struct("RemoteStream")
+            .field("state", &state)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A callee's stream, shared between the link adapter and the task that pulls it: the
+/// adapter opens it while the call has credit.
+#[derive(Default)]
+pub(crate) struct Gate {
+    open: Cell<bool>,
+    waker: Cell<Option<Waker>>,
+}
+
+impl Gate {
+    pub(crate) fn new() -> Rc<Self> {
+        Rc::new(Self {
+            open: Cell::new(true),
+            waker: Cell::new(None),
+        })
+    }
+
+    /// Lets the next item be pulled (`true`), or not until opened again.
+    pub(crate) fn set(&self, open: bool) {
+        self.open.set(open);
+        if open && let Some(waker) = self.waker.take() {
+            waker.wake();
+        }
+    }
+}
+
+/// What a callee's stream produces next.
+pub(crate) enum Step {
+    /// An item, to hand to [`Engine::stream_item`](crate::link::Engine::stream_item).
+    Item(Payload),
+    /// The end: `Ok` (the empty payload of `()`), or the error that ends it.
+    End(Result<Payload, RemoteError>),
+}
+
+/// A callee's stream of encoded items, pulled only while its [`Gate`] is open; it ends with
+/// one [`Step::End`].
+pub(crate) struct Gated {
+    gate: Rc<Gate>,
+    items: LocalBoxStream<'static, Result<Payload, RemoteError>>,
+    done: bool,
+}
+
+impl Gated {
+    pub(crate) fn new(
+        gate: Rc<Gate>,
+        items: LocalBoxStream<'static, Result<Payload, RemoteError>>,
+    ) -> Self {
+        Self {
+            gate,
+            items,
+            done: false,
+        }
+    }
+}
+
+impl Stream for Gated {
+    type Item = Step;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Step>> {
+        let this = &mut *self;
+        if this.done {
+            return Poll::Ready(None);
+        }
+        if !this.gate.open.get() {
+            this.gate.waker.set(Some(cx.waker().clone()));
+            return Poll::Pending;
+        }
+        match this.items.poll_next_unpin(cx) {
+            Poll::Ready(Some(Ok(item))) => Poll::Ready(Some(Step::Item(item))),
+            Poll::Ready(Some(Err(error))) => {
+                this.done = true;
+                Poll::Ready(Some(Step::End(Err(error))))
+            }
+            Poll::Ready(None) => {
+                this.done = true;
+                Poll::Ready(Some(Step::End(Payload::encode(&(), wire::REPLY_ROOM))))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+/// Turns the body of a `remote_stream!` block (a future of its stream) into the block's
+/// stream of items.
+#[doc(hidden)]
+pub fn items_of<S, F>(body: F) -> LocalBoxStream<'static, Result<S::Item, RemoteError>>
+where
+    F: std::future::Future<Output = S> + 'static,
+    S: Stream + 'static,
+{
+    Box::pin(body.into_stream().flatten().map(Ok))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_parse_only_within_their_bounds() {
+        assert_eq!(
+            Window::parse("256:1048576"),
+            Some(Window {
+                items: 256,
+                bytes: 1 << 20
+            })
+        );
+        assert_eq!(
+            Window::parse(&Window::DEFAULT.to_string()),
+            Some(Window::DEFAULT)
+        );
+        for bad in [
+            "",
+            "1",
+            "0:1",
+            "1:0",
+            "65537:1",
+            "1:67108865",
+            "a:b",
+            "1:2:3",
+            "-1:5",
+        ] {
+            assert_eq!(Window::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn an_inbox_asks_for_credit_once_per_half_window_taken() {
+        let inbox = Inbox::new(Window {
+            items: 4,
+            bytes: 1000,
+        });
+        let asked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = asked.clone();
+        inbox.on_ask(Box::new(move || {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }));
+        let waker = futures_util::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        assert!(inbox.pop(&mut cx).is_none());
+        for _ in 0..4 {
+            inbox.push(Bytes::from_static(b"ab"));
+        }
+        assert_eq!(inbox.len(), 4);
+        assert!(inbox.pop(&mut cx).is_some());
+        assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 0);
+        assert!(inbox.pop(&mut cx).is_some());
+        assert_eq!(
+            asked.load(std::sync::atomic::Ordering::SeqCst),
+            1,
+            "half of 4 items"
+        );
+        assert_eq!(inbox.taken(), (2, 4));
+        // Bytes count too: one large item is half the byte window.
+        inbox.push(Bytes::from(vec![0u8; 500]));
+        assert!(inbox.pop(&mut cx).is_some());
+        assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 2);
+    }
+}
