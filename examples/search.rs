@@ -1,6 +1,8 @@
 //! The seed's search-and-display: the client collects a query and filters, the server
 //! searches, and the results travel back to the client, which renders them.
 //! Client -> server -> client, over a real loopback WebSocket between two actix systems.
+//! Then the same search with its results streamed (`remote_stream!`): each match is rendered
+//! on the client as it arrives instead of in one `Vec` at the end.
 //!
 //! Run: `cargo run --example search`
 
@@ -34,6 +36,15 @@ fn main() -> anyhow::Result<()> {
                 .await?;
             println!("{shown} results rendered on the client");
         }
+        println!("search \"rust\", results streamed:");
+        let streamed = client
+            .run(blocks::search_streaming(
+                client_id,
+                server_id,
+                "rust".to_owned(),
+            ))
+            .await?;
+        println!("{streamed} results streamed to the client");
         client.stop().await?;
         anyhow::Ok(())
     })?;

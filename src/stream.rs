@@ -141,7 +141,7 @@ impl Inbox {
     }
 
     /// The next item; `None` (and the consumer woken when one comes) if there is none yet.
-    fn pop(&self, cx: &mut Context<'_>) -> Option<Bytes> {
+    pub(crate) fn pop(&self, cx: &mut Context<'_>) -> Option<Bytes> {
         let (item, ask) = {
             let mut state = self.lock();
             let Some(item) = state.items.pop_front() else {
@@ -776,9 +776,12 @@ mod tests {
             "half of 4 items"
         );
         assert_eq!(inbox.taken(), (2, 4));
+        assert!(inbox.pop(&mut cx).is_some() && inbox.pop(&mut cx).is_some());
+        assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 2);
         // Bytes count too: one large item is half the byte window.
         inbox.push(Bytes::from(vec![0u8; 500]));
         assert!(inbox.pop(&mut cx).is_some());
-        assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 2);
+        assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 3);
+        assert!(inbox.pop(&mut cx).is_none());
     }
 }

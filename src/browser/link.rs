@@ -11,6 +11,7 @@ use std::sync::{Arc, Weak as ArcWeak};
 
 use bytes::Bytes;
 use futures_channel::oneshot;
+use futures_util::StreamExt;
 use futures_util::future::{AbortHandle, Abortable};
 use js_sys::{Array, ArrayBuffer, Uint8Array};
 use wasm_bindgen::JsCast;
@@ -25,6 +26,7 @@ use crate::error::HandshakeError;
 use crate::link::{Engine, Event, Run, Transmit, close};
 use crate::runtime::{Request, Runtime};
 use crate::scope::Scope;
+use crate::stream::{Gate, Gated, Step};
 use crate::trace::record_outcome;
 use crate::{Error, PeerId, RemoteError};
 
@@ -57,6 +59,8 @@ pub(super) struct Link {
     ready: RefCell<Option<oneshot::Sender<Result<PeerId, Error>>>>,
     /// Blocks of the remote running here.
     running: RefCell<HashMap<u64, AbortHandle>>,
+    /// The gates of the remote's stream calls running here, opened while they have credit.
+    gates: RefCell<HashMap<u64, Rc<Gate>>>,
     /// The instant the armed timer fires, and its generation (older timers do nothing).
     timer: Cell<Option<Instant>>,
     timer_generation: Cell<u64>,
@@ -107,6 +111,7 @@ impl Link {
             engine: RefCell::new(inner.engine(Instant::now())),
             ready: RefCell::new(Some(ready)),
             running: RefCell::new(HashMap::new()),
+            gates: RefCell::new(HashMap::new()),
             timer: Cell::new(None),
             timer_generation: Cell::new(0),
             live: Cell::new(false),
@@ -330,8 +335,14 @@ impl Link {
             }
             Event::Run(run) => self.run(run),
             Event::Abort(id) => {
+                self.gates.borrow_mut().remove(&id);
                 if let Some(handle) = self.running.borrow_mut().remove(&id) {
                     handle.abort();
+                }
+            }
+            Event::Credit(id) => {
+                if let Some(gate) = self.gates.borrow().get(&id) {
+                    gate.set(true);
                 }
             }
             Event::Closed {
@@ -381,6 +392,7 @@ impl Link {
             // origin and their hops carry none.
             root: _,
             authority: _,
+            stream,
         } = run;
         let (span, trace) =
             crate::trace::serve_span(&entry.info, remote, inner.id, deadline, trace);
@@ -395,15 +407,18 @@ impl Link {
         )
         .with_trace(trace)
         .with_root(entry.info.entry_point());
-        let max = inner.config.limits.max_message_size;
-        let body = (entry.invoke)(crate::block::Invocation {
+        let invocation = crate::block::Invocation {
             scope: Some(scope),
             timed: false,
             span: span.clone(),
             captures,
-            max,
+            max: inner.config.limits.max_message_size,
             max_result,
-        });
+        };
+        if stream.is_some() {
+            return self.produce(id, (entry.invoke_stream)(invocation), span, started);
+        }
+        let body = (entry.invoke)(invocation);
         let (handle, registration) = AbortHandle::new_pair();
         let body = Abortable::new(body, registration);
         self.running.borrow_mut().insert(id, handle);
@@ -421,6 +436,44 @@ impl Link {
         });
     }
 
+    /// Runs the remote's stream call `id`: its items go to the engine while it has credit,
+    /// then its end.
+    fn produce(
+        self: &Rc<Self>,
+        id: u64,
+        items: futures_util::stream::LocalBoxStream<
+            'static,
+            Result<crate::wire::Payload, RemoteError>,
+        >,
+        span: tracing::Span,
+        started: Option<Instant>,
+    ) {
+        let gate = Gate::new();
+        self.gates.borrow_mut().insert(id, gate.clone());
+        let (handle, registration) = AbortHandle::new_pair();
+        let mut steps = Abortable::new(Gated::new(gate.clone(), items), registration);
+        self.running.borrow_mut().insert(id, handle);
+        let link = Rc::downgrade(self);
+        spawn_local(async move {
+            while let Some(step) = steps.next().await {
+                let Some(link) = link.upgrade() else { return };
+                match step {
+                    Step::Item(item) => {
+                        let more = link.engine.borrow_mut().stream_item(id, item);
+                        gate.set(more);
+                    }
+                    Step::End(result) => {
+                        record_outcome(&span, started, &result);
+                        link.running.borrow_mut().remove(&id);
+                        link.gates.borrow_mut().remove(&id);
+                        link.engine.borrow_mut().finish(id, result, Instant::now());
+                    }
+                }
+                link.drive();
+            }
+        });
+    }
+
     /// Sends a call over this link and waits for its reply; dropping the future cancels it.
     pub(super) async fn call(
         self: Rc<Self>,
@@ -432,6 +485,19 @@ impl Link {
         let id = {
             let mut engine = self.engine.borrow_mut();
             let id = engine.next_call_id();
+            if let Some(inbox) = &request.stream {
+                // The consumer asks from its own task: the credit goes out from another.
+                let link = Rc::downgrade(&self);
+                inbox.on_ask(Box::new(move || {
+                    let link = link.clone();
+                    spawn_local(async move {
+                        if let Some(link) = link.upgrade() {
+                            link.engine.borrow_mut().credit(id);
+                            link.drive();
+                        }
+                    });
+                }));
+            }
             engine.call(id, request, reply, Instant::now());
             id
         };

@@ -970,3 +970,124 @@ fn a_refusal_reason_is_cut_to_what_a_close_frame_carries() {
     );
     assert!(reasons[0].ends_with('é'));
 }
+
+// --- Streams ---------------------------------------------------------------------------------
+
+use crate::stream::{Inbox, Window};
+
+/// A stream block, so that the registry has one for these tests.
+#[expect(dead_code, reason = "only its registration is used")]
+fn numbers(target: PeerId) -> crate::RemoteStream<u32> {
+    crate::remote_stream!(target, [] -> u32 { futures_util::stream::iter(0..1000u32) })
+}
+
+fn stream_block() -> crate::BlockInfo {
+    crate::blocks()
+        .into_iter()
+        .find(|info| info.is_stream() && info.name().starts_with(module_path!()))
+        .expect("the stream block is registered")
+}
+
+fn item(value: u32) -> Payload {
+    Payload::encode(&value, crate::wire::REPLY_ROOM).unwrap()
+}
+
+#[test]
+fn a_stream_sends_within_its_credit_and_the_caller_grants_more_as_items_are_taken() {
+    let (mut a, mut b, _) = linked(Limits::default());
+    let now = Instant::now();
+    let info = stream_block();
+    let inbox = Inbox::new(Window {
+        items: 4,
+        bytes: 1 << 20,
+    });
+    let mut request = request_named(0, Duration::from_secs(30), info.name(), info.id());
+    request.stream = Some(inbox.clone());
+    let (reply, mut ended) = oneshot::channel();
+    let id = a.next_call_id();
+    a.call(id, request, reply, now);
+    pump(&mut a, &mut b, now);
+    let run = match events(&mut b).pop() {
+        Some(Event::Run(run)) => run,
+        other => panic!("expected a run, got {other:?}"),
+    };
+    assert_eq!(run.stream, Some(inbox.window()));
+    // The callee sends four items (the window), then no more until credit comes.
+    let mut sent = 0;
+    loop {
+        sent += 1;
+        if !b.stream_item(run.id, item(sent)) {
+            break;
+        }
+    }
+    assert_eq!(sent, 4);
+    assert!(!b.stream_item(run.id, item(99)), "beyond the credit");
+    pump(&mut b, &mut a, now);
+    assert_eq!(inbox.len(), 4, "the fifth item was never sent");
+    // The consumer takes half the window: the caller grants as many more.
+    let waker = futures_util::task::noop_waker();
+    let mut cx = std::task::Context::from_waker(&waker);
+    for _ in 0..2 {
+        inbox.pop(&mut cx).expect("an item");
+    }
+    a.credit(id);
+    pump(&mut a, &mut b, now);
+    assert!(
+        matches!(events(&mut b)[..], [Event::Credit(credited)] if credited == run.id),
+        "the blocked callee is told it may go on"
+    );
+    assert!(b.stream_item(run.id, item(5)));
+    assert!(!b.stream_item(run.id, item(6)), "two more, no third");
+    pump(&mut b, &mut a, now);
+    assert_eq!(inbox.len(), 4);
+    // The reply ends the stream; the items stay for the consumer.
+    b.finish(run.id, Payload::encode(&(), crate::wire::REPLY_ROOM), now);
+    pump(&mut b, &mut a, now);
+    assert!(replied(&mut ended).is_ok());
+    assert_eq!(inbox.len(), 4);
+}
+
+#[test]
+fn an_item_beyond_the_credit_closes_the_link_and_a_plain_call_of_a_stream_block_is_refused() {
+    let (mut a, mut b, _) = linked(Limits::default());
+    let now = Instant::now();
+    let info = stream_block();
+    // A plain call of a stream block does not run.
+    let (reply, mut refused) = oneshot::channel();
+    let plain = request_named(0, Duration::from_secs(30), info.name(), info.id());
+    a.call(a.next_call_id(), plain, reply, now);
+    pump(&mut a, &mut b, now);
+    assert!(runs(&events(&mut b)).is_empty());
+    pump(&mut b, &mut a, now);
+    assert!(matches!(
+        replied(&mut refused),
+        Err(RemoteError::VersionMismatch { .. })
+    ));
+    // A stream with a window of one item: a second item before any credit is a violation.
+    let inbox = Inbox::new(Window {
+        items: 1,
+        bytes: 1 << 20,
+    });
+    let mut request = request_named(0, Duration::from_secs(30), info.name(), info.id());
+    request.stream = Some(inbox.clone());
+    let (reply, _ended) = oneshot::channel();
+    let id = a.next_call_id();
+    a.call(id, request, reply, now);
+    pump(&mut a, &mut b, now);
+    for value in 0..2u32 {
+        let frame = crate::wire::encode(&Frame::Item {
+            id,
+            item: &crate::wire::encode(&value).unwrap(),
+        })
+        .unwrap();
+        a.on_message(&Bytes::from(frame), now);
+    }
+    assert_eq!(inbox.len(), 1);
+    assert!(
+        transmits(&mut a)
+            .iter()
+            .any(|transmit| matches!(transmit, Transmit::Close { code: 1002, .. })),
+        "the caller closes the link with a protocol error"
+    );
+    assert!(a.is_closed());
+}

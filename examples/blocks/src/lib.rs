@@ -250,6 +250,25 @@ pub fn then_stall(target: PeerId, count: u64) -> RemoteStream<u64> {
     })
 }
 
+/// On `via`: the stream of `0, 3, 6, ..` (`count` numbers) that `source` yields, collected.
+/// A peer that calls this with itself as `source` both asks for a stream and produces it.
+pub async fn collect_from(
+    via: PeerId,
+    source: PeerId,
+    count: u64,
+) -> Result<Vec<u64>, RemoteError> {
+    remote!(via, [source: PeerId, count: u64] -> Result<Vec<u64>, RemoteError> {
+        remote_stream!(source, [count: u64] -> u64 {
+            futures_util::stream::iter(0..count).map(|n| n * 3)
+        })
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect()
+    })
+    .await
+}
+
 /// A named block: `Add { x, y }` runs `add` on a peer.
 #[remote_block]
 pub async fn add(x: u32, y: u32) -> u32 {

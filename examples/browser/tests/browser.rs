@@ -389,3 +389,31 @@ async fn the_page_knows_the_servers_blocks_before_it_calls() {
     assert_eq!(add.output(), "u32");
     assert!(browser.remote_blocks(PeerId::random()).is_none());
 }
+
+#[wasm_bindgen_test]
+async fn the_browser_consumes_a_stream_from_the_native_peer_and_produces_one_for_it() {
+    use futures_util::StreamExt;
+    let browser = connected().await;
+    let me = browser.id();
+    // Consumed here: more items than a window (256), in order, none lost.
+    let received: Vec<Vec<u8>> = browser
+        .run(async {
+            blocks::numbered(server(), 1000, 64)
+                .map(|item| item.expect("every item arrives"))
+                .collect()
+                .await
+        })
+        .await;
+    assert_eq!(received.len(), 1000);
+    for (index, item) in received.iter().enumerate() {
+        assert_eq!(item.len(), 64);
+        assert_eq!(u64::from_le_bytes(item[..8].try_into().unwrap()), index as u64);
+    }
+    // Produced here: the native peer streams 600 numbers from the page (more than a window,
+    // so the page waits for credit) and sends them back collected.
+    let collected = browser
+        .run(blocks::collect_from(server(), me, 600))
+        .await
+        .expect("the native peer streams from the page");
+    assert_eq!(collected, (0..600).map(|n| n * 3).collect::<Vec<u64>>());
+}
