@@ -8,8 +8,8 @@
 //! `-- --json out.json` to also write every figure and ratio as JSON,
 //! `-- --quick` for the shorter run `cargo bench` makes, and
 //! `-- --smoke` for a few seconds' check of the harness itself (its timings mean nothing),
-//! `-- --only GROUP` (local, roundtrip, throughput, tarpc, payload, types, chain, growth,
-//! idle) to run one group, e.g. under a profiler, `-- --no-tarpc` to leave tarpc out,
+//! `-- --only GROUP` (local, roundtrip, throughput, stream, tarpc, payload, types, chain,
+//! growth, idle) to run one group, e.g. under a profiler, `-- --no-tarpc` to leave tarpc out,
 //! `-- --no-pin` to leave thread placement to the scheduler and `-- --same-core` to pin
 //! every thread to one core (the loopback's other latency mode).
 //!
@@ -23,6 +23,8 @@
 
 #[path = "bench/placement.rs"]
 mod placement;
+#[path = "bench/stream.rs"]
+mod stream;
 #[path = "bench/tarpc_echo.rs"]
 mod tarpc_echo;
 #[path = "bench/types.rs"]
@@ -71,10 +73,11 @@ const SIZES: [(usize, &str); 4] = [
 
 /// The groups of measurements, for `--only`. `tarpc` is the round trip and throughput
 /// groups, whose rows carry the tarpc baseline.
-const GROUPS: [&str; 9] = [
+const GROUPS: [&str; 10] = [
     "local",
     "roundtrip",
     "throughput",
+    "stream",
     "tarpc",
     "payload",
     "types",
@@ -338,12 +341,16 @@ impl RawServer {
             .name("raw-echo".to_owned())
             .spawn(move || {
                 System::new().block_on(async move {
-                    let server = HttpServer::new(|| App::new().route("/", web::get().to(raw_echo)))
-                        .workers(1)
-                        .tcp_nodelay(true)
-                        .disable_signals()
-                        .shutdown_timeout(1)
-                        .bind("127.0.0.1:0");
+                    let server = HttpServer::new(|| {
+                        App::new()
+                            .route("/", web::get().to(raw_echo))
+                            .route("/stream", web::get().to(stream::raw_stream))
+                    })
+                    .workers(1)
+                    .tcp_nodelay(true)
+                    .disable_signals()
+                    .shutdown_timeout(1)
+                    .bind("127.0.0.1:0");
                     let server = match server {
                         Ok(server) => server,
                         Err(error) => {
@@ -718,6 +725,8 @@ async fn time_chain(
 struct Bench<S> {
     settings: Settings,
     raw: RawClient<S>,
+    /// The raw server's URL (its echo at `/`, its stream at `/stream`).
+    raw_url: String,
     tarpc: Option<TarpcClient>,
     client: PeerHandle,
     server: PeerId,
@@ -823,6 +832,31 @@ impl<S: RawSocket> Bench<S> {
                 }
             }
             rows.push(row);
+        }
+
+        if settings.wants("stream") {
+            progress("stream of 64 B items");
+            // As many items as the throughput rows' time takes at about 100 000 a second.
+            let count = (settings.throughput_time.as_secs_f64() * 1e5).max(1000.0) as u64;
+            let mut raw = stream::raw_stream_connect(&format!("{}stream", self.raw_url)).await?;
+            raw.items(count / 4).await?;
+            stream::peer_items(server, count / 4).await?;
+            let (mut raw_time, mut peer_time) = (Duration::ZERO, Duration::ZERO);
+            for _ in 0..settings.rounds {
+                raw_time += raw.items(count).await?;
+                peer_time += stream::peer_items(server, count).await?;
+            }
+            let total = (count * settings.rounds as u64) as f64;
+            rows.push(
+                Row::new(
+                    "stream of 64 B items, items/s",
+                    Unit::PerSecond,
+                    total / peer_time.as_secs_f64(),
+                )
+                .baseline(total / raw_time.as_secs_f64())
+                .target(Target::RatioAtLeast(Base::Raw, 0.9))
+                .note("remote_stream! with credit flow control vs the raw server writing 64 B messages as fast as it can"),
+            );
         }
 
         for (size, label) in SIZES.into_iter().filter(|_| settings.wants("payload")) {
@@ -1035,6 +1069,7 @@ fn run(settings: Settings, placement: Placement) -> anyhow::Result<Vec<Row>> {
         let mut bench = Bench {
             settings,
             raw: raw_connect(&raw_url).await?,
+            raw_url: raw_url.clone(),
             tarpc,
             client: client.clone(),
             server: server_id,

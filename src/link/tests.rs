@@ -1012,43 +1012,47 @@ fn a_stream_sends_within_its_credit_and_the_caller_grants_more_as_items_are_take
         other => panic!("expected a run, got {other:?}"),
     };
     assert_eq!(run.stream, Some(inbox.window()));
-    // The callee sends four items (the window), then no more until credit comes.
-    let mut sent = 0;
-    loop {
-        sent += 1;
-        if !b.stream_item(run.id, item(sent)) {
-            break;
-        }
-    }
-    assert_eq!(sent, 4);
-    assert!(!b.stream_item(run.id, item(99)), "beyond the credit");
+    // The callee may send the window: three items in one frame, then one, then nothing.
+    assert_eq!(b.allowance(run.id), (4, 1 << 20));
+    let left = b.stream_items(run.id, vec![item(1), item(2), item(3)]);
+    assert_eq!(left.0, 1);
+    assert_eq!(b.stream_items(run.id, vec![item(4)]), (0, 0));
+    assert_eq!(
+        b.stream_items(run.id, vec![item(99)]),
+        (0, 0),
+        "beyond the credit: dropped"
+    );
     pump(&mut b, &mut a, now);
-    assert_eq!(inbox.len(), 4, "the fifth item was never sent");
-    // The consumer takes half the window: the caller grants as many more.
     let waker = futures_util::task::noop_waker();
     let mut cx = std::task::Context::from_waker(&waker);
-    for _ in 0..2 {
-        inbox.pop(&mut cx).expect("an item");
+    let mut received = Vec::new();
+    while let Some((mut items, count)) = inbox.pop(&mut cx) {
+        for _ in 0..count {
+            let (value, used): (u32, usize) = crate::wire::decode_prefix(&items, 1024).unwrap();
+            received.push(value);
+            items = items.slice(used..);
+        }
+        assert!(items.is_empty());
     }
+    assert_eq!(received, [1, 2, 3, 4], "in order, the fifth never sent");
+    // The consumer takes half the window: the caller grants as many more.
+    inbox.took(2, 2);
     a.credit(id);
     pump(&mut a, &mut b, now);
     assert!(
         matches!(events(&mut b)[..], [Event::Credit(credited)] if credited == run.id),
         "the blocked callee is told it may go on"
     );
-    assert!(b.stream_item(run.id, item(5)));
-    assert!(!b.stream_item(run.id, item(6)), "two more, no third");
-    pump(&mut b, &mut a, now);
-    assert_eq!(inbox.len(), 4);
-    // The reply ends the stream; the items stay for the consumer.
+    assert_eq!(b.allowance(run.id).0, 2, "two more, no third");
+    // The reply ends the stream.
     b.finish(run.id, Payload::encode(&(), crate::wire::REPLY_ROOM), now);
     pump(&mut b, &mut a, now);
     assert!(replied(&mut ended).is_ok());
-    assert_eq!(inbox.len(), 4);
+    assert_eq!(b.allowance(run.id), (0, 0));
 }
 
 #[test]
-fn an_item_beyond_the_credit_closes_the_link_and_a_plain_call_of_a_stream_block_is_refused() {
+fn items_beyond_the_credit_close_the_link_and_a_plain_call_of_a_stream_block_is_refused() {
     let (mut a, mut b, _) = linked(Limits::default());
     let now = Instant::now();
     let info = stream_block();
@@ -1063,9 +1067,9 @@ fn an_item_beyond_the_credit_closes_the_link_and_a_plain_call_of_a_stream_block_
         replied(&mut refused),
         Err(RemoteError::VersionMismatch { .. })
     ));
-    // A stream with a window of one item: a second item before any credit is a violation.
+    // A stream with a window of two items: a frame of three is a violation.
     let inbox = Inbox::new(Window {
-        items: 1,
+        items: 2,
         bytes: 1 << 20,
     });
     let mut request = request_named(0, Duration::from_secs(30), info.name(), info.id());
@@ -1074,15 +1078,16 @@ fn an_item_beyond_the_credit_closes_the_link_and_a_plain_call_of_a_stream_block_
     let id = a.next_call_id();
     a.call(id, request, reply, now);
     pump(&mut a, &mut b, now);
-    for value in 0..2u32 {
-        let frame = crate::wire::encode(&Frame::Item {
+    for count in [1, 3] {
+        let frame = crate::wire::encode(&Frame::Items {
             id,
-            item: &crate::wire::encode(&value).unwrap(),
+            count,
+            items: &[7; 3],
         })
         .unwrap();
         a.on_message(&Bytes::from(frame), now);
     }
-    assert_eq!(inbox.len(), 1);
+    assert_eq!(inbox.len(), 1, "the frame within the credit was taken");
     assert!(
         transmits(&mut a)
             .iter()

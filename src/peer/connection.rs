@@ -295,7 +295,7 @@ impl Connection {
             }
             Event::Credit(id) => {
                 if let Some(gate) = self.gates.get(&id) {
-                    gate.set(true);
+                    gate.allow(self.engine.allowance(id));
                 }
             }
             Event::Closed {
@@ -475,12 +475,12 @@ impl Connection {
         started: Option<Instant>,
         ctx: &mut Context<Self>,
     ) {
-        let gate = Gate::new();
+        let gate = Gate::new(self.engine.allowance(id));
         self.gates.insert(id, gate.clone());
         let steps = Gated::new(gate.clone(), items).into_actor(self).map(
             move |step, this: &mut Self, ctx: &mut Context<Self>| {
                 match step {
-                    Step::Item(item) => gate.set(this.engine.stream_item(id, item)),
+                    Step::Items(items) => gate.allow(this.engine.stream_items(id, items)),
                     Step::End(result) => {
                         record_outcome(&span, started, &result);
                         this.running.remove(&id);
