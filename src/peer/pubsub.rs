@@ -459,3 +459,114 @@ impl Hub {
         *lock(&self.receiver) = Some(receiver);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hub(in_flight: usize, topics_per_remote: usize) -> Hub {
+        Hub::new(
+            PeerId::from_name("publisher"),
+            Limits {
+                in_flight,
+                topics_per_remote,
+            },
+            #[cfg(feature = "auth")]
+            super::super::guard::Guard::default(),
+        )
+    }
+
+    fn allow(_topic: &str) -> Result<(), RemoteError> {
+        Ok(())
+    }
+
+    #[test]
+    fn a_link_at_its_in_flight_bound_drops_and_counts_the_publication() {
+        let hub = hub(2, 8);
+        let subscriber = PeerId::from_name("subscriber");
+        let outcomes = hub.remote_subscribe(subscriber, vec!["t".to_owned()], false, allow);
+        assert_eq!(outcomes, vec![None]);
+        let payload = bytes::Bytes::from_static(b"x");
+        // Nothing answers (no worker runs): the permits stay taken.
+        let sent: Vec<usize> = (0..3)
+            .map(|_| hub.publish("t", payload.clone(), |_| true))
+            .collect();
+        assert_eq!(sent, vec![1, 1, 0]);
+        assert_eq!(hub.metrics().dropped, 1);
+        // An unlinked subscriber, or another topic, is not sent anything.
+        assert_eq!(hub.publish("t", payload.clone(), |_| false), 0);
+        assert_eq!(hub.publish("other", payload, |_| true), 0);
+        assert_eq!(hub.metrics().dropped, 1);
+    }
+
+    #[test]
+    fn answered_publications_free_their_slot() {
+        let hub = hub(1, 8);
+        let subscriber = PeerId::from_name("subscriber");
+        hub.remote_subscribe(subscriber, vec!["t".to_owned()], false, allow);
+        let mut receiver = hub.take_receiver().expect("no worker holds it");
+        assert_eq!(hub.publish("t", bytes::Bytes::new(), |_| true), 1);
+        assert_eq!(hub.publish("t", bytes::Bytes::new(), |_| true), 0);
+        // The delivery ends: its permit goes with it.
+        drop(receiver.try_recv().expect("one job queued"));
+        assert_eq!(hub.publish("t", bytes::Bytes::new(), |_| true), 1);
+    }
+
+    #[test]
+    fn the_queue_to_the_peer_thread_is_bounded() {
+        let hub = hub(usize::MAX, 8);
+        let subscriber = PeerId::from_name("subscriber");
+        hub.remote_subscribe(subscriber, vec!["t".to_owned()], false, allow);
+        for _ in 0..QUEUED_PUBLICATIONS {
+            assert_eq!(hub.publish("t", bytes::Bytes::new(), |_| true), 1);
+        }
+        assert_eq!(hub.publish("t", bytes::Bytes::new(), |_| true), 0);
+        assert_eq!(hub.metrics().dropped, 1);
+    }
+
+    #[test]
+    fn a_remote_holds_at_most_its_topic_bound_and_long_names_are_refused() {
+        let hub = hub(8, 2);
+        let remote = PeerId::from_name("subscriber");
+        let topics = ["a", "b", "a", "c"].map(str::to_owned).to_vec();
+        let outcomes = hub.remote_subscribe(remote, topics, false, allow);
+        assert_eq!(outcomes[..3], [None, None, None]);
+        assert!(matches!(outcomes[3], Some(RemoteError::Overloaded { .. })));
+        let long = "x".repeat(MAX_TOPIC_LEN + 1);
+        let outcomes = hub.remote_subscribe(remote, vec![long], false, allow);
+        assert!(matches!(outcomes[0], Some(RemoteError::TooLarge { .. })));
+        // A new link replaces the list; a refused topic is not kept.
+        let forbid = |topic: &str| -> Result<(), RemoteError> {
+            match topic {
+                "secret" => Err(RemoteError::Forbidden {
+                    block: policy_name(topic),
+                    subject: "guest".to_owned(),
+                    peer: None,
+                }),
+                _ => Ok(()),
+            }
+        };
+        let topics = ["secret", "c"].map(str::to_owned).to_vec();
+        let outcomes = hub.remote_subscribe(remote, topics, true, forbid);
+        assert!(matches!(outcomes[0], Some(RemoteError::Forbidden { .. })));
+        assert_eq!(outcomes[1], None);
+        assert_eq!(hub.publish("c", bytes::Bytes::new(), |_| true), 1);
+        assert_eq!(hub.publish("a", bytes::Bytes::new(), |_| true), 0);
+        assert_eq!(hub.publish("secret", bytes::Bytes::new(), |_| true), 0);
+        // Its link gone, the remote is forgotten.
+        hub.forget_remotes(&HashSet::new());
+        assert_eq!(hub.publish("c", bytes::Bytes::new(), |_| true), 0);
+    }
+
+    #[test]
+    fn a_full_subscription_drops_its_oldest_publication() {
+        let hub = Arc::new(hub(8, 8));
+        let queue = hub.subscribe("t", 2);
+        for byte in [1_u8, 2, 3] {
+            hub.publish("t", bytes::Bytes::from(vec![byte]), |_| true);
+        }
+        let kept: Vec<bytes::Bytes> = (0..2).filter_map(|_| queue.pop()).collect();
+        assert_eq!(kept, vec![vec![2_u8], vec![3_u8]]);
+        assert_eq!(queue.missed(), 1);
+    }
+}

@@ -93,6 +93,16 @@ impl Queue {
     fn len(&self) -> usize {
         lock(&self.state).items.len()
     }
+
+    #[cfg(test)]
+    pub(super) fn pop(&self) -> Option<bytes::Bytes> {
+        lock(&self.state).items.pop_front()
+    }
+
+    #[cfg(test)]
+    pub(super) fn missed(&self) -> u64 {
+        self.missed.load(Ordering::Relaxed)
+    }
 }
 
 /// The publications on one topic, from every linked peer and from this peer itself: a
