@@ -31,7 +31,9 @@ use tokio::sync::{Notify, mpsc};
 
 use crate::{PeerId, RemoteError};
 
-pub(crate) use self::blocks::{ENTRIES, is_internal};
+pub(crate) use self::blocks::ENTRIES;
+#[cfg(feature = "auth")]
+pub(crate) use self::blocks::is_internal;
 use self::subscription::Queue;
 pub use self::subscription::Subscription;
 pub(crate) use self::worker::run as run_worker;
@@ -326,20 +328,34 @@ impl Hub {
     }
 
     /// The topics `remote` asks this peer to send it: with `replace`, these and no others.
-    /// Answers one outcome per topic, in order.
+    /// Answers one outcome per topic, in order; a call with more topics than a remote may
+    /// hold is refused whole with `Overloaded`, so that the answer stays small.
     fn remote_subscribe(
         &self,
         remote: PeerId,
         topics: Vec<String>,
         replace: bool,
         authorize: impl Fn(&str) -> Result<(), RemoteError>,
-    ) -> Vec<Option<RemoteError>> {
+    ) -> Result<Vec<Option<RemoteError>>, RemoteError> {
+        if topics.len() > self.limits.topics_per_remote {
+            tracing::warn!(
+                target: "distributed_scope::pubsub",
+                peer = %remote.label(),
+                topics = topics.len(),
+                limit = self.limits.topics_per_remote,
+                "subscription refused: more topics than a remote may hold"
+            );
+            return Err(RemoteError::Overloaded {
+                peer: Some(self.id),
+                block: None,
+            });
+        }
         let mut remotes = lock(&self.remotes);
         let entry = remotes.entry(remote).or_default();
         if replace {
             entry.topics.clear();
         }
-        topics
+        let outcomes = topics
             .into_iter()
             .map(|topic| {
                 let outcome = check_topic(&topic).and_then(|()| authorize(&topic));
@@ -366,7 +382,8 @@ impl Hub {
                 entry.topics.insert(topic.into());
                 None
             })
-            .collect()
+            .collect::<Vec<_>>();
+        Ok(outcomes)
     }
 
     fn remote_unsubscribe(&self, remote: PeerId, topics: &[String]) {
@@ -485,7 +502,7 @@ mod tests {
         let hub = hub(2, 8);
         let subscriber = PeerId::from_name("subscriber");
         let outcomes = hub.remote_subscribe(subscriber, vec!["t".to_owned()], false, allow);
-        assert_eq!(outcomes, vec![None]);
+        assert_eq!(outcomes, Ok(vec![None]));
         let payload = bytes::Bytes::from_static(b"x");
         // Nothing answers (no worker runs): the permits stay taken.
         let sent: Vec<usize> = (0..3)
@@ -503,7 +520,8 @@ mod tests {
     fn answered_publications_free_their_slot() {
         let hub = hub(1, 8);
         let subscriber = PeerId::from_name("subscriber");
-        hub.remote_subscribe(subscriber, vec!["t".to_owned()], false, allow);
+        hub.remote_subscribe(subscriber, vec!["t".to_owned()], false, allow)
+            .expect("subscribed");
         let mut receiver = hub.take_receiver().expect("no worker holds it");
         assert_eq!(hub.publish("t", bytes::Bytes::new(), |_| true), 1);
         assert_eq!(hub.publish("t", bytes::Bytes::new(), |_| true), 0);
@@ -516,7 +534,8 @@ mod tests {
     fn the_queue_to_the_peer_thread_is_bounded() {
         let hub = hub(usize::MAX, 8);
         let subscriber = PeerId::from_name("subscriber");
-        hub.remote_subscribe(subscriber, vec!["t".to_owned()], false, allow);
+        hub.remote_subscribe(subscriber, vec!["t".to_owned()], false, allow)
+            .expect("subscribed");
         for _ in 0..QUEUED_PUBLICATIONS {
             assert_eq!(hub.publish("t", bytes::Bytes::new(), |_| true), 1);
         }
@@ -528,12 +547,23 @@ mod tests {
     fn a_remote_holds_at_most_its_topic_bound_and_long_names_are_refused() {
         let hub = hub(8, 2);
         let remote = PeerId::from_name("subscriber");
-        let topics = ["a", "b", "a", "c"].map(str::to_owned).to_vec();
-        let outcomes = hub.remote_subscribe(remote, topics, false, allow);
-        assert_eq!(outcomes[..3], [None, None, None]);
-        assert!(matches!(outcomes[3], Some(RemoteError::Overloaded { .. })));
+        let topics = ["a", "b"].map(str::to_owned).to_vec();
+        assert_eq!(
+            hub.remote_subscribe(remote, topics, false, allow),
+            Ok(vec![None, None])
+        );
+        let topics = ["a", "c"].map(str::to_owned).to_vec();
+        let outcomes = hub.remote_subscribe(remote, topics, false, allow).unwrap();
+        assert_eq!(outcomes[0], None);
+        assert!(matches!(outcomes[1], Some(RemoteError::Overloaded { .. })));
+        // More topics in one call than a remote may hold: refused whole, a small answer.
+        let many = vec!["t".to_owned(); 3];
+        let refused = hub.remote_subscribe(remote, many, false, allow);
+        assert!(matches!(refused, Err(RemoteError::Overloaded { .. })));
         let long = "x".repeat(MAX_TOPIC_LEN + 1);
-        let outcomes = hub.remote_subscribe(remote, vec![long], false, allow);
+        let outcomes = hub
+            .remote_subscribe(remote, vec![long], false, allow)
+            .unwrap();
         assert!(matches!(outcomes[0], Some(RemoteError::TooLarge { .. })));
         // A new link replaces the list; a refused topic is not kept.
         let forbid = |topic: &str| -> Result<(), RemoteError> {
@@ -547,7 +577,7 @@ mod tests {
             }
         };
         let topics = ["secret", "c"].map(str::to_owned).to_vec();
-        let outcomes = hub.remote_subscribe(remote, topics, true, forbid);
+        let outcomes = hub.remote_subscribe(remote, topics, true, forbid).unwrap();
         assert!(matches!(outcomes[0], Some(RemoteError::Forbidden { .. })));
         assert_eq!(outcomes[1], None);
         assert_eq!(hub.publish("c", bytes::Bytes::new(), |_| true), 1);

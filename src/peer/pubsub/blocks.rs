@@ -49,6 +49,7 @@ pub(crate) static ENTRIES: [BlockEntry; 3] = [
 /// Whether `name` is one of the pub-sub blocks, which the link lets through to be
 /// authorized by topic in their bodies. No application block has such a name: its module
 /// path starts with its own crate's name.
+#[cfg(feature = "auth")]
 pub(crate) fn is_internal(name: &str) -> bool {
     ENTRIES.iter().any(|entry| entry.info.name() == name)
 }
@@ -125,7 +126,7 @@ impl Block for Subscribe {
     }
 
     fn run(captures: Self) -> impl Future<Output = Result<Self::Output, RemoteError>> + 'static {
-        let outcome = Call::current(Self::INFO.name()).map(|call| {
+        let outcome = Call::current(Self::INFO.name()).and_then(|call| {
             call.hub
                 .remote_subscribe(call.caller, captures.topics, captures.replace, |topic| {
                     call.authorize(topic)

@@ -219,6 +219,12 @@ fn subscribe(
                 }
             }
             Err(error) => {
+                // A refusal of the whole call by the remote's body (too many topics) is
+                // shown as itself, not as the block's failure.
+                let error = match error {
+                    RemoteError::Failed { .. } => error.root_cause().clone(),
+                    other => other,
+                };
                 tracing::warn!(target: "distributed_scope::pubsub", peer = %peer.label(), %error, "subscribe failed");
                 for topic in &topics {
                     hub.record_outcome(topic, peer, Some(Err(error.clone())));
