@@ -253,16 +253,19 @@ impl Hub {
         lock(&self.local).keys().cloned().collect()
     }
 
-    /// Hands a publication to the local subscriptions of `topic`.
-    fn deliver_local(&self, topic: &str, payload: &bytes::Bytes) -> bool {
+    /// Hands a publication to the local subscriptions of `topic`; one from another peer
+    /// (`received`) is counted first, so that a reader who sees it also sees the count.
+    fn deliver_local(&self, topic: &str, payload: &bytes::Bytes, received: bool) {
         let queues: Vec<Arc<Queue>> = lock(&self.local)
             .get(topic)
             .map(|entry| entry.queues.iter().filter_map(Weak::upgrade).collect())
             .unwrap_or_default();
+        if received && !queues.is_empty() {
+            self.counters.received.fetch_add(1, Ordering::Relaxed);
+        }
         for queue in &queues {
             queue.push(payload.clone());
         }
-        !queues.is_empty()
     }
 
     /// Records what `peer` answered to a subscription to `topic`; `None` forgets it.
@@ -409,7 +412,7 @@ impl Hub {
         payload: bytes::Bytes,
         is_linked: impl Fn(PeerId) -> bool,
     ) -> usize {
-        self.deliver_local(topic, &payload);
+        self.deliver_local(topic, &payload, false);
         let mut targets = Vec::new();
         {
             let remotes = lock(&self.remotes);

@@ -6,7 +6,6 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use serde::{Deserialize, Serialize};
 
@@ -201,12 +200,8 @@ impl Block for Deliver {
             // would be, and only for a topic subscribed here: nothing is relayed further.
             super::check_topic(&captures.topic)?;
             call.authorize(&captures.topic)?;
-            if call
-                .hub
-                .deliver_local(&captures.topic, &captures.payload.into_inner())
-            {
-                call.hub.counters.received.fetch_add(1, Ordering::Relaxed);
-            }
+            call.hub
+                .deliver_local(&captures.topic, &captures.payload.into_inner(), true);
             Ok(())
         });
         std::future::ready(outcome)
