@@ -320,7 +320,12 @@ struct Registry {
 
 fn registry() -> &'static Registry {
     static REGISTRY: OnceLock<Registry> = OnceLock::new();
-    REGISTRY.get_or_init(|| Registry::new(inventory::iter::<BlockEntry>))
+    REGISTRY.get_or_init(|| {
+        let mut registry = Registry::new(inventory::iter::<BlockEntry>);
+        #[cfg(not(target_arch = "wasm32"))]
+        registry.add_internal(&crate::peer::pubsub::ENTRIES);
+        registry
+    })
 }
 
 impl Registry {
@@ -354,6 +359,15 @@ impl Registry {
             }
         }
         registry
+    }
+
+    /// Adds this crate's own blocks (pub-sub): found by name and id like any named block,
+    /// but neither listed by [`blocks`] nor counted as the application's.
+    #[cfg(not(target_arch = "wasm32"))]
+    fn add_internal(&mut self, entries: &'static [BlockEntry]) {
+        for entry in entries {
+            self.by_name.insert(entry.info.name, entry);
+        }
     }
 
     /// See [`resolve`].

@@ -180,6 +180,8 @@
 //! | `max_queued_calls` | 4 096 per link | calls waiting beyond that; then `Overloaded` |
 //! | `max_queued_bytes` | 64 MiB per link | captures waiting beyond that; then `Overloaded` |
 //! | `max_pending_outbound` | 4 096 per link | calls this peer has pending on a link; more wait until their deadline |
+//! | `max_publications_in_flight` | 256 per link | publications sent to a subscriber and not answered yet; more are dropped and counted |
+//! | `max_topics_per_remote` | 256 per link | topics one linked peer may subscribe to here; more are refused |
 //! | `handshake_timeout` | 10 s | time a new link has for its handshake |
 //! | `connect_timeout` | 10 s | time opening a connection may take |
 //! | `drain_timeout` | 5 s | time `stop()` lets in-flight calls finish |
@@ -259,8 +261,9 @@ pub use crate::manifest::RemoteBlock;
 pub use crate::peer::Expected;
 #[cfg(not(target_arch = "wasm32"))]
 pub use crate::peer::{
-    Config, Discovery, DiscoveryError, Events, LinkInfo, On, Peer, PeerBuilder, PeerEvent,
-    PeerHandle, PeerStatus,
+    Config, DEFAULT_SUBSCRIPTION_CAPACITY, Discovery, DiscoveryError, Events, LinkInfo,
+    MAX_TOPIC_LEN, On, Peer, PeerBuilder, PeerEvent, PeerHandle, PeerStatus, PubSubMetrics,
+    QUEUED_PUBLICATIONS, Subscription,
 };
 pub use crate::scope::Scope;
 pub use crate::stream::RemoteStream;

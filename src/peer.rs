@@ -21,6 +21,7 @@ mod known_down;
 mod middleware;
 mod origin;
 mod outbox;
+pub(crate) mod pubsub;
 pub(crate) mod shared;
 mod shutdown;
 mod upgrade;
@@ -45,4 +46,7 @@ pub use self::handle::{LinkInfo, PeerHandle};
 #[cfg(feature = "auth")]
 pub use self::jwt::{Authenticated, JwtMiddleware, JwtMiddlewareService};
 pub use self::middleware::{PeerMiddleware, PeerMiddlewareService};
+pub use self::pubsub::{
+    DEFAULT_SUBSCRIPTION_CAPACITY, MAX_TOPIC_LEN, PubSubMetrics, QUEUED_PUBLICATIONS, Subscription,
+};
 pub use self::watch::PeerStatus;

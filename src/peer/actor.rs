@@ -103,6 +103,10 @@ impl Actor for Peer {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.add_stream(Events::new(self.shared.events.subscribe()));
+        // Pub-sub calls are made from this thread, for as long as the actor runs.
+        ctx.spawn(actix::fut::wrap_future(super::pubsub::run_worker(
+            self.shared.clone(),
+        )));
         self.rearm_watches(ctx);
         self.reconcile_watches(ctx);
         if std::mem::take(&mut self.relink) && !self.shared.is_stopping() {
@@ -409,6 +413,7 @@ impl Handler<Stop> for Peer {
         // No new calls from here on, in either direction; in-flight ones may finish until
         // the drain timeout, then fail with `ShuttingDown`; links close with 1001.
         self.shared.begin_stop();
+        self.shared.pubsub.close();
         for outbound in self.outbound.values_mut() {
             outbound.wanted = false;
         }

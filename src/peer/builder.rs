@@ -296,6 +296,20 @@ impl PeerBuilder {
         self
     }
 
+    /// Publications this peer may have sent to one linked subscriber and not seen answered;
+    /// beyond, a publication to it is dropped and counted (default 256, at least 1).
+    pub fn max_publications_in_flight(mut self, publications: usize) -> Self {
+        self.config.max_publications_in_flight = publications.max(1);
+        self
+    }
+
+    /// Topics one linked peer may subscribe to on this peer; more are refused with
+    /// `Overloaded` (default 256).
+    pub fn max_topics_per_remote(mut self, topics: usize) -> Self {
+        self.config.max_topics_per_remote = topics;
+        self
+    }
+
     /// How long `stop()` lets in-flight calls finish (default 5 s).
     pub fn drain_timeout(mut self, timeout: Duration) -> Self {
         self.config.drain_timeout = timeout;

@@ -18,6 +18,8 @@ use crate::wire::DEFAULT_MAX_MESSAGE_SIZE;
 /// | `max_queued_calls` | 4 096 per link | calls waiting beyond that; then `Overloaded` |
 /// | `max_queued_bytes` | 64 MiB per link | bytes of call frames of one link running or waiting here; then `Overloaded` |
 /// | `max_pending_outbound` | 4 096 per link | calls this peer has pending on a link; more wait until their deadline |
+/// | `max_publications_in_flight` | 256 per link | publications sent to a subscriber and not answered yet; more are dropped and counted |
+/// | `max_topics_per_remote` | 256 per link | topics one linked peer may subscribe to here; more are refused with `Overloaded` |
 /// | `handshake_timeout` | 10 s | time a new link has for its handshake |
 /// | `connect_timeout` | 10 s | time opening a connection may take |
 /// | `drain_timeout` | 5 s | time `stop()` lets in-flight calls finish |
@@ -63,6 +65,13 @@ pub struct Config {
     /// Calls this peer may have pending on one link; more wait until their deadline.
     /// Default 4 096.
     pub max_pending_outbound: usize,
+    /// Publications this peer has sent to one linked subscriber and not seen answered; a
+    /// publication to that subscriber beyond it is dropped and counted
+    /// ([`PubSubMetrics::dropped`](crate::PubSubMetrics::dropped)). Default 256.
+    pub max_publications_in_flight: usize,
+    /// Topics one linked peer may subscribe to on this peer; more are refused with
+    /// `Overloaded`. Forgotten when its link goes. Default 256.
+    pub max_topics_per_remote: usize,
     /// How long a new link has to complete the handshake. Default 10 s.
     pub handshake_timeout: Duration,
     /// How long opening a connection may take. Default 10 s.
@@ -139,6 +148,8 @@ impl Default for Config {
             max_queued_calls: limits.max_queued_calls,
             max_queued_bytes: limits.max_inbound_bytes,
             max_pending_outbound: 4096,
+            max_publications_in_flight: 256,
+            max_topics_per_remote: 256,
             handshake_timeout: link::HANDSHAKE_TIMEOUT,
             connect_timeout: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(5),

@@ -221,7 +221,9 @@ impl Guard {
             }
             None => (None, Narrowing::default()),
         };
-        if let Some(policy) = &self.origin_policy {
+        if let Some(policy) = &self.origin_policy
+            && !super::pubsub::is_internal(block)
+        {
             match &origin {
                 Some(origin) if policy.allows(origin, block) => {}
                 Some(origin) => return Err(refused_authority(block, origin.subject())),
@@ -433,6 +435,10 @@ impl Guard {
         block: &str,
         hop: bool,
     ) -> Result<(), RemoteError> {
+        // The pub-sub blocks are authorized by topic, in their bodies.
+        if super::pubsub::is_internal(block) {
+            return Ok(());
+        }
         let decision = self.decide(link, proven, remote, block, hop);
         let subject = match (link, proven) {
             (LinkAuth::Verified(principal), _) | (LinkAuth::Outbound, Some(principal)) => {
@@ -453,6 +459,74 @@ impl Guard {
         decision
     }
 
+    /// Authorizes a subscription to, or a publication on, a topic by its policy name
+    /// `name` (`topic:<topic>`) for `principal`, the one of the link from `remote`: the peer
+    /// rules first, then, with auth, the policy. A link without a principal is
+    /// `Unauthenticated` when this peer has auth.
+    pub(crate) fn authorize_topic(
+        &self,
+        principal: Option<&Principal>,
+        remote: PeerId,
+        name: &str,
+    ) -> Result<(), RemoteError> {
+        let decision = self
+            .peer_rule(remote, name)
+            .and_then(|()| match &self.auth {
+                None => Ok(()),
+                Some((_, policy)) => match principal {
+                    Some(principal) if policy.allows(principal, name) => Ok(()),
+                    Some(principal) => Err(RemoteError::Forbidden {
+                        block: name.to_owned(),
+                        subject: principal.subject().to_owned(),
+                        peer: None,
+                    }),
+                    None => Err(RemoteError::Unauthenticated {
+                        peer: None,
+                        block: Some(name.to_owned()),
+                    }),
+                },
+            });
+        let subject = principal.map_or("", Principal::subject);
+        match &decision {
+            Ok(()) => tracing::debug!(
+                target: "distributed_scope::auth",
+                decision = "allow", topic = name, subject, peer = %remote.label()
+            ),
+            Err(error) => tracing::info!(
+                target: "distributed_scope::auth",
+                decision = "deny", topic = name, subject, peer = %remote.label(), %error
+            ),
+        }
+        decision
+    }
+
+    /// The peer rules ([`PeerBuilder::allow_peer`](crate::PeerBuilder::allow_peer),
+    /// [`deny_peer`](crate::PeerBuilder::deny_peer)) for `remote` and the name `name`.
+    fn peer_rule(&self, remote: PeerId, name: &str) -> Result<(), RemoteError> {
+        let Some(rule) = self.peers.get(&remote) else {
+            return Ok(());
+        };
+        let allowed = rule.as_ref().is_some_and(|globs| {
+            let subject = remote.to_string();
+            let policy = globs.iter().fold(Policy::deny_all(), |policy, glob| {
+                policy.allow_subject(subject.as_str(), glob.as_str())
+            });
+            policy.allows(
+                &Principal::new(subject.as_str(), Vec::<String>::new()),
+                name,
+            )
+        });
+        if allowed {
+            Ok(())
+        } else {
+            Err(RemoteError::Forbidden {
+                block: name.to_owned(),
+                subject: format!("peer {remote}"),
+                peer: None,
+            })
+        }
+    }
+
     fn decide(
         &self,
         link: &LinkAuth,
@@ -466,21 +540,7 @@ impl Guard {
             subject,
             peer: None,
         };
-        if let Some(rule) = self.peers.get(&remote) {
-            let allowed = rule.as_ref().is_some_and(|globs| {
-                let subject = remote.to_string();
-                let policy = globs.iter().fold(Policy::deny_all(), |policy, glob| {
-                    policy.allow_subject(subject.as_str(), glob.as_str())
-                });
-                policy.allows(
-                    &Principal::new(subject.as_str(), Vec::<String>::new()),
-                    block,
-                )
-            });
-            if !allowed {
-                return Err(forbidden(format!("peer {remote}")));
-            }
-        }
+        self.peer_rule(remote, block)?;
         match (link, &self.auth) {
             (LinkAuth::Outbound | LinkAuth::Open, None) | (LinkAuth::Verified(_), None) => Ok(()),
             // A link this peer opened runs the hops of scopes it started or joined (the

@@ -416,6 +416,110 @@ impl PeerHandle {
             .map(|_| ())
     }
 
+    /// Publishes `value` on `topic`: to every linked peer subscribed to it, and to this
+    /// peer's own subscriptions. Returns at once, from any thread, and never waits for a
+    /// subscriber; returns how many linked peers the publication was handed to.
+    ///
+    /// The value is encoded once. Delivery is at most once and best effort, and direct
+    /// only: a peer hears the publications of the peers it is linked to, never relayed
+    /// ones. A subscriber whose link already has
+    /// [`max_publications_in_flight`](crate::PeerBuilder::max_publications_in_flight)
+    /// publications unanswered (256 by default) misses this one: it is dropped for that
+    /// subscriber and counted in [`PubSubMetrics::dropped`](crate::PubSubMetrics::dropped),
+    /// with a WARN on the first drop and at every power of two. See `docs/reliability.md`.
+    ///
+    /// With auth, a peer takes a subscription from, and a publication of, a linked peer
+    /// only if its policy allows that peer's principal the name `topic:<topic>` (a glob
+    /// `topic:news.*` covers `news.sports`).
+    ///
+    /// ```no_run
+    /// # use distributed_scope::{PeerHandle, RemoteError};
+    /// # fn example(peer: PeerHandle) -> Result<(), RemoteError> {
+    /// let sent = peer.publish("prices.eur", &(1_u64, 99.5_f64))?;
+    /// println!("handed to {sent} subscribers");
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`RemoteError::Decode`] if `value` cannot be encoded; [`RemoteError::TooLarge`] if
+    /// the topic is longer than [`MAX_TOPIC_LEN`](crate::MAX_TOPIC_LEN) or the encoded
+    /// publication would be over the peer's `max_message_size`;
+    /// [`RemoteError::ShuttingDown`] once the peer stops.
+    pub fn publish<T: serde::Serialize + ?Sized>(
+        &self,
+        topic: &str,
+        value: &T,
+    ) -> Result<usize, RemoteError> {
+        if self.shared.is_stopping() {
+            return Err(RemoteError::ShuttingDown {
+                peer: Some(self.shared.id),
+                block: None,
+            });
+        }
+        super::pubsub::check_topic(topic)?;
+        let limit = self
+            .shared
+            .config
+            .max_message_size
+            .saturating_sub(crate::wire::CALL_ROOM + topic.len() + 64);
+        let payload = crate::wire::Payload::encode_within(value, 0, limit)
+            .map(crate::wire::Payload::into_bytes)
+            .map_err(|error| match error {
+                RemoteError::TooLarge { size, limit, .. } => RemoteError::TooLarge {
+                    peer: None,
+                    block: Some(super::pubsub::policy_name(topic)),
+                    size,
+                    limit,
+                },
+                other => other,
+            })?;
+        let shared = &self.shared;
+        Ok(shared
+            .pubsub
+            .publish(topic, payload, |peer| shared.is_linked(peer)))
+    }
+
+    /// Subscribes to `topic`: the publications of this peer and of every linked peer, now
+    /// and of peers that link later, as a [`Subscription`](crate::Subscription) stream of
+    /// `T` buffering up to
+    /// [`DEFAULT_SUBSCRIPTION_CAPACITY`](crate::DEFAULT_SUBSCRIPTION_CAPACITY) (1 024)
+    /// publications, dropping the oldest when its reader falls behind. Dropping the
+    /// subscription withdraws it.
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # use distributed_scope::{PeerHandle, PeerId, RemoteError};
+    /// use futures_util::StreamExt;
+    ///
+    /// # async fn example(peer: PeerHandle, server: PeerId) -> Result<(), RemoteError> {
+    /// let mut prices = peer.subscribe::<(u64, f64)>("prices.eur");
+    /// prices.wait_for(server, Duration::from_secs(5)).await?; // the server knows of it
+    /// while let Some((instrument, price)) = prices.next().await {
+    ///     println!("{instrument}: {price} ({} missed so far)", prices.missed());
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn subscribe<T: serde::de::DeserializeOwned>(&self, topic: &str) -> super::Subscription<T> {
+        self.subscribe_with_capacity(topic, super::DEFAULT_SUBSCRIPTION_CAPACITY)
+    }
+
+    /// [`subscribe`](Self::subscribe), buffering at most `capacity` publications (at
+    /// least 1) before the oldest is dropped.
+    pub fn subscribe_with_capacity<T: serde::de::DeserializeOwned>(
+        &self,
+        topic: &str,
+        capacity: usize,
+    ) -> super::Subscription<T> {
+        let queue = self.shared.pubsub.subscribe(topic, capacity);
+        super::Subscription::new(self.shared.pubsub.clone(), queue)
+    }
+
+    /// The peer's pub-sub counters: publications sent, dropped, failed and received.
+    pub fn pubsub_metrics(&self) -> super::PubSubMetrics {
+        self.shared.pubsub.metrics()
+    }
+
     /// The peer's counters: calls, errors by kind, bytes, late replies, refused frames.
     pub fn metrics(&self) -> Metrics {
         self.shared.counters.snapshot()

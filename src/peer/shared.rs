@@ -99,6 +99,8 @@ pub(crate) struct Shared {
     pub(crate) admission: Arc<Admission>,
     /// What blocks reach through `Scope::data`.
     data: AppData,
+    /// Publish-subscribe: local subscriptions, remotes' topics, publications in flight.
+    pub(crate) pubsub: Arc<super::pubsub::Hub>,
     stopping: AtomicBool,
     /// Set once `stop()` has closed the links (and the peer's own server).
     stopped: tokio::sync::watch::Sender<bool>,
@@ -132,7 +134,17 @@ impl Shared {
             config.max_handshakes,
             config.max_links_per_ip,
         ));
+        let pubsub = Arc::new(super::pubsub::Hub::new(
+            id,
+            super::pubsub::Limits {
+                in_flight: config.max_publications_in_flight,
+                topics_per_remote: config.max_topics_per_remote,
+            },
+            #[cfg(feature = "auth")]
+            guard.clone(),
+        ));
         Self {
+            pubsub,
             id,
             config,
             origins,
@@ -205,6 +217,11 @@ impl Shared {
             .iter()
             .map(|(id, link)| (*id, link.clone()))
             .collect()
+    }
+
+    /// Completes at the next change of the link table (enable it before reading the table).
+    pub(crate) fn links_changed(&self) -> tokio::sync::futures::Notified<'_> {
+        self.links_changed.notified()
     }
 
     fn read_links(&self) -> std::sync::RwLockReadGuard<'_, HashMap<PeerId, Arc<Link>>> {
@@ -531,6 +548,10 @@ impl Runtime for Shared {
     }
 
     fn data(&self, type_id: TypeId) -> Option<Arc<dyn Any + Send + Sync>> {
+        // The pub-sub blocks find the hub here; applications cannot name its type.
+        if type_id == TypeId::of::<super::pubsub::Hub>() {
+            return Some(self.pubsub.clone());
+        }
         self.data.get(type_id)
     }
 
