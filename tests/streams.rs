@@ -6,11 +6,14 @@ mod support;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use distributed_scope::testing::Cluster;
-use distributed_scope::{PeerId, RemoteError, RemoteStream, remote, remote_stream};
+use distributed_scope::auth::Policy;
+use distributed_scope::testing::{Cluster, PeerThread};
+use distributed_scope::{
+    Peer, PeerId, RemoteError, RemoteStream, distributed, remote, remote_stream,
+};
 use futures_util::StreamExt;
 use support::attack::RssWatch;
-use support::{LIMIT, PeerProcess, block_on, connected};
+use support::{HOUR, LIMIT, PeerProcess, block_on, connected, issuer, url};
 
 /// Sets its flag when dropped: a stream body that holds one shows it was stopped.
 struct DropFlag(&'static AtomicBool);
@@ -250,4 +253,82 @@ fn the_deadline_bounds_the_whole_stream_and_the_idle_timeout_the_gap_between_ite
             .await;
     });
     cluster.shutdown();
+}
+
+/// How many `Poison` values were decoded in this process.
+static POISON_DECODED: AtomicU64 = AtomicU64::new(0);
+
+/// A capture that counts its decodings: a refused call must never decode it.
+#[derive(serde::Serialize)]
+struct Poison(u32);
+
+impl<'de> serde::Deserialize<'de> for Poison {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        POISON_DECODED.fetch_add(1, Ordering::SeqCst);
+        u32::deserialize(deserializer).map(Poison)
+    }
+}
+
+#[distributed]
+fn counted(server: PeerId, count: u32) -> RemoteStream<u32> {
+    remote_stream!(server, [count] -> u32 { futures_util::stream::iter(0..count) })
+}
+
+#[distributed]
+fn guarded(server: PeerId, secret: Poison) -> RemoteStream<u32> {
+    remote_stream!(server, [secret] -> u32 { futures_util::stream::iter([secret.0]) })
+}
+
+#[test]
+fn stream_blocks_are_named_and_authorized_like_calls_before_their_captures_are_decoded() {
+    // `#[distributed]` names a stream block like a `remote!` block.
+    let names: Vec<String> = distributed_scope::blocks()
+        .into_iter()
+        .filter(|info| info.is_stream())
+        .map(|info| info.name().to_owned())
+        .collect();
+    for name in ["streams::counted#0", "streams::guarded#0"] {
+        assert!(
+            names.iter().any(|known| known == name),
+            "{name} in {names:?}"
+        );
+    }
+    let server = PeerThread::start(
+        Peer::builder(PeerId::from_name("stream-auth"))
+            .listen("127.0.0.1:0")
+            .auth(
+                issuer(),
+                Policy::deny_all().allow_role("viewer", "streams::counted*"),
+            ),
+    )
+    .expect("server starts");
+    let server_id = server.handle().id();
+    let token = issuer().issue("reader", &["viewer"], HOUR).unwrap();
+    let (allowed, refused) = block_on(async {
+        let client = Peer::builder(PeerId::from_name("reader"))
+            .start()
+            .await
+            .unwrap();
+        client
+            .connect_with_token(&url(server.handle()), &token)
+            .await
+            .unwrap();
+        client
+            .run(async {
+                let allowed: Vec<_> = counted(server_id, 3).collect().await;
+                let refused: Vec<_> = guarded(server_id, Poison(7)).collect().await;
+                (allowed, refused)
+            })
+            .await
+    });
+    assert_eq!(allowed, [Ok(0), Ok(1), Ok(2)]);
+    match &refused[..] {
+        [Err(RemoteError::Forbidden { block, .. })] => assert_eq!(block, "streams::guarded#0"),
+        other => panic!("expected one Forbidden, got {other:?}"),
+    }
+    assert_eq!(
+        POISON_DECODED.load(Ordering::SeqCst),
+        0,
+        "the refused stream's captures were never decoded"
+    );
 }
