@@ -389,7 +389,8 @@ impl Walker {
     }
 
     /// The type of `remote!(.. -> T ..).await?` (`T`, or `U` for `Result<U, RemoteError>`)
-    /// and of `remote!(..).await` (`Result<T, RemoteError>`).
+    /// and of `remote!(..).await` (`Result<T, RemoteError>`); of `remote_all!(..).await`
+    /// (`Vec<(PeerId, Result<T, RemoteError>)>`).
     fn remote_type(&self, expr: &Expr) -> Option<Type> {
         let (awaited, tried) = match expr {
             Expr::Try(tried) => (&*tried.expr, true),
@@ -410,10 +411,17 @@ impl Walker {
         let input = parser.parse2(mac.mac.tokens.clone()).ok()?;
         let output = Output::new(input.output);
         let value = output.value();
+        let krate = &self.krate;
+        if is_remote_all(&mac.mac.path) {
+            return (!tried).then(|| {
+                syn::parse_quote!(
+                    ::std::vec::Vec<(#krate::PeerId, ::core::result::Result<#value, #krate::RemoteError>)>
+                )
+            });
+        }
         if tried {
             Some(value.clone())
         } else {
-            let krate = &self.krate;
             Some(syn::parse_quote!(
                 ::core::result::Result<#value, #krate::RemoteError>
             ))
@@ -421,11 +429,19 @@ impl Walker {
     }
 }
 
-/// `remote!`, `distributed_scope::remote!` or any path ending in `remote`.
+/// `remote!`, `distributed_scope::remote!` or any path ending in `remote`, and the same for
+/// `remote_all!`, whose blocks are named and typed alike.
 fn is_remote(path: &syn::Path) -> bool {
     path.segments
         .last()
-        .is_some_and(|segment| segment.ident == "remote")
+        .is_some_and(|segment| segment.ident == "remote" || segment.ident == "remote_all")
+}
+
+/// `remote_all!` or any path ending in `remote_all`.
+fn is_remote_all(path: &syn::Path) -> bool {
+    path.segments
+        .last()
+        .is_some_and(|segment| segment.ident == "remote_all")
 }
 
 /// The names a pattern binds; `ty` is the type of a plain `name` pattern.
@@ -560,6 +576,27 @@ mod tests {
             out.contains("[a : u32 , b : String , c : Vec < u8 >]"),
             "{out}"
         );
+    }
+
+    #[test]
+    fn names_and_types_remote_all_blocks_like_remote_blocks() {
+        let out = expand(syn::parse_quote! {
+            async fn demo(servers: Vec<PeerId>, a: u32) {
+                let all = remote_all!(servers.clone(), [a] -> u64 { 1 }).await;
+                remote!(servers[0], [all] { });
+                let x = 2u32;
+                remote_all!(servers, [a] -> u32 { a + x });
+            }
+        });
+        assert!(
+            out.contains("remote_all ! (name = \"demo#0\" ; servers . clone () , [a : u32]"),
+            "{out}"
+        );
+        assert!(
+            out.contains("[all : :: std :: vec :: Vec < (krate :: PeerId , :: core :: result :: Result < u64 , krate :: RemoteError >) >]"),
+            "{out}"
+        );
+        assert!(out.contains("`x` is a local variable of `demo`"), "{out}");
     }
 
     #[test]

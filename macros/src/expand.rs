@@ -214,14 +214,60 @@ impl Block {
     }
 }
 
+/// Which call a block expression ends with.
+#[derive(Clone, Copy)]
+enum Call {
+    /// `remote!`: a `RemoteCall<T>` to one target.
+    One,
+    /// `remote_all!`: a `RemoteAll<T>` to each of several targets.
+    All,
+}
+
+impl Call {
+    /// The type the macro evaluates to, for a block of result `value`.
+    fn value_type(self, krate: &TokenStream, value: &TokenStream) -> TokenStream {
+        match self {
+            Self::One => quote!(#krate::__private::RemoteCall<#value>),
+            Self::All => quote!(#krate::__private::RemoteAll<#value>),
+        }
+    }
+
+    /// The call of the block `block` (`<Ident as Parts>`), built from `value`, on `target`.
+    fn call(
+        self,
+        krate: &TokenStream,
+        parts: &TokenStream,
+        target: &syn::Expr,
+        value: &TokenStream,
+    ) -> TokenStream {
+        match self {
+            Self::One => quote_spanned! {target.span()=>
+                (#parts::PARTS.1)(#target, #value)
+            },
+            Self::All => quote_spanned! {target.span()=>
+                (#parts::ALL)(#krate::__private::targets(#target), #value)
+            },
+        }
+    }
+}
+
 /// Expands `remote!`: the block's items and its call, or on error the error and a stub of
 /// the declared type, so that one mistake gives one error.
 pub(crate) fn remote(input: RemoteInput, location: (usize, usize)) -> TokenStream {
-    let stub = remote_stub(&input);
+    expand_call(input, location, Call::One)
+}
+
+/// Expands `remote_all!`: the items of `remote!` and a call on each target.
+pub(crate) fn remote_all(input: RemoteInput, location: (usize, usize)) -> TokenStream {
+    expand_call(input, location, Call::All)
+}
+
+fn expand_call(input: RemoteInput, location: (usize, usize), kind: Call) -> TokenStream {
+    let stub = remote_stub(&input, kind);
     if input.stub {
         return quote!({ #stub });
     }
-    match remote_items(input, location) {
+    match remote_items(input, location, kind) {
         Ok(tokens) => tokens,
         Err(error) => {
             let error = error.into_compile_error();
@@ -231,8 +277,9 @@ pub(crate) fn remote(input: RemoteInput, location: (usize, usize)) -> TokenStrea
 }
 
 /// What a failed `remote!` evaluates to: its target and captures are used (no unused
-/// warnings) and its value is a `RemoteCall` of the declared type, if that type is valid.
-fn remote_stub(input: &RemoteInput) -> TokenStream {
+/// warnings) and its value is a `RemoteCall` (`RemoteAll`) of the declared type, if that type
+/// is valid.
+fn remote_stub(input: &RemoteInput, kind: Call) -> TokenStream {
     let krate = &input.krate;
     let target = &input.target;
     let names = input
@@ -252,15 +299,20 @@ fn remote_stub(input: &RemoteInput) -> TokenStream {
         Some(_) => quote!(_),
         None => quote!(()),
     };
+    let value = kind.value_type(krate, &value);
     quote! {
         let _ = &(#target);
         #(let _ = &#names;)*
-        #krate::__private::never::<#krate::__private::RemoteCall<#value>>()
+        #krate::__private::never::<#value>()
     }
 }
 
 /// The block's items and its call.
-fn remote_items(input: RemoteInput, (line, column): (usize, usize)) -> syn::Result<TokenStream> {
+fn remote_items(
+    input: RemoteInput,
+    (line, column): (usize, usize),
+    kind: Call,
+) -> syn::Result<TokenStream> {
     let RemoteInput {
         krate,
         name,
@@ -360,9 +412,7 @@ fn remote_items(input: RemoteInput, (line, column): (usize, usize)) -> syn::Resu
     let value = model::nested(&names);
     let ident = &block.ident;
     let parts = block.parts();
-    let call = quote_spanned! {target.span()=>
-        (#parts::PARTS.1)(#target, #ident(#value))
-    };
+    let call = kind.call(&block.krate, &parts, &target, &quote!(#ident(#value)));
     Ok(quote! {
         {
             struct #ident(#captures_ty);
@@ -729,6 +779,24 @@ mod tests {
         assert!(tokens.contains("\"@\" , 3 , \":\" , 9"));
     }
 
+    #[test]
+    fn remote_all_expands_to_the_same_block_and_a_call_on_each_target() {
+        let source = "krate; servers, [x: u32] -> u32 { x + 1 }";
+        let one = remote(syn::parse_str(source).unwrap(), (3, 9)).to_string();
+        let all = remote_all(syn::parse_str(source).unwrap(), (3, 9)).to_string();
+        assert!(all.contains("(< __RemoteBlock as krate :: __private :: Parts > :: ALL) (krate :: __private :: targets (servers)"), "{all}");
+        assert!(!all.contains("PARTS . 1"), "{all}");
+        // Everything before the call (name, id, registration) is the same as `remote!`'s.
+        let items = |tokens: &str| tokens[..tokens.rfind("(< __RemoteBlock").unwrap()].to_owned();
+        assert_eq!(items(&one), items(&all));
+        let failed = remote_all(syn::parse_str("krate; servers, [x] { x }").unwrap(), (1, 1));
+        assert!(
+            failed
+                .to_string()
+                .contains("never :: < krate :: __private :: RemoteAll < () > >")
+        );
+    }
+
     /// The token hash the expansion passes to `BlockInfo::new`.
     fn emitted_hash(source: &str) -> String {
         let input: RemoteInput = syn::parse_str(source).unwrap();
@@ -823,14 +891,14 @@ mod tests {
     #[test]
     fn self_in_a_plain_remote_body_is_an_error() {
         let input: RemoteInput = syn::parse_quote!(krate; server, [] -> u32 { self.count });
-        let error = remote_items(input, (1, 1)).err().unwrap();
+        let error = remote_items(input, (1, 1), Call::One).err().unwrap();
         assert!(error.to_string().contains("cannot use `self`"), "{error}");
     }
 
     #[test]
     fn duplicate_captures_are_an_error() {
         let input: RemoteInput = syn::parse_quote!(krate; server, [x: u32, x: u32] { x });
-        let error = remote_items(input, (1, 1)).err().unwrap();
+        let error = remote_items(input, (1, 1), Call::One).err().unwrap();
         assert!(error.to_string().contains("captured twice"));
     }
 }
