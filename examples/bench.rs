@@ -9,7 +9,7 @@
 //! `-- --quick` for the shorter run `cargo bench` makes, and
 //! `-- --smoke` for a few seconds' check of the harness itself (its timings mean nothing),
 //! `-- --only GROUP` (local, roundtrip, throughput, stream, tarpc, payload, types, chain,
-//! growth, idle) to run one group, e.g. under a profiler, `-- --no-tarpc` to leave tarpc out,
+//! growth, idle, all) to run one group, e.g. under a profiler, `-- --no-tarpc` to leave tarpc out,
 //! `-- --no-pin` to leave thread placement to the scheduler and `-- --same-core` to pin
 //! every thread to one core (the loopback's other latency mode).
 //!
@@ -21,6 +21,8 @@
 //! `--idle-server peer|raw`) so that its RSS starts clean. The series alternate in rounds,
 //! so that a burst of load elsewhere on the machine hits all of them.
 
+#[path = "bench/all.rs"]
+mod all;
 #[path = "bench/placement.rs"]
 mod placement;
 #[path = "bench/stream.rs"]
@@ -73,7 +75,7 @@ const SIZES: [(usize, &str); 4] = [
 
 /// The groups of measurements, for `--only`. `tarpc` is the round trip and throughput
 /// groups, whose rows carry the tarpc baseline.
-const GROUPS: [&str; 10] = [
+const GROUPS: [&str; 11] = [
     "local",
     "roundtrip",
     "throughput",
@@ -84,6 +86,7 @@ const GROUPS: [&str; 10] = [
     "chain",
     "growth",
     "idle",
+    "all",
 ];
 
 /// Calls in flight of the throughput rows.
@@ -1092,6 +1095,10 @@ fn run(settings: Settings, placement: Placement) -> anyhow::Result<Vec<Row>> {
         anyhow::Ok(rows)
     })?;
     drop((server, hop, raw_server, tarpc_server, authority));
+    let mut rows = rows;
+    if settings.wants("all") {
+        all::rows(settings, placement, &mut rows)?;
+    }
     Ok(rows)
 }
 

@@ -156,6 +156,46 @@ async fn execute<B: Block>(
     wait_for_ready: bool,
     block: B,
 ) -> Result<B::Output, RemoteError> {
+    let captures = Captures::Value(block.into_captures());
+    execute_captures::<B>(target, timeout, wait_for_ready, captures).await
+}
+
+/// The captures of one call: their value, or their encoding when one encoding goes to
+/// several peers (`remote_all!`); `Err` if that encoding failed.
+pub(crate) enum Captures<C> {
+    Value(C),
+    Encoded(Result<wire::Payload, RemoteError>),
+}
+
+impl<C: serde::de::DeserializeOwned> Captures<C> {
+    /// The value, decoded if it was encoded (a local target among several).
+    fn into_value(self, max: usize) -> Result<C, RemoteError> {
+        match self {
+            Self::Value(value) => Ok(value),
+            Self::Encoded(payload) => wire::decode_shared(&payload?.into_bytes(), max),
+        }
+    }
+
+    /// The encoding, made now if it was a value.
+    fn into_payload(self, name: &str) -> Result<wire::Payload, RemoteError>
+    where
+        C: serde::Serialize,
+    {
+        match self {
+            Self::Value(value) => wire::Payload::encode(&value, wire::CALL_ROOM + name.len()),
+            Self::Encoded(payload) => payload,
+        }
+    }
+}
+
+/// Calls block `B` on `target` with `captures`: locally if `target` is this peer (unless it
+/// serializes local calls), else through the runtime; the error names the block and peer.
+pub(crate) async fn execute_captures<B: Block>(
+    target: PeerId,
+    timeout: Option<Duration>,
+    wait_for_ready: bool,
+    captures: Captures<B::Captures>,
+) -> Result<B::Output, RemoteError> {
     let name = B::INFO.name();
     let Some(scope) = Scope::try_current() else {
         return Err(RemoteError::NoCurrentPeer {
@@ -207,15 +247,20 @@ async fn execute<B: Block>(
         }
     }
     let result = if local {
-        scope
-            .local_child(deadline)
-            .with_trace(trace)
-            .with_root(B::INFO.entry_point())
-            .guard(crate::block::run::<B>(block.into_captures()))
-            .instrument(span.clone())
-            .await
+        match captures.into_value(runtime.max_message_size()) {
+            Ok(captures) => {
+                scope
+                    .local_child(deadline)
+                    .with_trace(trace)
+                    .with_root(B::INFO.entry_point())
+                    .guard(crate::block::run::<B>(captures))
+                    .instrument(span.clone())
+                    .await
+            }
+            Err(error) => Err(error),
+        }
     } else {
-        remote::<B>(&scope, target, deadline, block, trace, wait_for_ready)
+        remote::<B>(&scope, target, deadline, captures, trace, wait_for_ready)
             .instrument(span.clone())
             .await
     };
@@ -229,7 +274,7 @@ async fn remote<B: Block>(
     scope: &Scope,
     target: PeerId,
     deadline: web_time::Instant,
-    block: B,
+    captures: Captures<B::Captures>,
     trace: Option<Trace>,
     wait_for_ready: bool,
 ) -> Result<B::Output, RemoteError> {
@@ -238,10 +283,7 @@ async fn remote<B: Block>(
         block: B::INFO.id(),
         name: B::INFO.name(),
         deadline,
-        captures: wire::Payload::encode(
-            &block.into_captures(),
-            wire::CALL_ROOM + B::INFO.name().len(),
-        )?,
+        captures: captures.into_payload(B::INFO.name())?,
         #[cfg(feature = "auth")]
         principal: scope.principal_arc(),
         trace,

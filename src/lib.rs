@@ -225,6 +225,7 @@
 )]
 extern crate self as distributed_scope;
 
+mod all;
 mod blob;
 mod block;
 #[cfg(target_arch = "wasm32")]
@@ -248,6 +249,7 @@ pub mod testing;
 #[cfg(not(target_arch = "wasm32"))]
 mod transport;
 
+pub use crate::all::{RemoteAll, Unreached};
 pub use crate::blob::Bytes;
 pub use crate::block::{BlockInfo, blocks};
 #[cfg(target_arch = "wasm32")]
@@ -386,14 +388,58 @@ macro_rules! remote_stream {
     };
 }
 
+/// Runs a block on several peers at once: `remote_all!(targets, [captures] -> T { body })`.
+///
+/// `targets` is any `IntoIterator<Item = PeerId>`; the captures, the result type and the
+/// body are those of [`remote!`], with the same checks. The macro evaluates to a
+/// [`RemoteAll<T>`]: awaiting it runs the block on every target concurrently and gives
+/// `Vec<(PeerId, Result<T, RemoteError>)>`, one result per target in the order of the
+/// targets. The captures are encoded once and the same bytes go to each peer, so they need
+/// not be `Clone`. [`RemoteAll::timeout`] sets each peer's own deadline;
+/// [`RemoteAll::first`] and [`RemoteAll::quorum`] resolve as soon as enough peers succeeded
+/// (or cannot any more) and cancel the calls still running.
+///
+/// ```no_run
+/// # use std::time::Duration;
+/// # use distributed_scope::{remote_all, PeerId, RemoteError, Unreached};
+/// # async fn f(replicas: Vec<PeerId>) -> Result<(), Unreached> {
+/// let key = String::from("answer");
+/// // Every replica's answer, in the order of `replicas`.
+/// let all: Vec<(PeerId, Result<u64, RemoteError>)> =
+///     remote_all!(replicas.clone(), [key: String] -> u64 { key.len() as u64 }).await;
+/// // The answers of a majority, as soon as they are in; the slower calls are cancelled.
+/// let key = String::from("answer");
+/// let majority: Vec<(PeerId, u64)> = remote_all!(replicas, [key: String] -> u64 { key.len() as u64 })
+///     .timeout(Duration::from_secs(2))
+///     .quorum()
+///     .await?;
+/// # Ok(()) }
+/// ```
+///
+/// # What it expands to
+///
+/// The items of [`remote!`] (the block type, its checks, `impl Block`, the registration:
+/// the same name and id as a `remote!` with the same tokens would have), then the call,
+/// `RemoteAll::<T>::new(targets.into_iter().collect(), __RemoteBlock((a, (b, ()))))`,
+/// reached through the same internal constant. Inside a
+/// [`#[distributed]`](distributed) function it is named and its capture types filled in as a
+/// `remote!` is.
+#[macro_export]
+macro_rules! remote_all {
+    ($($input:tt)*) => {
+        $crate::__private::remote_all_impl! { $crate; $($input)* }
+    };
+}
+
 /// Internals used by the generated code. Not public API.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::all::RemoteAll;
     pub use crate::block::{Block, BlockEntry, BlockInfo, block_id};
     pub use crate::call::RemoteCall;
     pub use crate::error::RemoteError;
     pub use crate::stream::{RemoteStream, items_of};
-    pub use distributed_scope_macros::{remote_impl, remote_stream_impl};
+    pub use distributed_scope_macros::{remote_all_impl, remote_impl, remote_stream_impl};
     pub use futures_util::Stream;
     pub use futures_util::stream::LocalBoxStream;
     pub use inventory;
@@ -422,6 +468,16 @@ pub mod __private {
     pub trait Parts: Block {
         /// The registry entry of the block, and how to call it.
         const PARTS: (BlockEntry, Call<Self>) = (BlockEntry::of::<Self>(), RemoteCall::new::<Self>);
+        /// How to call the block on several peers (`remote_all!`).
+        const ALL: CallAll<Self> = RemoteAll::new::<Self>;
+    }
+
+    /// How the generated code calls a block on several peers.
+    pub type CallAll<B> = fn(Vec<crate::PeerId>, B) -> RemoteAll<<B as Block>::Output>;
+
+    /// The targets of a `remote_all!`, in their order.
+    pub fn targets(targets: impl IntoIterator<Item = crate::PeerId>) -> Vec<crate::PeerId> {
+        targets.into_iter().collect()
     }
 
     /// How the generated code calls a block on a peer.

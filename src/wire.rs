@@ -386,6 +386,18 @@ impl Payload {
         self.buffer.len() - self.start
     }
 
+    /// A copy of the encoded value with the same room in front: one encoding sent to
+    /// several peers, each frame built in its own buffer.
+    pub(crate) fn duplicate(&self) -> Self {
+        let mut buffer = pool::take(self.buffer.len());
+        buffer.resize(self.start, 0);
+        buffer.extend_from_slice(self.bytes());
+        Self {
+            buffer,
+            start: self.start,
+        }
+    }
+
     /// The value alone, without the spare room (for local calls that skip the network).
     pub(crate) fn into_bytes(self) -> bytes::Bytes {
         let start = self.start;

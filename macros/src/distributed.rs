@@ -389,7 +389,8 @@ impl Walker {
     }
 
     /// The type of `remote!(.. -> T ..).await?` (`T`, or `U` for `Result<U, RemoteError>`)
-    /// and of `remote!(..).await` (`Result<T, RemoteError>`).
+    /// and of `remote!(..).await` (`Result<T, RemoteError>`); of `remote_all!(..).await`
+    /// (`Vec<(PeerId, Result<T, RemoteError>)>`).
     fn remote_type(&self, expr: &Expr) -> Option<Type> {
         let (awaited, tried) = match expr {
             Expr::Try(tried) => (&*tried.expr, true),
@@ -401,7 +402,7 @@ impl Walker {
         let Expr::Macro(mac) = &*awaited.base else {
             return None;
         };
-        // Only a `remote!` is awaited for one value.
+        // A `remote!` (or `remote_all!`) is awaited for its value; a stream is not awaited.
         if !is_remote_of(&mac.mac.path, false) {
             return None;
         }
@@ -411,10 +412,17 @@ impl Walker {
         let input = parser.parse2(mac.mac.tokens.clone()).ok()?;
         let output = Output::new(input.output);
         let value = output.value();
+        let krate = &self.krate;
+        if is_remote_all(&mac.mac.path) {
+            return (!tried).then(|| {
+                syn::parse_quote!(
+                    ::std::vec::Vec<(#krate::PeerId, ::core::result::Result<#value, #krate::RemoteError>)>
+                )
+            });
+        }
         if tried {
             Some(value.clone())
         } else {
-            let krate = &self.krate;
             Some(syn::parse_quote!(
                 ::core::result::Result<#value, #krate::RemoteError>
             ))
@@ -422,17 +430,26 @@ impl Walker {
     }
 }
 
-/// `remote!`, `distributed_scope::remote!` or any path ending in `remote`; with `streams`,
-/// also `remote_stream!`: blocks this attribute names.
+/// The block macros this attribute names and types: `remote!`, `remote_all!` and, with
+/// `streams`, `remote_stream!` (any path ending so).
 fn is_remote_of(path: &syn::Path, streams: bool) -> bool {
     path.segments.last().is_some_and(|segment| {
-        segment.ident == "remote" || (streams && segment.ident == "remote_stream")
+        segment.ident == "remote"
+            || segment.ident == "remote_all"
+            || (streams && segment.ident == "remote_stream")
     })
 }
 
-/// Any block macro this attribute names: `remote!` or `remote_stream!`.
+/// Any block macro this attribute names: `remote!`, `remote_all!` or `remote_stream!`.
 fn is_remote(path: &syn::Path) -> bool {
     is_remote_of(path, true)
+}
+
+/// `remote_all!` or any path ending in `remote_all`.
+fn is_remote_all(path: &syn::Path) -> bool {
+    path.segments
+        .last()
+        .is_some_and(|segment| segment.ident == "remote_all")
 }
 
 /// The names a pattern binds; `ty` is the type of a plain `name` pattern.
@@ -567,6 +584,27 @@ mod tests {
             out.contains("[a : u32 , b : String , c : Vec < u8 >]"),
             "{out}"
         );
+    }
+
+    #[test]
+    fn names_and_types_remote_all_blocks_like_remote_blocks() {
+        let out = expand(syn::parse_quote! {
+            async fn demo(servers: Vec<PeerId>, a: u32) {
+                let all = remote_all!(servers.clone(), [a] -> u64 { 1 }).await;
+                remote!(servers[0], [all] { });
+                let x = 2u32;
+                remote_all!(servers, [a] -> u32 { a + x });
+            }
+        });
+        assert!(
+            out.contains("remote_all ! (name = \"demo#0\" ; servers . clone () , [a : u32]"),
+            "{out}"
+        );
+        assert!(
+            out.contains("[all : :: std :: vec :: Vec < (krate :: PeerId , :: core :: result :: Result < u64 , krate :: RemoteError >) >]"),
+            "{out}"
+        );
+        assert!(out.contains("`x` is a local variable of `demo`"), "{out}");
     }
 
     #[test]

@@ -244,13 +244,55 @@ impl Block {
     }
 }
 
-/// What a `remote!`-like macro makes of its block.
+/// What a `remote!`-like macro makes of its block, and which call the block expression ends
+/// with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {
-    /// `remote!`: one result, a `RemoteCall`.
+    /// `remote!`: one result, a `RemoteCall<T>` to one target.
     Call,
-    /// `remote_stream!`: a stream of items, a `RemoteStream`.
+    /// `remote_stream!`: a stream of items, a `RemoteStream<T>` from one target.
     Stream,
+    /// `remote_all!`: a `RemoteAll<T>` to each of several targets.
+    All,
+}
+
+impl Kind {
+    /// The type the macro evaluates to, for a block of result (or item) `value`.
+    fn value_type(self, krate: &TokenStream, value: &TokenStream) -> TokenStream {
+        match self {
+            Self::Call => quote!(#krate::__private::RemoteCall<#value>),
+            Self::Stream => quote!(#krate::__private::RemoteStream<#value>),
+            Self::All => quote!(#krate::__private::RemoteAll<#value>),
+        }
+    }
+
+    /// The `Parts` constant of block type `ident`: the registry entry and the call go
+    /// through this one path, with one span, so that an unsatisfied bound of the block is
+    /// reported once.
+    fn parts(self, krate: &TokenStream, ident: &Ident) -> TokenStream {
+        match self {
+            Self::Call | Self::All => quote!(<#ident as #krate::__private::Parts>),
+            Self::Stream => quote!(<#ident as #krate::__private::StreamParts>),
+        }
+    }
+
+    /// The call of the block (`parts`, from [`Kind::parts`]), built from `value`, on `target`.
+    fn call(
+        self,
+        krate: &TokenStream,
+        parts: &TokenStream,
+        target: &syn::Expr,
+        value: &TokenStream,
+    ) -> TokenStream {
+        match self {
+            Self::Call | Self::Stream => quote_spanned! {target.span()=>
+                (#parts::PARTS.1)(#target, #value)
+            },
+            Self::All => quote_spanned! {target.span()=>
+                (#parts::ALL)(#krate::__private::targets(#target), #value)
+            },
+        }
+    }
 }
 
 /// Expands `remote!`: the block's items and its call, or on error the error and a stub of
@@ -262,6 +304,11 @@ pub(crate) fn remote(input: RemoteInput, location: (usize, usize)) -> TokenStrea
 /// Expands `remote_stream!` as [`remote`] does `remote!`.
 pub(crate) fn remote_stream(input: RemoteInput, location: (usize, usize)) -> TokenStream {
     expand_kind(input, location, Kind::Stream)
+}
+
+/// Expands `remote_all!`: the items of `remote!` and a call on each target.
+pub(crate) fn remote_all(input: RemoteInput, location: (usize, usize)) -> TokenStream {
+    expand_kind(input, location, Kind::All)
 }
 
 fn expand_kind(input: RemoteInput, location: (usize, usize), kind: Kind) -> TokenStream {
@@ -279,7 +326,8 @@ fn expand_kind(input: RemoteInput, location: (usize, usize), kind: Kind) -> Toke
 }
 
 /// What a failed `remote!` evaluates to: its target and captures are used (no unused
-/// warnings) and its value is a `RemoteCall` of the declared type, if that type is valid.
+/// warnings) and its value is a `RemoteCall` (`RemoteStream`, `RemoteAll`) of the declared
+/// type, if that type is valid.
 fn remote_stub(input: &RemoteInput, kind: Kind) -> TokenStream {
     let krate = &input.krate;
     let target = &input.target;
@@ -300,14 +348,11 @@ fn remote_stub(input: &RemoteInput, kind: Kind) -> TokenStream {
         Some(_) => quote!(_),
         None => quote!(()),
     };
-    let call = match kind {
-        Kind::Call => quote!(RemoteCall),
-        Kind::Stream => quote!(RemoteStream),
-    };
+    let value = kind.value_type(krate, &value);
     quote! {
         let _ = &(#target);
         #(let _ = &#names;)*
-        #krate::__private::never::<#krate::__private::#call<#value>>()
+        #krate::__private::never::<#value>()
     }
 }
 
@@ -444,14 +489,8 @@ fn remote_items(
     let captures_ty = model::nested(&types);
     let value = model::nested(&names);
     let ident = &block.ident;
-    let parts = if stream {
-        quote!(<#ident as #krate::__private::StreamParts>)
-    } else {
-        block.parts()
-    };
-    let call = quote_spanned! {target.span()=>
-        (#parts::PARTS.1)(#target, #ident(#value))
-    };
+    let parts = kind.parts(krate, ident);
+    let call = kind.call(krate, &parts, &target, &quote!(#ident(#value)));
     Ok(quote! {
         {
             struct #ident(#captures_ty);
@@ -817,6 +856,24 @@ mod tests {
         assert!(tokens.contains("struct __RemoteBlock"));
         assert!(tokens.contains("inventory :: submit"));
         assert!(tokens.contains("\"@\" , 3 , \":\" , 9"));
+    }
+
+    #[test]
+    fn remote_all_expands_to_the_same_block_and_a_call_on_each_target() {
+        let source = "krate; servers, [x: u32] -> u32 { x + 1 }";
+        let one = remote(syn::parse_str(source).unwrap(), (3, 9)).to_string();
+        let all = remote_all(syn::parse_str(source).unwrap(), (3, 9)).to_string();
+        assert!(all.contains("(< __RemoteBlock as krate :: __private :: Parts > :: ALL) (krate :: __private :: targets (servers)"), "{all}");
+        assert!(!all.contains("PARTS . 1"), "{all}");
+        // Everything before the call (name, id, registration) is the same as `remote!`'s.
+        let items = |tokens: &str| tokens[..tokens.rfind("(< __RemoteBlock").unwrap()].to_owned();
+        assert_eq!(items(&one), items(&all));
+        let failed = remote_all(syn::parse_str("krate; servers, [x] { x }").unwrap(), (1, 1));
+        assert!(
+            failed
+                .to_string()
+                .contains("never :: < krate :: __private :: RemoteAll < () > >")
+        );
     }
 
     /// The token hash the expansion passes to `BlockInfo::new`.

@@ -1,5 +1,5 @@
 //! Procedural macros of `distributed-scope`. Use them through the `distributed-scope` crate,
-//! which documents them: `remote!`, `#[distributed]`, `#[remote_block]`.
+//! which documents them: `remote!`, `remote_all!`, `#[distributed]`, `#[remote_block]`.
 
 mod distributed;
 mod expand;
@@ -27,6 +27,16 @@ pub fn remote_stream_impl(input: TokenStream) -> TokenStream {
     let location = call_location(&input);
     let input = syn::parse_macro_input!(input as parse::RemoteInput);
     expand::remote_stream(input, location).into()
+}
+
+/// The implementation of `distributed_scope::remote_all!`, which passes `$crate` first:
+/// `remote_all_impl!($crate; targets, [captures] -> T { body })`.
+#[doc(hidden)]
+#[proc_macro]
+pub fn remote_all_impl(input: TokenStream) -> TokenStream {
+    let location = call_location(&input);
+    let input = syn::parse_macro_input!(input as parse::RemoteInput);
+    expand::remote_all(input, location).into()
 }
 
 /// Declares a named block: an `async fn` that other peers run through a message.

@@ -32,7 +32,7 @@ impl Output {
     /// The output of a block of `kind`: a stream's items are never flattened.
     pub(crate) fn of(ty: Option<Type>, kind: crate::expand::Kind) -> Self {
         match kind {
-            crate::expand::Kind::Call => Self::new(ty),
+            crate::expand::Kind::Call | crate::expand::Kind::All => Self::new(ty),
             crate::expand::Kind::Stream => Self {
                 body: ty.unwrap_or_else(|| syn::parse_quote!(())),
                 flattened: None,

@@ -9,8 +9,9 @@
 use proc_macro2::{Group, Literal, TokenStream, TokenTree};
 use quote::quote;
 
-/// `tokens` with `root = <root>u64;` put first in every `remote!(..)` and `remote_stream!(..)`
-/// directly inside them (in any group, but not inside another block, which marks its own).
+/// `tokens` with `root = <root>u64;` put first in every `remote!(..)`, `remote_all!(..)` and
+/// `remote_stream!(..)` directly inside them (in any group, but not inside another block,
+/// which marks its own).
 pub(crate) fn mark_nested(tokens: TokenStream, root: u64) -> TokenStream {
     let trees: Vec<TokenTree> = tokens.into_iter().collect();
     let mut out = TokenStream::new();
@@ -18,7 +19,9 @@ pub(crate) fn mark_nested(tokens: TokenStream, root: u64) -> TokenStream {
     while let Some(tree) = trees.get(at) {
         at += 1;
         match tree {
-            TokenTree::Ident(ident) if ident == "remote" || ident == "remote_stream" => {
+            TokenTree::Ident(ident)
+                if ident == "remote" || ident == "remote_all" || ident == "remote_stream" =>
+            {
                 out.extend([tree.clone()]);
                 if let (Some(TokenTree::Punct(bang)), Some(TokenTree::Group(call))) =
                     (trees.get(at), trees.get(at + 1))
@@ -54,10 +57,15 @@ mod tests {
             let x = 1;
             if x > 0 { crate::remote!(peer, [x: u32] { remote!(other, [] {}) }).await }
             let y = remote![peer, [] {}];
+            let z = remote_all!(peers, [] {});
             not_remote!(a);
         };
         let marked = mark_nested(body, 7).to_string();
-        assert_eq!(marked.matches("root = 7u64 ;").count(), 2, "{marked}");
+        assert_eq!(marked.matches("root = 7u64 ;").count(), 3, "{marked}");
+        assert!(
+            marked.contains("remote_all ! (root = 7u64 ; peers"),
+            "{marked}"
+        );
         assert!(marked.contains("remote ! (root = 7u64 ; peer"), "{marked}");
         assert!(marked.contains("remote ! [root = 7u64 ; peer"), "{marked}");
         // The inner call is left to the block it is in.

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use distributed_scope::{PeerId, RemoteError, distributed, remote, remote_block};
+use distributed_scope::{PeerId, RemoteError, distributed, remote, remote_all, remote_block};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -65,6 +65,22 @@ async fn elided(
     .await;
     let (total, len) = result?;
     Ok((total, len))
+}
+
+/// `remote_all!` in a `#[distributed]` function: named, its captures typed, nested in and
+/// around `remote!`, its awaited type known to later captures.
+#[distributed]
+async fn fan_out(servers: Vec<PeerId>, item: Item) -> Result<usize, RemoteError> {
+    let answers = remote_all!(servers.clone(), [item] -> u32 { item.count }).await;
+    let quorum = remote_all!(servers.clone(), [] -> Result<u32, RemoteError> { Ok(1) })
+        .quorum()
+        .await
+        .map_or(0, |answers| answers.len());
+    remote!(servers[0], [answers, servers, quorum: usize] -> Result<usize, RemoteError> {
+        let more = remote_all!(servers, [] -> u8 { 1 }).await;
+        Ok(answers.len() + more.len() + quorum)
+    })
+    .await
 }
 
 #[remote_block]
@@ -146,7 +162,7 @@ fn remote_block_messages_are_built_by_new_or_as_unit_values() {
 
 #[test]
 fn blocks_are_registered_with_their_names() {
-    let _ = (nested_three_deep, owned_captures, elided);
+    let _ = (nested_three_deep, owned_captures, elided, fan_out);
     drop(Add { x: 1, y: 2 }.on(PeerId::from_name("server")));
     let names: Vec<&str> = distributed_scope::blocks()
         .iter()
@@ -156,6 +172,10 @@ fn blocks_are_registered_with_their_names() {
         "pass::elided#0",
         "pass::elided#1",
         "pass::elided#2",
+        "pass::fan_out#0",
+        "pass::fan_out#1",
+        "pass::fan_out#2",
+        "pass::fan_out#3",
         "pass::add",
     ] {
         assert!(names.contains(&name), "{name} not in {names:?}");

@@ -1,4 +1,4 @@
-//! Hygiene test: `remote!`, `#[distributed]` and `#[remote_block]` compile in a crate with
+//! Hygiene test: `remote!`, `remote_all!`, `#[distributed]` and `#[remote_block]` compile in a crate with
 //! `#![no_implicit_prelude]`, the runtime renamed to `scope`, and neither actix nor serde
 //! among its dependencies, under strict lints.
 
@@ -15,7 +15,7 @@
     non_snake_case
 )]
 
-use ::scope::{PeerId, RemoteError, distributed, remote, remote_block};
+use ::scope::{PeerId, RemoteError, distributed, remote, remote_all, remote_block};
 use ::std::string::String;
 use ::std::vec::Vec;
 
@@ -62,4 +62,12 @@ pub async fn stats_on(server: PeerId) -> ::std::result::Result<u64, RemoteError>
     let first = Stats.on(server).await?;
     let second = Stats::new().on(server).await?;
     ::std::result::Result::Ok(first + second)
+}
+
+/// `remote_all!` with a capture, awaited, and in a `#[distributed]` function.
+#[distributed]
+pub async fn fan_out(servers: Vec<PeerId>) -> usize {
+    let base: u32 = 1;
+    let answers = remote_all!(servers, [base] -> u32 { base + 1 }).await;
+    answers.len()
 }
