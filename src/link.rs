@@ -14,6 +14,7 @@ mod backoff;
 mod engine;
 mod limits;
 mod metrics;
+mod session;
 #[cfg(test)]
 mod tests;
 
@@ -22,11 +23,12 @@ use futures_channel::oneshot;
 pub use self::backoff::Backoff;
 pub(crate) use self::backoff::jitter_unit;
 pub(crate) use self::engine::{Authorize, Engine, Event, Identity, Role, Run, Transmit, close};
-pub(crate) use self::limits::{Budgets, DEFAULT_DEADLINE, Limits};
+pub(crate) use self::limits::{Budgets, DEFAULT_DEADLINE, Limits, MAX_REPLAY_BYTES, RESUME_WINDOW};
 #[cfg(not(target_arch = "wasm32"))]
 pub(crate) use self::limits::{HANDSHAKE_TIMEOUT, LIVENESS_TIMEOUT, PING_INTERVAL};
 pub(crate) use self::metrics::Counters;
 pub use self::metrics::Metrics;
+pub(crate) use self::session::SessionKeys;
 use crate::error::HandshakeError;
 use crate::wire::{self, Hello, HelloError};
 use crate::{PeerId, RemoteError};

@@ -291,6 +291,8 @@ mod tests {
             nonce: u128::MAX,
             // A proof as long as any token a peer accepts.
             proof: Some("x".repeat(8 << 10)),
+            resumable: false,
+            session: Some(crate::link::SessionKeys::new()),
         };
         let bytes = hello.to_bytes().unwrap();
         assert!(

@@ -22,12 +22,14 @@ mod middleware;
 mod origin;
 mod outbox;
 pub(crate) mod pubsub;
+pub(crate) mod resume;
 pub(crate) mod shared;
 mod shutdown;
 mod upgrade;
 mod watch;
 
 pub(crate) use self::actor::LinkDown;
+pub(crate) use self::resume::RESUME_HEADER;
 
 /// What an outbound link requires of the peer it reaches ([`Expected`]); nothing can be
 /// required without auth.

@@ -546,6 +546,7 @@ pub(crate) fn adapt_client_config(mut config: ClientConfig) -> Arc<ClientConfig>
 pub(crate) async fn connect(
     url: &str,
     token: Option<&str>,
+    resume: Option<&str>,
     tls: Arc<ClientConfig>,
     timeout: Duration,
     limits: SocketLimits,
@@ -574,6 +575,9 @@ pub(crate) async fn connect(
     let mut request = client.ws(url).max_frame_size(limits.max_frame);
     if let Some(token) = token {
         request = request.bearer_auth(token);
+    }
+    if let Some(resume) = resume {
+        request = request.set_header(crate::peer::RESUME_HEADER, resume);
     }
     let (_response, framed) = match actix_rt::time::timeout(timeout, request.connect()).await {
         Ok(Ok(pair)) => pair,
@@ -617,7 +621,18 @@ pub(crate) async fn connect(
                         (Message::Close(Some(close_reason(code, reason))), true)
                     }
                 };
-                if sink.feed(message).await.is_err() || last {
+                if sink.feed(message).await.is_err() {
+                    break 'link;
+                }
+                if last {
+                    // The close handshake: the accepting side answers and ends the
+                    // connection. Ending it here first could reach the other side with our
+                    // close frame still unread (its stream reports the end first), which
+                    // would look like a drop: hold it open until the link lets go of it.
+                    if sink.flush().await.is_ok() {
+                        writer_flow.sent(written);
+                        while writer.0.next().await.is_some() {}
+                    }
                     break 'link;
                 }
                 next = writer.0.try_pop();
@@ -742,6 +757,12 @@ where
         }
         let raw = match self.inner.poll_next_unpin(cx) {
             Poll::Ready(Some(Ok(raw))) => raw,
+            // The connection failed under the WebSocket (reset, broken pipe): it is gone,
+            // as if it had ended, not a protocol violation of the remote.
+            Poll::Ready(Some(Err(ProtocolError::Io(error)))) => {
+                tracing::debug!(%error, "connection lost");
+                return Poll::Ready(None);
+            }
             Poll::Ready(Some(Err(error))) => return Poll::Ready(Some(violation(&error))),
             Poll::Ready(None) => return Poll::Ready(None),
             Poll::Pending if !self.flow.may_buffer() => {

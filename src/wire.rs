@@ -20,7 +20,7 @@ pub(crate) const MAGIC: [u8; 4] = *b"DSCP";
 
 /// The protocol version this build speaks; checked right after [`MAGIC`].
 /// Version 2 added the block manifest to `Hello`; version 3 its nonce and proof of identity.
-pub(crate) const PROTOCOL_VERSION: u16 = 3;
+pub(crate) const PROTOCOL_VERSION: u16 = 4;
 
 /// The largest `max_message_size` a peer accepts: 1 GiB.
 pub const MAX_MESSAGE_SIZE_CEILING: usize = 1 << 30;
@@ -211,6 +211,10 @@ mod fast {
                 let items = reader.varint()?;
                 let bytes = reader.varint()?;
                 reader.done(Frame::Credit { id, items, bytes })
+            }
+            7 => {
+                let received = reader.varint()?;
+                reader.done(Frame::Ack { received })
             }
             _ => None,
         }
@@ -537,6 +541,10 @@ pub(crate) struct Hello {
     /// The accepting side's proof of identity (a short-lived JWT whose `nonce` claim is the
     /// connecting side's nonce), if it has an identity to prove.
     pub(crate) proof: Option<String>,
+    /// The connecting side: whether it resumes the link after a drop.
+    pub(crate) resumable: bool,
+    /// The accepting side: the keys of the link's session, if both sides resume.
+    pub(crate) session: Option<crate::link::SessionKeys>,
 }
 
 /// The blocks a peer can run, sent in its `Hello`: at most [`MAX_MANIFEST_BYTES`] of them
@@ -636,6 +644,12 @@ pub(crate) enum Frame<'a> {
     /// and started one more while fewer than `bytes` item bytes in all were sent (totals
     /// since the call began, never decreasing).
     Credit { id: u64, items: u64, bytes: u64 },
+    /// The sender received the first `received` numbered frames of the link (session resume).
+    Ack { received: u64 },
+    /// The accepting side's first message on a resumed link's new socket: it received the
+    /// first `received` numbered frames; the numbered frames it lacks follow from the other
+    /// side, as its own follow this.
+    Resume { received: u64 },
 }
 
 /// The most metadata entries a call frame may carry at all: decoding stops there, so a frame
@@ -1209,6 +1223,8 @@ mod tests {
                 manifest: Manifest::default(),
                 nonce: 7,
                 proof: Some("a.b.c".into()),
+                resumable: true,
+                session: Some(crate::link::SessionKeys::new()),
             }
             .to_bytes()
             .unwrap(),
@@ -1267,6 +1283,8 @@ mod tests {
             manifest: Manifest::default(),
             nonce: u128::MAX,
             proof: None,
+            resumable: true,
+            session: None,
         };
         let bytes = hello.to_bytes().unwrap();
         assert_eq!(Hello::from_bytes(&bytes).unwrap(), hello);

@@ -641,10 +641,10 @@ fn a_large_frame_before_hello_is_refused_with_1009() {
     });
 }
 
-/// The first bytes of a hello: the magic and protocol version 3.
+/// The first bytes of a hello: the magic and protocol version 4.
 fn hello_prefix() -> Vec<u8> {
     let mut bytes = b"DSCP".to_vec();
-    bytes.extend_from_slice(&3u16.to_be_bytes());
+    bytes.extend_from_slice(&4u16.to_be_bytes());
     bytes
 }
 

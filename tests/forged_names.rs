@@ -48,7 +48,7 @@ enum Body {
 /// A valid `Hello` (see docs/protocol.md and `tests/hostile.rs`).
 fn hello(peer: PeerId) -> Bytes {
     let mut bytes = b"DSCP".to_vec();
-    bytes.extend_from_slice(&3u16.to_be_bytes());
+    bytes.extend_from_slice(&4u16.to_be_bytes());
     bytes.push(16);
     bytes.extend_from_slice(peer.as_uuid().as_bytes());
     bytes.push(252);
@@ -56,6 +56,7 @@ fn hello(peer: PeerId) -> Bytes {
     bytes.push(0);
     bytes.extend_from_slice(&[0, 1]); // an empty manifest, complete
     bytes.extend_from_slice(&[7, 0]); // a nonce, no proof
+    bytes.extend_from_slice(&[0, 0]); // does not resume, no session
     Bytes::from(bytes)
 }
 

@@ -34,12 +34,12 @@ async fn send_raw(url: &str, frames: Vec<Message>) -> Option<CloseCode> {
     None
 }
 
-/// A valid `Hello` (see docs/protocol.md): magic, version 3, then bincode of
+/// A valid `Hello` (see docs/protocol.md): magic, version 4, then bincode of
 /// `{ peer: uuid (len 16 + bytes), max_message_size: varint u64, app_version: None,
-/// manifest: empty, nonce: varint u128, proof: None }`.
+/// manifest: empty, nonce: varint u128, proof: None, resumable: false, session: None }`.
 fn hello(peer: PeerId) -> Bytes {
     let mut bytes = b"DSCP".to_vec();
-    bytes.extend_from_slice(&3u16.to_be_bytes());
+    bytes.extend_from_slice(&4u16.to_be_bytes());
     bytes.push(16);
     bytes.extend_from_slice(peer.as_uuid().as_bytes());
     bytes.push(252); // varint: a u32 follows
@@ -48,6 +48,7 @@ fn hello(peer: PeerId) -> Bytes {
     bytes.extend_from_slice(&[0, 1]); // an empty manifest, complete
     bytes.push(7); // nonce: a small varint
     bytes.push(0); // no proof
+    bytes.extend_from_slice(&[0, 0]); // does not resume, no session
     Bytes::from(bytes)
 }
 

@@ -158,7 +158,10 @@ fn hops_partition_and_heal_across_network_namespaces() {
     let server_id = PeerId::from_name("netns-server");
     let host = &host;
     block_on(async move {
-        let client = Peer::builder(PeerId::from_name("netns-client"));
+        // A partition drops the connection; the link waits its resume window (1 s here) for
+        // a new one, which the partition never lets through, then its calls fail.
+        let client =
+            Peer::builder(PeerId::from_name("netns-client")).resume_window(Duration::from_secs(1));
         let client = quick_liveness(quick_reconnect(client), Duration::from_secs(1))
             .start()
             .await

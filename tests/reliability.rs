@@ -189,7 +189,10 @@ fn killed_peer_process_fails_pending_calls_then_reconnects_after_restart() {
         .trim_end_matches('/')
         .to_owned();
     block_on(async move {
-        let builder = quick_reconnect(Peer::builder(PeerId::random()));
+        // A killed process cannot resume the link: pending calls fail once the resume window
+        // (1 s here) passed.
+        let builder =
+            quick_reconnect(Peer::builder(PeerId::random())).resume_window(Duration::from_secs(1));
         let handle = quick_liveness(builder, Duration::from_secs(2))
             .start()
             .await
@@ -241,7 +244,11 @@ fn silent_partition_is_detected_by_liveness() {
     let (result, elapsed) = block_on(async move {
         let blackhole = Arc::new(AtomicBool::new(false));
         let proxied = partition_proxy(target, blackhole.clone()).await;
-        let builder = Peer::builder(PeerId::random()).reconnect(Backoff::disabled());
+        // Silence drops the connection; the link then waits its resume window (1 s here)
+        // for a new one, which the partition never lets through.
+        let builder = Peer::builder(PeerId::random())
+            .reconnect(Backoff::disabled())
+            .resume_window(Duration::from_secs(1));
         let client = quick_liveness(builder, Duration::from_secs(1))
             .start()
             .await

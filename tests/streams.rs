@@ -139,7 +139,14 @@ fn dropping_a_stream_stops_its_producer_and_the_nested_stream_on_a_third_peer() 
 fn a_lost_link_ends_the_stream_with_connection_lost_after_the_items_delivered() {
     let mut producer = PeerProcess::start("stream-lost");
     let outcome = block_on(async {
-        let peer = connected(PeerId::from_name("stream-lost-consumer"), &producer.url).await;
+        // A killed producer cannot resume the link: the stream ends once its resume window
+        // (half a second here) passed.
+        let peer = Peer::builder(PeerId::from_name("stream-lost-consumer"))
+            .resume_window(Duration::from_millis(500))
+            .start()
+            .await
+            .unwrap();
+        peer.connect(&producer.url).await.unwrap();
         peer.run(async {
             let mut items = blocks::then_stall(producer.id, 5).timeout(LIMIT);
             for expected in 0..5 {

@@ -26,6 +26,7 @@ use web_time::Instant;
 
 use super::limits::{Budgets, GUARANTEED_INBOUND_BYTES, Limits, MAX_ERROR_NAME};
 use super::metrics::Counters;
+use super::session::{Session, SessionKeys};
 use super::{Expect, Reply, check_hello};
 use crate::block::{self, BlockEntry};
 use crate::error::HandshakeError;
@@ -136,6 +137,12 @@ pub(crate) enum Event {
     /// A stream call running here that had used up its credit got more: the adapter takes
     /// its next items, within [`Engine::allowance`].
     Credit(u64),
+    /// The socket is gone (dropped, silent, or not reading) but the link waits to be resumed
+    /// within its window: the adapter drops the socket; a connecting side dials again and
+    /// hands the new socket to [`Engine::resuming`]. Pending calls wait.
+    Suspended { remote: PeerId },
+    /// The link was resumed on a new socket: what the remote lacked is sent again.
+    Resumed { remote: PeerId },
     /// The link is over: flush the transmits, then drop the socket. Pending calls have
     /// failed with `ConnectionLost`.
     Closed {
@@ -211,6 +218,9 @@ pub(crate) struct Engine {
     ids: Arc<AtomicU64>,
     /// Calls this side made over the link, waiting for their replies.
     pending: HashMap<u64, Reply>,
+    /// Calls held while the replay buffer is full, in order (at most the link's pending-call
+    /// slots).
+    held: VecDeque<(u64, Request, Reply)>,
     /// The deadlines of pending calls, earliest first: one timer for the link instead of one
     /// per call. Entries of calls that completed are dropped when they come up (or when
     /// they outnumber the pending calls).
@@ -254,6 +264,10 @@ pub(crate) struct Engine {
     /// When the link's credentials expire.
     expires_at: Option<Instant>,
     draining: bool,
+    /// The accepting side: whether the connecting side's hello said it resumes.
+    remote_resumable: bool,
+    /// Session resume, once both sides agreed to it in their hellos.
+    session: Option<Session>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -305,6 +319,7 @@ impl Engine {
             remote_nonce: None,
             ids: Arc::new(AtomicU64::new(1)),
             pending: HashMap::new(),
+            held: VecDeque::new(),
             deadlines: BinaryHeap::new(),
             running: HashMap::new(),
             streams: HashMap::new(),
@@ -327,6 +342,8 @@ impl Engine {
             stalled_since: None,
             expires_at: None,
             draining: false,
+            remote_resumable: false,
+            session: None,
         };
         if role == Role::Connecting {
             engine.send_hello();
@@ -436,8 +453,22 @@ impl Engine {
             Phase::Handshaking { deadline } => consider(Some(deadline)),
             Phase::Admitting { .. } => {}
             Phase::Live { .. } => {
-                consider(Some(self.next_ping));
-                consider(Some(self.last_heard + self.limits.liveness_timeout));
+                match self
+                    .session
+                    .as_ref()
+                    .and_then(|session| session.suspended_until)
+                {
+                    // No socket: no probes, only the window.
+                    Some(until) if !self.awaiting_resume() => consider(Some(until)),
+                    Some(until) => {
+                        consider(Some(until));
+                        consider(Some(self.last_heard + self.limits.liveness_timeout));
+                    }
+                    None => {
+                        consider(Some(self.next_ping));
+                        consider(Some(self.last_heard + self.limits.liveness_timeout));
+                    }
+                }
                 consider(self.deadlines.peek().map(|Reverse((at, _))| *at));
                 consider(self.run_deadlines.peek().map(|Reverse((at, _))| *at));
             }
@@ -471,8 +502,20 @@ impl Engine {
             .stalled_since
             .is_some_and(|since| now >= since + self.limits.write_timeout)
         {
-            // The close frame cannot get through a full buffer either: drop the link.
+            // The close frame cannot get through a full buffer either: drop the socket.
+            if self.suspend(now) {
+                return;
+            }
             return self.violation(close::POLICY, "the remote does not read");
+        }
+        if let Some(until) = self
+            .session
+            .as_ref()
+            .and_then(|session| session.suspended_until)
+            && now >= until
+        {
+            tracing::info!("the link was not resumed within its window");
+            return self.end("not resumed within the resume window".to_owned(), None);
         }
         if self.expires_at.is_some_and(|at| now >= at) {
             tracing::info!(target: "distributed_scope::auth", "token expired, closing link");
@@ -481,12 +524,19 @@ impl Engine {
         if let Phase::Live { remote, remote_max } = self.phase {
             self.expire_calls(remote, now);
             self.expire_runs(remote_max, now);
+            let suspended = self.is_suspended();
             let silent = now.saturating_duration_since(self.last_heard);
-            if silent >= self.limits.liveness_timeout {
+            if (!suspended || self.awaiting_resume()) && silent >= self.limits.liveness_timeout {
                 tracing::warn!(peer = %remote, ?silent, "link silent past the liveness timeout");
+                if self.suspend(now) {
+                    return;
+                }
                 return self.end(format!("no traffic for {} ms", silent.as_millis()), None);
             }
-            if now >= self.next_ping {
+            if !suspended && now >= self.next_ping {
+                if let Some(received) = self.session.as_mut().and_then(Session::acknowledge) {
+                    self.send_frame(&Frame::Ack { received });
+                }
                 self.next_ping = now + self.limits.ping_interval;
                 self.ping_nonce += 1;
                 self.send_frame(&Frame::Ping {
@@ -506,12 +556,21 @@ impl Engine {
             }
             self.deadlines.pop();
             self.streams.remove(&id);
+            if let Some(at) = self.held.iter().position(|(held, ..)| *held == id)
+                && let Some((_, _, reply)) = self.held.remove(at)
+            {
+                let _caller_gone = reply.send(Err(RemoteError::Timeout {
+                    peer: Some(remote),
+                    block: None,
+                }));
+                continue;
+            }
             if let Some(reply) = self.pending.remove(&id) {
                 let _caller_gone = reply.send(Err(RemoteError::Timeout {
                     peer: Some(remote),
                     block: None,
                 }));
-                self.send_frame(&Frame::Cancel { id });
+                self.send_data(&Frame::Cancel { id });
             }
         }
     }
@@ -558,6 +617,9 @@ impl Engine {
 
     /// The adapter's count of bytes handed to the socket and not yet taken by it.
     pub(crate) fn on_unsent(&mut self, unsent: usize, now: Instant) {
+        if self.is_suspended() && !self.awaiting_resume() {
+            return;
+        }
         let progress = unsent < self.unsent;
         self.unsent = unsent;
         if unsent == 0 {
@@ -657,8 +719,16 @@ impl Engine {
         self.end(reason, refused);
     }
 
-    /// The socket is gone without a close frame.
-    pub(crate) fn lost(&mut self) {
+    /// The socket is gone without a close frame: a resumable link waits to be resumed.
+    pub(crate) fn lost(&mut self, now: Instant) {
+        if self.is_closed() || self.suspend(now) {
+            return;
+        }
+        self.end_now();
+    }
+
+    /// The link is over now, resumable or not (its adapter is going away).
+    pub(crate) fn end_now(&mut self) {
         if self.is_closed() {
             return;
         }
@@ -684,8 +754,15 @@ impl Engine {
             Phase::Admitting { .. } => {
                 self.violation(close::PROTOCOL, "frame before the handshake completed");
             }
+            Phase::Live { .. } if self.awaiting_resume() => {
+                self.last_heard = now;
+                self.on_resume(bytes, now);
+            }
             Phase::Live { remote, remote_max } => {
                 self.last_heard = now;
+                if let Some(session) = &mut self.session {
+                    session.confirmed = true;
+                }
                 self.on_frame(remote, remote_max, bytes, now);
             }
             Phase::Closed { .. } => {}
@@ -701,6 +778,17 @@ impl Engine {
         match check_hello(bytes, &expect) {
             Ok((hello, remote_max)) => {
                 self.remote_nonce = Some(hello.nonce);
+                self.remote_resumable = hello.resumable;
+                if self.role == Role::Connecting
+                    && let Some(keys) = hello.session
+                    && !self.limits.resume_window.is_zero()
+                {
+                    self.session = Some(Session::new(
+                        keys,
+                        self.limits.resume_window,
+                        self.limits.max_replay_bytes,
+                    ));
+                }
                 self.phase = Phase::Admitting {
                     remote: hello.peer,
                     remote_max,
@@ -736,6 +824,14 @@ impl Engine {
         self.phase = Phase::Live { remote, remote_max };
         self.last_heard = now;
         self.next_ping = now + self.limits.ping_interval;
+        // The connecting side confirms the session at once: the accepting side resumes a
+        // link only once it heard from its remote after the handshake.
+        if self.role == Role::Connecting
+            && let Some(session) = &mut self.session
+        {
+            session.confirmed = true;
+            self.send_frame(&Frame::Ack { received: 0 });
+        }
         self.events.push_back(Event::Up { remote });
     }
 
@@ -761,6 +857,15 @@ impl Engine {
             (Some(prove), Some(nonce)) => prove(nonce),
             _ => None,
         };
+        let resumes = !self.limits.resume_window.is_zero();
+        // The accepting side makes the session, if both sides resume.
+        if self.role == Role::Accepting && resumes && self.remote_resumable {
+            self.session = Some(Session::new(
+                SessionKeys::new(),
+                self.limits.resume_window,
+                self.limits.max_replay_bytes,
+            ));
+        }
         let hello = Hello {
             peer: self.identity.local,
             max_message_size: self.limits.max_message_size as u64,
@@ -768,6 +873,8 @@ impl Engine {
             manifest: crate::manifest::local().clone(),
             nonce: self.nonce,
             proof,
+            resumable: self.role == Role::Connecting && resumes,
+            session: self.session.as_ref().map(|session| session.keys),
         };
         match hello.to_bytes() {
             Ok(bytes) => self.transmit(Bytes::from(bytes)),
@@ -784,6 +891,163 @@ impl Engine {
         match wire::encode(frame) {
             Ok(bytes) => self.transmit(Bytes::from(bytes)),
             Err(error) => tracing::error!(%error, "cannot encode a frame"),
+        }
+    }
+
+    /// A numbered frame (one that carries calls): kept for a resume until acknowledged, and
+    /// written now unless the socket is gone.
+    fn transmit_data(&mut self, bytes: Bytes) {
+        if let Some(session) = &mut self.session {
+            session.sent(&bytes);
+            if session.suspended_until.is_some() {
+                return;
+            }
+        }
+        self.transmit(bytes);
+    }
+
+    fn send_data(&mut self, frame: &Frame<'_>) {
+        match wire::encode(frame) {
+            Ok(bytes) => self.transmit_data(Bytes::from(bytes)),
+            Err(error) => tracing::error!(%error, "cannot encode a frame"),
+        }
+    }
+
+    /// The socket is gone but the link may be resumed: it waits for that within its window
+    /// (a later loss keeps the first deadline). False if it cannot be resumed.
+    fn suspend(&mut self, now: Instant) -> bool {
+        let Phase::Live { remote, .. } = self.phase else {
+            return false;
+        };
+        if self.draining {
+            return false;
+        }
+        let Some(session) = &mut self.session else {
+            return false;
+        };
+        if !session.confirmed {
+            return false;
+        }
+        if session.suspended_until.is_some() && !session.awaiting_resume {
+            // Already without a socket.
+            return true;
+        }
+        let until = session.suspended_until.unwrap_or(now + session.window);
+        session.suspended_until = Some(until);
+        session.awaiting_resume = false;
+        tracing::info!(peer = %remote, "link suspended, waiting to be resumed");
+        // What was queued for the old socket: numbered frames are in the replay buffer.
+        self.transmits.clear();
+        self.fragment_done();
+        self.stalled_since = None;
+        self.unsent = 0;
+        self.pong_outstanding = false;
+        self.events.push_back(Event::Suspended { remote });
+        true
+    }
+
+    /// Whether the link waits to be resumed (its socket is gone, or a new one has not
+    /// resumed it yet).
+    pub(crate) fn is_suspended(&self) -> bool {
+        self.session
+            .as_ref()
+            .is_some_and(|session| session.suspended_until.is_some())
+    }
+
+    fn awaiting_resume(&self) -> bool {
+        self.session
+            .as_ref()
+            .is_some_and(|session| session.awaiting_resume)
+    }
+
+    /// What a connecting side presents to resume the link: the session's keys and how many
+    /// numbered frames it received.
+    pub(crate) fn resume_token(&self) -> Option<(SessionKeys, u64)> {
+        let session = self.session.as_ref()?;
+        session
+            .suspended_until
+            .map(|_| (session.keys, session.received_count()))
+    }
+
+    /// The session's keys, once both sides agreed to resume the link.
+    pub(crate) fn session_keys(&self) -> Option<SessionKeys> {
+        self.session.as_ref().map(|session| session.keys)
+    }
+
+    /// The connecting side reconnected: the new socket's first message must be the
+    /// accepting side's `Resume`.
+    pub(crate) fn resuming(&mut self, now: Instant) {
+        if let Some(session) = &mut self.session
+            && session.suspended_until.is_some()
+        {
+            session.awaiting_resume = true;
+            self.last_heard = now;
+        }
+    }
+
+    /// The accepting side takes a new socket for the link, whose remote received
+    /// `received` numbered frames: it answers `Resume` and sends again what the remote
+    /// lacks. False (and the link ends) if that cannot be done.
+    pub(crate) fn adopt(&mut self, received: u64, now: Instant) -> bool {
+        if !self.is_suspended() && !self.suspend(now) {
+            return false;
+        }
+        self.resume_after(received, now, true)
+    }
+
+    /// The first message on a connecting side's new socket.
+    fn on_resume(&mut self, bytes: &Bytes, now: Instant) {
+        match wire::decode_frame(bytes, self.limits.max_message_size) {
+            Ok(Frame::Resume { received }) => {
+                self.resume_after(received, now, false);
+            }
+            _ => self.violation(close::PROTOCOL, "expected the answer to a resume"),
+        }
+    }
+
+    /// Resumes the link with a remote that received `received` numbered frames: every later
+    /// one is sent again, in order, after this side's `Resume` if it `answer`s.
+    fn resume_after(&mut self, received: u64, now: Instant, answer: bool) -> bool {
+        let Phase::Live { remote, .. } = self.phase else {
+            return false;
+        };
+        let Some(session) = &mut self.session else {
+            return false;
+        };
+        let Ok(again) = session.replay_after(received) else {
+            self.violation(close::PROTOCOL, "cannot resume: frames it lacks are gone");
+            return false;
+        };
+        session.suspended_until = None;
+        session.awaiting_resume = false;
+        let ours = session.received_count();
+        if answer {
+            self.send_frame(&Frame::Resume { received: ours });
+        }
+        for frame in again {
+            self.transmit(frame);
+        }
+        self.release_held(now);
+        self.last_heard = now;
+        self.next_ping = now + self.limits.ping_interval;
+        tracing::info!(peer = %remote, "link resumed");
+        self.events.push_back(Event::Resumed { remote });
+        true
+    }
+
+    /// The replay buffer is at its bound: the link takes no new work (calls, stream items)
+    /// until the remote acknowledges some.
+    pub(crate) fn replay_full(&self) -> bool {
+        self.session.as_ref().is_some_and(Session::is_full)
+    }
+
+    /// A numbered frame of `bytes` bytes arrived: acknowledged when one is due.
+    fn count_received(&mut self, bytes: usize) {
+        if let Some(session) = &mut self.session
+            && session.received(bytes)
+            && let Some(received) = session.acknowledge()
+        {
+            self.send_frame(&Frame::Ack { received });
         }
     }
 
@@ -833,6 +1097,13 @@ impl Engine {
         self.phase = Phase::Closed { remote: was_up };
         // Calls are only sent on a live link: pending ones know their peer.
         self.deadlines.clear();
+        let held: Vec<Reply> = self.held.drain(..).map(|(_, _, reply)| reply).collect();
+        for reply in held {
+            let _caller_gone = reply.send(Err(RemoteError::ConnectionLost {
+                peer: was_up.unwrap_or(self.identity.local),
+                block: None,
+            }));
+        }
         for (_, reply) in self.pending.drain() {
             let lost = was_up.map_or(
                 RemoteError::ShuttingDown {
@@ -876,6 +1147,16 @@ impl Engine {
                 return self.violation(code, "undecodable frame");
             }
         };
+        if matches!(
+            frame,
+            Frame::Call { .. }
+                | Frame::Reply { .. }
+                | Frame::Cancel { .. }
+                | Frame::Items { .. }
+                | Frame::Credit { .. }
+        ) {
+            self.count_received(bytes.len());
+        }
         match frame {
             Frame::Call {
                 id,
@@ -962,6 +1243,19 @@ impl Engine {
                 }
                 stream.credit.sent(count, items.len());
                 stream.inbox.push(bytes.slice_ref(items), count);
+            }
+            Frame::Ack { received } => {
+                let acknowledged = self
+                    .session
+                    .as_mut()
+                    .map(|session| session.acknowledged(received));
+                if matches!(acknowledged, Some(Err(_))) {
+                    return self.violation(close::PROTOCOL, "acknowledged frames never sent");
+                }
+                self.release_held(now);
+            }
+            Frame::Resume { .. } => {
+                self.violation(close::PROTOCOL, "resume on a link not resuming");
             }
             Frame::Credit { id, items, bytes } => {
                 if let Some(credit) = self.producing.get_mut(&id) {
@@ -1134,7 +1428,7 @@ impl Engine {
         self.producing.remove(&id);
         self.release(charged);
         match wire::reply_frame(id, result, remote_max, Some(self.identity.local)) {
-            Ok(bytes) => self.transmit(bytes),
+            Ok(bytes) => self.transmit_data(bytes),
             Err(error) => tracing::error!(%error, "cannot encode a reply"),
         }
         self.start_queued(remote_max, now);
@@ -1142,7 +1436,7 @@ impl Engine {
 
     fn reply_error(&mut self, id: u64, remote_max: usize, error: RemoteError) {
         match wire::reply_frame(id, Err(error), remote_max, Some(self.identity.local)) {
-            Ok(bytes) => self.transmit(bytes),
+            Ok(bytes) => self.transmit_data(bytes),
             Err(error) => tracing::error!(%error, "cannot encode a reply"),
         }
     }
@@ -1176,6 +1470,18 @@ impl Engine {
             }));
             return;
         }
+        // A full replay buffer holds new calls, in order, until acknowledgements make room
+        // (their deadlines still apply).
+        if self.replay_full() || !self.held.is_empty() {
+            self.push_deadline(request.deadline, id);
+            self.held.push_back((id, request, reply));
+            return;
+        }
+        self.send_call(id, request, reply, now);
+    }
+
+    /// Sends call `id` (checked by [`Engine::call`]).
+    fn send_call(&mut self, id: u64, request: Request, reply: Reply, now: Instant) {
         let deadline_ms = wire::deadline_ms(request.deadline.saturating_duration_since(now));
         // Only traced calls and calls from inside a block carry metadata (and allocate).
         let traceparent = request.trace.map(Trace::to_traceparent);
@@ -1212,13 +1518,8 @@ impl Engine {
                     let credit = Credit::new(inbox.window());
                     self.streams.insert(id, Incoming { inbox, credit });
                 }
-                if self.deadlines.len() > 2 * self.pending.len() + 64 {
-                    let pending = &self.pending;
-                    self.deadlines
-                        .retain(|Reverse((_, id))| pending.contains_key(id));
-                }
-                self.deadlines.push(Reverse((request.deadline, id)));
-                self.transmit(bytes);
+                self.push_deadline(request.deadline, id);
+                self.transmit_data(bytes);
             }
             Err(error) => {
                 let _caller_gone = reply.send(Err(error));
@@ -1226,11 +1527,36 @@ impl Engine {
         }
     }
 
+    /// Keeps the deadline of call `id` (pending or held), dropping entries of calls that
+    /// completed once they outnumber the live ones.
+    fn push_deadline(&mut self, deadline: Instant, id: u64) {
+        if self.deadlines.len() > 2 * (self.pending.len() + self.held.len()) + 64 {
+            let (pending, held) = (&self.pending, &self.held);
+            self.deadlines.retain(|Reverse((_, id))| {
+                pending.contains_key(id) || held.iter().any(|(held, ..)| held == id)
+            });
+        }
+        self.deadlines.push(Reverse((deadline, id)));
+    }
+
+    /// Sends the calls held while the replay buffer was full, as it makes room.
+    fn release_held(&mut self, now: Instant) {
+        while !self.replay_full()
+            && let Some((id, request, reply)) = self.held.pop_front()
+        {
+            self.send_call(id, request, reply, now);
+        }
+    }
+
     /// The caller of call `id` stopped waiting: the callee is told to stop.
     pub(crate) fn cancel(&mut self, id: u64) {
+        if let Some(at) = self.held.iter().position(|(held, ..)| *held == id) {
+            self.held.remove(at);
+            return;
+        }
         self.streams.remove(&id);
         if self.pending.remove(&id).is_some() && !self.is_closed() {
-            self.send_frame(&Frame::Cancel { id });
+            self.send_data(&Frame::Cancel { id });
         }
     }
 
@@ -1250,13 +1576,16 @@ impl Engine {
             bytes + u64::from(window.bytes),
         ) {
             let (items, bytes) = stream.credit.granted();
-            self.send_frame(&Frame::Credit { id, items, bytes });
+            self.send_data(&Frame::Credit { id, items, bytes });
         }
     }
 
     /// What the remote's stream call `id` may send now: items, and bytes of them (one more
     /// item may start while any byte is left). `(0, 0)` once it is not running.
     pub(crate) fn allowance(&self, id: u64) -> (u64, u64) {
+        if self.replay_full() {
+            return (0, 0);
+        }
         self.producing.get(&id).map_or((0, 0), Credit::allowance)
     }
 
@@ -1278,7 +1607,7 @@ impl Engine {
         credit.sent(count, items.iter().map(Payload::len).sum());
         let allowance = credit.allowance();
         match wire::items_frame(id, items) {
-            Ok(bytes) => self.transmit(bytes),
+            Ok(bytes) => self.transmit_data(bytes),
             Err(error) => tracing::error!(%error, "cannot encode stream items"),
         }
         allowance
@@ -1299,7 +1628,7 @@ impl Engine {
     /// No call in flight in either direction: none of ours waits for a reply, and nothing of
     /// the remote runs or waits here.
     pub(crate) fn is_idle(&self) -> bool {
-        self.pending.is_empty() && self.is_drained()
+        self.pending.is_empty() && self.held.is_empty() && self.is_drained()
     }
 
     /// The drain timeout passed: what still runs or waits answers `ShuttingDown`, and the

@@ -52,6 +52,11 @@ pub(crate) struct Limits {
     pub(crate) ping_interval: Duration,
     /// How long the link may stay silent.
     pub(crate) liveness_timeout: Duration,
+    /// How long a link whose socket dropped waits to be resumed (zero: never resumed).
+    pub(crate) resume_window: Duration,
+    /// Bytes of sent frames kept until the remote acknowledges them, past which the link
+    /// takes no new work.
+    pub(crate) max_replay_bytes: usize,
 }
 
 impl Default for Limits {
@@ -71,11 +76,19 @@ impl Default for Limits {
             handshake_timeout: HANDSHAKE_TIMEOUT,
             ping_interval: PING_INTERVAL,
             liveness_timeout: LIVENESS_TIMEOUT,
+            resume_window: RESUME_WINDOW,
+            max_replay_bytes: MAX_REPLAY_BYTES,
         }
     }
 }
 
 pub(crate) use crate::budget::Budget;
+
+/// The default resume window: how long a link whose socket dropped waits to be resumed.
+pub(crate) const RESUME_WINDOW: Duration = Duration::from_secs(10);
+
+/// The default bound of a link's replay buffer.
+pub(crate) const MAX_REPLAY_BYTES: usize = 32 << 20;
 
 /// The peer-wide budgets a link draws on: one for calls, one for fragmented messages being
 /// assembled (apart, so that unfinished fragments cannot starve calls).

@@ -10,6 +10,8 @@ fn hello(peer: &str, app_version: Option<&str>, max: u64) -> Vec<u8> {
         manifest: Manifest::default(),
         nonce: 1,
         proof: None,
+        resumable: true,
+        session: None,
     }
     .to_bytes()
     .unwrap()
@@ -606,10 +608,14 @@ fn a_call_over_the_remotes_limit_fails_alone() {
 
 #[test]
 fn liveness_handshake_fragment_and_write_timeouts_end_the_link() {
-    let limits = Limits::default();
+    // Without session resume (with it, a silent or stalled link waits to be resumed first).
+    let limits = Limits {
+        resume_window: Duration::ZERO,
+        ..Limits::default()
+    };
     let start = Instant::now();
     // Silent past the liveness timeout: pending calls fail with ConnectionLost.
-    let (mut a, _b, _) = linked(Limits::default());
+    let (mut a, _b, _) = linked(limits.clone());
     let (_, mut pending) = call(&mut a, 1);
     let due = a.poll_timeout().unwrap();
     assert!(due <= start + limits.ping_interval + Duration::from_secs(1));
@@ -643,7 +649,7 @@ fn liveness_handshake_fragment_and_write_timeouts_end_the_link() {
     b.on_fragment(2 << 20, start);
     assert!(b.is_closed());
     // A remote that takes nothing of what is written, past the send buffer.
-    let (_a, mut b, _) = linked(Limits::default());
+    let (_a, mut b, _) = linked(limits.clone());
     b.on_unsent(limits.max_send_buffer + 1, start);
     b.on_timeout(start + limits.write_timeout + Duration::from_millis(1));
     assert!(matches!(
@@ -653,6 +659,11 @@ fn liveness_handshake_fragment_and_write_timeouts_end_the_link() {
             ..
         })
     ));
+    // With session resume, silence drops the socket and the link waits to be resumed.
+    let (mut a, _b, _) = linked(Limits::default());
+    a.on_timeout(start + limits.liveness_timeout + Duration::from_millis(1));
+    assert!(!a.is_closed() && a.is_suspended());
+    assert!(matches!(events(&mut a)[..], [Event::Suspended { .. }]));
 }
 
 #[test]
@@ -768,6 +779,8 @@ fn feed(engine: &mut Engine, input: Input, now: Instant) {
                     manifest: Manifest::default(),
                     nonce: 1,
                     proof: None,
+                    resumable: false,
+                    session: None,
                 }
                 .to_bytes()
                 .unwrap(),
@@ -1095,4 +1108,105 @@ fn items_beyond_the_credit_close_the_link_and_a_plain_call_of_a_stream_block_is_
         "the caller closes the link with a protocol error"
     );
     assert!(a.is_closed());
+}
+
+// --- Session resume ----------------------------------------------------------------------------
+
+#[test]
+fn a_link_resumed_after_a_drop_delivers_every_frame_once_and_calls_made_meanwhile_go_through() {
+    let (mut a, mut b, _) = linked(Limits::default());
+    let now = Instant::now();
+    assert!(a.session_keys().is_some() && a.session_keys() == b.session_keys());
+    // A call runs on b; the socket drops before its reply gets through.
+    let (_, mut first) = call(&mut a, 1);
+    pump(&mut a, &mut b, now);
+    let run = match events(&mut b).pop() {
+        Some(Event::Run(run)) => run,
+        other => panic!("expected a run, got {other:?}"),
+    };
+    a.lost(now);
+    b.lost(now);
+    assert!(matches!(events(&mut a)[..], [Event::Suspended { .. }]));
+    assert!(matches!(events(&mut b)[..], [Event::Suspended { .. }]));
+    execute(&mut b, run);
+    assert!(transmits(&mut b).is_empty(), "no socket: the reply waits");
+    // A call made while the link waits goes out on the new socket.
+    let (_, mut second) = call(&mut a, 2);
+    assert!(transmits(&mut a).is_empty());
+    assert!(first.try_recv().unwrap().is_none(), "still pending");
+    // a dials again presenting what it received; b answers and sends again what a lacks.
+    let (keys, received) = a.resume_token().expect("a resumes");
+    assert_eq!(keys, b.session_keys().unwrap());
+    a.resuming(now);
+    assert!(b.adopt(received, now));
+    pump(&mut b, &mut a, now);
+    pump(&mut a, &mut b, now);
+    assert!(matches!(events(&mut a)[..], [Event::Resumed { .. }]));
+    let b_events = events(&mut b);
+    assert_eq!(
+        runs(&b_events).len(),
+        1,
+        "the second call runs, the first not again"
+    );
+    for event in b_events {
+        if let Event::Run(run) = event {
+            execute(&mut b, run);
+        }
+    }
+    pump(&mut b, &mut a, now);
+    let first: u32 = crate::wire::decode(&replied(&mut first).unwrap(), 64).unwrap();
+    let second: u32 = crate::wire::decode(&replied(&mut second).unwrap(), 64).unwrap();
+    assert_eq!((first, second), (1, 2));
+}
+
+#[test]
+fn past_the_resume_window_pending_calls_fail_with_connection_lost() {
+    let (mut a, _b, _) = linked(Limits::default());
+    let now = Instant::now();
+    let (_, mut pending) = call(&mut a, 1);
+    a.lost(now);
+    let until = a.poll_timeout().expect("the window's end");
+    assert!(until <= now + Limits::default().resume_window);
+    a.on_timeout(until);
+    assert!(a.is_closed());
+    assert!(matches!(
+        replied(&mut pending),
+        Err(RemoteError::ConnectionLost { .. })
+    ));
+}
+
+#[test]
+fn acknowledged_frames_leave_the_replay_buffer_and_a_full_one_holds_new_work() {
+    let limits = Limits {
+        max_replay_bytes: 1024,
+        ..Limits::default()
+    };
+    let budget = Budgets::new(1 << 30, 1 << 20);
+    let now = Instant::now();
+    let mut a = engine("a", Role::Connecting, limits.clone(), &budget);
+    let mut b = engine("b", Role::Accepting, limits, &budget);
+    pump(&mut a, &mut b, now);
+    events(&mut b);
+    b.accept(now);
+    pump(&mut b, &mut a, now);
+    events(&mut b);
+    events(&mut a);
+    a.accept(now);
+    events(&mut a);
+    // Calls fill a's replay buffer until b acknowledges them.
+    let mut calls = Vec::new();
+    while !a.replay_full() {
+        calls.push(call(&mut a, 7));
+    }
+    assert!(
+        calls.len() < 64,
+        "acknowledged after {} frames",
+        calls.len()
+    );
+    pump(&mut a, &mut b, now);
+    // b acknowledges at its next ping.
+    let ping_at = b.poll_timeout().unwrap();
+    b.on_timeout(ping_at);
+    pump(&mut b, &mut a, ping_at);
+    assert!(!a.replay_full(), "acknowledged frames were dropped");
 }

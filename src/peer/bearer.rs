@@ -7,9 +7,8 @@ use actix_web::http::header;
 
 use crate::auth::{AuthError, JwtAuth, Principal};
 
-/// The `Sec-WebSocket-Protocol` a browser offers beside its token (`bearer.<jwt>`), and the
-/// one the server selects.
-pub(crate) const SUBPROTOCOL: &str = "distributed-scope";
+/// The prefix of the `Sec-WebSocket-Protocol` entry that carries a browser's token
+/// (`bearer.<jwt>`), offered beside [`SUBPROTOCOL`](super::resume::SUBPROTOCOL).
 const BEARER_SUBPROTOCOL: &str = "bearer.";
 
 /// Why an upgrade (or, under `JwtMiddleware`, a request) was refused.

@@ -219,6 +219,23 @@ impl PeerBuilder {
         self
     }
 
+    /// How long a link whose connection dropped waits to be resumed (default 10 s): within
+    /// it, the connecting side reconnects and both sides send again what the other did not
+    /// receive, so calls in flight complete exactly once; past it, they fail with
+    /// `ConnectionLost`. Zero turns session resume off (both sides must have it on).
+    pub fn resume_window(mut self, window: Duration) -> Self {
+        self.config.resume_window = window;
+        self
+    }
+
+    /// Bytes of sent frames a link keeps until the remote acknowledges them (default
+    /// 32 MiB): at the bound the link takes no new calls or stream items and stops reading
+    /// until acknowledgements make room.
+    pub fn max_replay_bytes(mut self, bytes: usize) -> Self {
+        self.config.max_replay_bytes = bytes.max(1);
+        self
+    }
+
     /// Calls of one link that may wait beyond `max_inbound_calls` before new ones are
     /// answered [`RemoteError::Overloaded`](crate::RemoteError::Overloaded) (default 4 096).
     pub fn max_queued_calls(mut self, calls: usize) -> Self {

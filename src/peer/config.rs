@@ -12,7 +12,9 @@ use crate::wire::DEFAULT_MAX_MESSAGE_SIZE;
 /// |---|---|---|
 /// | `default_deadline` | 30 s | deadline of a call that sets none |
 /// | `ping_interval` | 3 s | how often a link is probed |
-/// | `liveness_timeout` | 10 s | a link silent this long is dropped; its calls fail `ConnectionLost` |
+/// | `liveness_timeout` | 10 s | a link silent this long is dropped (and resumed, within the resume window) |
+/// | `resume_window` | 10 s | how long a link whose connection dropped waits to be resumed before its calls fail `ConnectionLost` (zero: never resumed) |
+/// | `max_replay_bytes` | 32 MiB per link | bytes of sent frames kept until the remote acknowledges them; at the bound the link takes no new calls |
 /// | `max_message_size` | 16 MiB | largest message sent or accepted (at most 1 GiB) |
 /// | `max_inbound_calls` | 4 096 per link | calls of one link running here at once |
 /// | `max_queued_calls` | 4 096 per link | calls waiting beyond that; then `Overloaded` |
@@ -51,6 +53,11 @@ pub struct Config {
     pub ping_interval: Duration,
     /// How long a silent link lives. Default 10 s.
     pub liveness_timeout: Duration,
+    /// How long a link whose connection dropped waits to be resumed. Default 10 s; zero
+    /// turns session resume off.
+    pub resume_window: Duration,
+    /// Bytes of sent frames a link keeps until the remote acknowledges them. Default 32 MiB.
+    pub max_replay_bytes: usize,
     /// The largest message this peer sends or accepts, exchanged in the handshake.
     /// Default 16 MiB; at most 1 GiB.
     pub max_message_size: usize,
@@ -143,6 +150,8 @@ impl Default for Config {
             default_deadline: link::DEFAULT_DEADLINE,
             ping_interval: link::PING_INTERVAL,
             liveness_timeout: link::LIVENESS_TIMEOUT,
+            resume_window: link::RESUME_WINDOW,
+            max_replay_bytes: link::MAX_REPLAY_BYTES,
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             max_inbound_calls: limits.max_inbound_calls,
             max_queued_calls: limits.max_queued_calls,
@@ -196,6 +205,8 @@ impl Config {
             handshake_timeout: self.handshake_timeout,
             ping_interval: self.ping_interval,
             liveness_timeout: self.liveness_timeout,
+            resume_window: self.resume_window,
+            max_replay_bytes: self.max_replay_bytes,
         }
     }
 }

@@ -44,7 +44,30 @@ pub(crate) struct Launch {
     pub(crate) on_down: Option<Recipient<LinkDown>>,
     /// This link's place in the peer-wide link limits.
     pub(crate) ticket: Ticket,
+    /// How an outbound link dials again to resume.
+    pub(crate) redial: Option<Redial>,
 }
+
+/// What an outbound link dials again with, to resume: the token and TLS of its first dial
+/// (the URL is its direction's).
+#[derive(Clone)]
+pub(crate) struct Redial {
+    pub(crate) token: Option<String>,
+    pub(crate) tls: Arc<rustls::ClientConfig>,
+}
+
+/// The upgrade of a resume request put a new socket in this link's slot: carry on with it;
+/// the remote received `received` numbered frames.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Adopt {
+    pub(crate) received: u64,
+}
+
+/// The first wait before dialling again to resume, doubled per failed attempt up to
+/// [`REDIAL_MAX`].
+const REDIAL_FIRST: std::time::Duration = std::time::Duration::from_millis(25);
+const REDIAL_MAX: std::time::Duration = std::time::Duration::from_millis(500);
 
 pub(crate) struct Connection {
     shared: Arc<Shared>,
@@ -56,8 +79,24 @@ pub(crate) struct Connection {
     #[cfg(feature = "auth")]
     proven: Rc<std::cell::OnceCell<Arc<Principal>>>,
     engine: Engine,
-    sender: Sender,
+    /// The socket's writer; `None` while the link waits to be resumed.
+    sender: Option<Sender>,
     flow: Rc<Flow>,
+    /// The socket's events, as this actor reads them.
+    reading: Option<SpawnHandle>,
+    /// How an outbound link dials again to resume, and whether it is dialling, and how often
+    /// it failed since the link was suspended.
+    redial: Option<Redial>,
+    redialing: bool,
+    redials: u32,
+    /// An accepting link's session: its id, and where a resume puts the new socket.
+    parked: Option<(u128, super::resume::Slot)>,
+    /// The replay buffer was full when last looked at.
+    held: bool,
+    /// The remote sent a close frame.
+    remote_closed: bool,
+    /// Whether the link waits to be resumed, as its entry in the link table shows.
+    suspended: Arc<std::sync::atomic::AtomicBool>,
     /// The accepted connection, ended shortly after the link (see `stopped`).
     connection: Option<transport::Connection>,
     inbound: Option<transport::InboundStream>,
@@ -99,6 +138,7 @@ impl Connection {
             expect,
             on_down,
             ticket,
+            redial,
         } = launch;
         let role = match direction {
             Direction::Inbound { .. } => Role::Accepting,
@@ -178,8 +218,16 @@ impl Connection {
             #[cfg(feature = "auth")]
             proven,
             engine,
-            sender,
+            sender: Some(sender),
             flow,
+            reading: None,
+            redial,
+            redialing: false,
+            redials: 0,
+            parked: None,
+            held: false,
+            remote_closed: false,
+            suspended: Arc::default(),
             connection,
             inbound: Some(inbound),
             outbox: Outbox::new(),
@@ -209,7 +257,11 @@ impl Connection {
         let mut reported = None;
         loop {
             while let Some(transmit) = self.engine.poll_transmit() {
-                self.sender.send(match transmit {
+                let Some(sender) = &self.sender else {
+                    // No socket: what carries calls waits in the replay buffer.
+                    continue;
+                };
+                sender.send(match transmit {
                     Transmit::Binary(bytes) => Outgoing::Binary(bytes),
                     Transmit::Ping => Outgoing::Ping,
                     Transmit::Pong(bytes) => Outgoing::Pong(bytes),
@@ -232,7 +284,122 @@ impl Connection {
                 let _stopper_gone = drained.send(());
             }
         }
+        // While the replay buffer is full the engine holds new calls and stream items (the
+        // socket is still read: acknowledgements come that way); when it made room, streams
+        // go on.
+        let full = self.engine.replay_full();
+        if full != self.held {
+            self.held = full;
+            if !full {
+                for (id, gate) in &self.gates {
+                    gate.allow(self.engine.allowance(*id));
+                }
+            }
+        }
         self.arm_timer(ctx);
+    }
+
+    /// Hands what callers queued to the engine.
+    fn take_outbox(&mut self, ctx: &mut Context<Self>) {
+        let mut batch = std::mem::take(&mut self.batch);
+        self.outbox.take(&mut batch);
+        let now = Instant::now();
+        for call in batch.calls.drain(..) {
+            self.engine.call(call.id, call.request, call.reply, now);
+        }
+        for id in batch.cancels.drain(..) {
+            self.engine.cancel(id);
+        }
+        for id in batch.credits.drain(..) {
+            self.engine.credit(id);
+        }
+        self.batch = batch;
+        self.drive(ctx);
+    }
+
+    /// Carries on with a new socket (a resume).
+    fn attach(&mut self, socket: Socket, ctx: &mut Context<Self>) {
+        self.detach(ctx);
+        let (inbound, sender, flow, connection) = socket.split();
+        flow.set_inbound_limit(self.engine.max_inbound_message());
+        self.sender = Some(sender);
+        self.flow = flow;
+        self.connection = connection;
+        self.reading = Some(ctx.add_stream(inbound));
+    }
+
+    /// Lets go of the socket: its writer closes it, its events are no longer read.
+    fn detach(&mut self, ctx: &mut Context<Self>) {
+        if let Some(reading) = self.reading.take() {
+            ctx.cancel_future(reading);
+        }
+        self.sender = None;
+        if let Some(connection) = self.connection.take() {
+            connection.end_after(std::time::Duration::ZERO);
+        }
+    }
+
+    /// An outbound link waiting to be resumed dials its URL again, presenting the session,
+    /// until it is resumed or its window passes (the engine then ends it).
+    fn redial(&mut self, ctx: &mut Context<Self>) {
+        if self.redialing || self.engine.is_closed() || ctx.state() != actix::ActorState::Running {
+            return;
+        }
+        let (Some(redial), Direction::Outbound { url }) = (&self.redial, &self.direction) else {
+            return;
+        };
+        let Some((keys, received)) = self.engine.resume_token() else {
+            return;
+        };
+        self.redialing = true;
+        let request = super::resume::ResumeRequest::encode(keys, received);
+        let (url, redial) = (url.clone(), redial.clone());
+        let timeout = self.shared.config.connect_timeout;
+        let limits = super::upgrade::socket_limits(&self.shared);
+        let attempt = async move {
+            transport::connect(
+                &url,
+                redial.token.as_deref(),
+                Some(&request),
+                redial.tls,
+                timeout,
+                limits,
+            )
+            .await
+        };
+        ctx.spawn(attempt.into_actor(self).map(|result, this, ctx| {
+            this.redialing = false;
+            if this.engine.is_closed() || !this.engine.is_suspended() {
+                return;
+            }
+            match result {
+                Ok(socket) => {
+                    this.redials = 0;
+                    this.attach(socket, ctx);
+                    this.engine.resuming(Instant::now());
+                    this.drive(ctx);
+                }
+                // The remote no longer has the session (it restarted, or the link is over on
+                // its side), or refuses this peer: the link cannot be resumed.
+                Err(crate::Error::Connect {
+                    status: Some(401 | 403 | 404),
+                    reason,
+                    ..
+                }) => {
+                    tracing::info!(reason, "the link cannot be resumed");
+                    this.engine.end_now();
+                    this.drive(ctx);
+                }
+                Err(error) => {
+                    tracing::debug!(%error, "resume attempt failed");
+                    let wait = REDIAL_FIRST
+                        .saturating_mul(1 << this.redials.min(8))
+                        .min(REDIAL_MAX);
+                    this.redials += 1;
+                    ctx.run_later(wait, |this, ctx| this.redial(ctx));
+                }
+            }
+        }));
     }
 
     /// No call in flight on the link: the engine has none, and no caller holds a slot (a call
@@ -285,6 +452,33 @@ impl Connection {
                 if let Some(ready) = self.ready.take() {
                     let _caller_gone = ready.send(Ok(remote));
                 }
+                // An accepting link may be resumed on another connection of this thread.
+                if let (Direction::Inbound { .. }, Some(keys)) =
+                    (&self.direction, self.engine.session_keys())
+                {
+                    #[cfg(feature = "auth")]
+                    let subject = self
+                        .link_auth
+                        .principal()
+                        .map(|principal| principal.subject().to_owned());
+                    #[cfg(not(feature = "auth"))]
+                    let subject = None;
+                    let slot =
+                        super::resume::register(&self.shared, keys, subject, remote, ctx.address());
+                    self.parked = Some((keys.id, slot));
+                }
+            }
+            Event::Suspended { remote } => {
+                self.suspended
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
+                tracing::info!(peer = %remote.label(), link = self.direction.describe(), "connection lost, waiting to resume the link");
+                self.detach(ctx);
+                self.redial(ctx);
+            }
+            Event::Resumed { remote } => {
+                self.suspended
+                    .store(false, std::sync::atomic::Ordering::SeqCst);
+                tracing::info!(peer = %remote.label(), link = self.direction.describe(), "link resumed");
             }
             Event::Run(run) => self.run(run, ctx),
             Event::Abort(id) => {
@@ -360,6 +554,7 @@ impl Connection {
                     .map(crate::RemoteBlock::from)
                     .collect(),
             ),
+            suspended: self.suspended.clone(),
             outbound_slots: self
                 .outbound_slots
                 .insert(Arc::new(super::outbox::Slots::new(
@@ -518,7 +713,20 @@ impl Connection {
         if let Some(remote) = remote {
             self.went_down(remote, reason);
         }
-        ctx.stop();
+        self.outbox.close();
+        // The close handshake: a link that closed first reads on until the remote answers
+        // (or ends the connection), within a grace period, so that the remote reads our close
+        // frame before the connection ends; a close that ends it first can look like a drop
+        // to the other side. A link that answered the remote's close is done.
+        if !self.remote_closed
+            && self.sender.is_some()
+            && self.reading.is_some()
+            && ctx.state() == actix::ActorState::Running
+        {
+            ctx.run_later(CLOSE_GRACE, |_, ctx| ctx.stop());
+        } else {
+            ctx.stop();
+        }
     }
 
     /// A live link ended: it leaves the table, `stop()` stops waiting for it, and an
@@ -554,19 +762,22 @@ impl Actor for Connection {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         if let Some(inbound) = self.inbound.take() {
-            ctx.add_stream(inbound);
+            self.reading = Some(ctx.add_stream(inbound));
         }
         ctx.add_stream(self.outbox.ready());
         self.drive(ctx);
     }
 
     fn stopped(&mut self, ctx: &mut Context<Self>) {
+        if let Some((id, _)) = self.parked.take() {
+            super::resume::unregister(&self.shared, id);
+        }
         // Calls still queued fail as `ConnectionLost`; no more are taken.
         self.outbox.close();
         // The socket ended without a close frame, or the actor was stopped: the engine fails
         // what is pending and reports the end like any other. (Whoever waits for a handshake
         // that never ended in an event learns of it when `ready` is dropped with the actor.)
-        self.engine.lost();
+        self.engine.end_now();
         while let Some(event) = self.engine.poll_event() {
             self.on_event(event, ctx);
         }
@@ -593,14 +804,29 @@ impl StreamHandler<Inbound> for Connection {
             Inbound::Ping(payload) => self.engine.on_ping(payload, now),
             Inbound::Pong => self.engine.on_pong(now),
             Inbound::Text => self.engine.on_text(),
-            Inbound::Close(reason) => self.engine.on_close(reason),
+            Inbound::Close(reason) => {
+                self.remote_closed = true;
+                self.engine.on_close(reason);
+            }
             Inbound::Violation(code, reason) => self.engine.on_violation(code, &reason),
         }
         self.drive(ctx);
     }
 
     fn finished(&mut self, ctx: &mut Context<Self>) {
-        self.engine.lost();
+        self.reading = None;
+        if self.engine.is_closed() {
+            // The close handshake is over.
+            ctx.stop();
+            return;
+        }
+        if ctx.state() != actix::ActorState::Running || self.shared.is_stopping() {
+            // Going away: nothing will resume the link.
+            self.engine.end_now();
+            self.drive(ctx);
+            return;
+        }
+        self.engine.lost(Instant::now());
         self.drive(ctx);
     }
 }
@@ -608,24 +834,31 @@ impl StreamHandler<Inbound> for Connection {
 /// Calls and cancels queued in the outbox: all of them at once, then one burst of frames.
 impl StreamHandler<()> for Connection {
     fn handle(&mut self, (): (), ctx: &mut Context<Self>) {
-        let mut batch = std::mem::take(&mut self.batch);
-        self.outbox.take(&mut batch);
-        let now = Instant::now();
-        for call in batch.calls.drain(..) {
-            self.engine.call(call.id, call.request, call.reply, now);
-        }
-        for id in batch.cancels.drain(..) {
-            self.engine.cancel(id);
-        }
-        for id in batch.credits.drain(..) {
-            self.engine.credit(id);
-        }
-        self.batch = batch;
-        self.drive(ctx);
+        self.take_outbox(ctx);
     }
 
     /// The outbox ends only when the link does, which stops the actor by other paths.
     fn finished(&mut self, _ctx: &mut Context<Self>) {}
+}
+
+impl Handler<Adopt> for Connection {
+    type Result = ();
+
+    fn handle(&mut self, adopt: Adopt, ctx: &mut Context<Self>) {
+        let socket = self
+            .parked
+            .as_ref()
+            .and_then(|(_, slot)| slot.borrow_mut().take());
+        let Some(socket) = socket else { return };
+        self.attach(socket, ctx);
+        if !self.engine.adopt(adopt.received, Instant::now()) {
+            tracing::warn!(
+                link = self.direction.describe(),
+                "a resume the link could not take"
+            );
+        }
+        self.drive(ctx);
+    }
 }
 
 impl Handler<Control> for Connection {
@@ -649,6 +882,10 @@ impl Handler<Control> for Connection {
             Control::Shutdown => {
                 self.intentional = true;
                 self.engine.shutdown();
+            }
+            Control::Superseded => {
+                self.intentional = true;
+                self.engine.end_now();
             }
         }
         self.drive(ctx);

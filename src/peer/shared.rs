@@ -55,6 +55,9 @@ pub(crate) enum Control {
     Drain(oneshot::Sender<()>),
     /// The drain timeout passed: fail what still runs with `ShuttingDown`, close with 1001.
     Shutdown,
+    /// A new link from the same peer took the place of this one, which was waiting to be
+    /// resumed: it ends, failing its pending calls with `ConnectionLost`.
+    Superseded,
 }
 
 impl Message for Control {
@@ -79,6 +82,9 @@ pub(crate) struct Link {
     pub(crate) blocks: Arc<Vec<crate::RemoteBlock>>,
     /// Bounds the calls this peer has pending on the link.
     pub(crate) outbound_slots: Arc<Slots>,
+    /// The link's connection dropped and it waits to be resumed: a new link from the same
+    /// peer takes its place.
+    pub(crate) suspended: Arc<std::sync::atomic::AtomicBool>,
     #[cfg(feature = "auth")]
     pub(crate) principal: Option<Arc<Principal>>,
 }
@@ -108,6 +114,10 @@ pub(crate) struct Shared {
     warned_open_endpoint: AtomicBool,
     links: RwLock<HashMap<PeerId, Arc<Link>>>,
     links_changed: tokio::sync::Notify,
+    /// The sessions of this peer's accepting links that may be resumed, on whichever worker
+    /// thread holds each: a resume of one of them that reaches another worker is retried, a
+    /// resume of any other is refused for good.
+    pub(crate) sessions: Mutex<std::collections::HashSet<u128>>,
     /// Peers whose link was lost or whose last dial failed: calls to them fail at once
     /// unless they wait for ready.
     known_down: Mutex<KnownDown>,
@@ -160,6 +170,7 @@ impl Shared {
             warned_open_endpoint: AtomicBool::new(false),
             links: RwLock::new(HashMap::new()),
             links_changed: tokio::sync::Notify::new(),
+            sessions: Mutex::default(),
             known_down: Mutex::new(KnownDown::default()),
             manifests: Mutex::new(Vec::new()),
             serials: AtomicU64::new(1),
@@ -240,16 +251,23 @@ impl Shared {
 
     /// Adds a link unless a live one to the same peer exists (no hijacking).
     pub(crate) fn insert_link(&self, peer: PeerId, link: Link) -> bool {
-        let inserted = {
+        let (inserted, superseded) = {
             let mut links = self.write_links();
             match links.get(&peer) {
-                Some(existing) if existing.outbox.is_open() => false,
-                _ => {
-                    links.insert(peer, Arc::new(link));
-                    true
+                Some(existing)
+                    if existing.outbox.is_open() && !existing.suspended.load(Ordering::SeqCst) =>
+                {
+                    (false, None)
                 }
+                _ => (true, links.insert(peer, Arc::new(link))),
             }
         };
+        // The peer dialled afresh instead of resuming (it gave up, or restarted): the old
+        // link waits in vain.
+        if let Some(old) = superseded.filter(|old| old.outbox.is_open()) {
+            tracing::info!(peer = %peer.label(), "a new link replaces one waiting to be resumed");
+            old.control.do_send(Control::Superseded);
+        }
         if inserted {
             self.lock_known_down().remove(peer);
             self.links_changed.notify_waiters();

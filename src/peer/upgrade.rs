@@ -9,14 +9,15 @@ use futures_channel::oneshot;
 
 use super::LinkDown;
 use super::admission::{Full, Ticket};
-use super::connection::{Connection, Launch};
+use super::connection::{Adopt, Connection, Launch, Redial};
+use super::resume::{self, Refusal, ResumeRequest};
 use super::shared::Direction;
 use super::shared::Shared;
 use crate::PeerId;
 use crate::error::{Error, HandshakeError};
 use crate::transport::{self, SocketLimits};
 
-fn socket_limits(shared: &Shared) -> SocketLimits {
+pub(crate) fn socket_limits(shared: &Shared) -> SocketLimits {
     SocketLimits {
         max_frame: shared.config.max_message_size,
         first_limit: shared.config.max_hello_size,
@@ -42,6 +43,19 @@ pub(crate) async fn accept(
         Ok(link_auth) => link_auth,
         Err(refusal) => return Ok(refusal.response()),
     };
+    match ResumeRequest::of(&request) {
+        Ok(None) => {}
+        Ok(Some(resume)) => {
+            #[cfg(feature = "auth")]
+            let subject = link_auth
+                .principal()
+                .map(|principal| principal.subject().to_owned());
+            #[cfg(not(feature = "auth"))]
+            let subject: Option<String> = None;
+            return resume_link(&request, body, &shared, &resume, subject.as_deref()).await;
+        }
+        Err(()) => return Ok(HttpResponse::BadRequest().body("malformed resume request")),
+    }
     let ip = request.peer_addr().map(|addr| addr.ip());
     let ticket = match shared.admission.admit(ip) {
         Ok(ticket) => ticket,
@@ -58,10 +72,7 @@ pub(crate) async fn accept(
                 .body(reason));
         }
     };
-    #[cfg(feature = "auth")]
-    let protocols = [super::bearer::SUBPROTOCOL];
-    #[cfg(not(feature = "auth"))]
-    let protocols: [&str; 0] = [];
+    let protocols = [resume::SUBPROTOCOL];
     let (response, socket) =
         transport::accept(&request, body, &protocols, socket_limits(&shared)).await?;
     let remote = request
@@ -78,6 +89,48 @@ pub(crate) async fn accept(
         expect: None,
         on_down: None,
         ticket,
+        redial: None,
+    });
+    Ok(response)
+}
+
+/// An upgrade that resumes a link of this thread: checked against the link's session (its
+/// secret and, with auth, the principal it was admitted with), then handed to the link.
+async fn resume_link(
+    request: &HttpRequest,
+    body: web::Payload,
+    shared: &Shared,
+    resume: &ResumeRequest,
+    subject: Option<&str>,
+) -> actix_web::Result<HttpResponse> {
+    let (slot, link, remote) = match resume::claim(shared, resume, subject) {
+        Ok(claimed) => claimed,
+        Err(Refusal::Elsewhere) => {
+            tracing::debug!("resume of a session another worker holds");
+            return Ok(HttpResponse::Conflict()
+                .force_close()
+                .body("the session is held by another worker: try again"));
+        }
+        Err(Refusal::Unknown) => {
+            return Ok(HttpResponse::NotFound()
+                .force_close()
+                .body("no such session"));
+        }
+        Err(Refusal::Forbidden) => {
+            tracing::warn!(
+                ip = ?request.peer_addr().map(|addr| addr.ip()),
+                "resume refused: not the session's secret or credentials"
+            );
+            return Ok(HttpResponse::Forbidden().force_close().finish());
+        }
+    };
+    let protocols = [resume::SUBPROTOCOL];
+    let (response, socket) =
+        transport::accept(request, body, &protocols, socket_limits(shared)).await?;
+    tracing::debug!(peer = %remote.label(), "resuming a link on a new connection");
+    *slot.borrow_mut() = Some(socket);
+    link.do_send(Adopt {
+        received: resume.received,
     });
     Ok(response)
 }
@@ -135,7 +188,8 @@ pub(crate) async fn dial(
     let socket = transport::connect(
         &url,
         token.as_deref(),
-        tls,
+        None,
+        tls.clone(),
         shared.config.connect_timeout,
         socket_limits(&shared),
     )
@@ -151,6 +205,7 @@ pub(crate) async fn dial(
         expect,
         on_down: Some(on_down),
         ticket: Ticket::outbound(),
+        redial: Some(Redial { token, tls }),
     });
     handshake.await.unwrap_or(Err(Error::Handshake {
         url,

@@ -680,13 +680,17 @@ struct HelloBody<'a> {
     nonce: u128,
     /// No proof of identity.
     proof: Option<String>,
+    /// This side does not resume links ...
+    resumable: bool,
+    /// ... and makes no session (the session keys of an accepting side).
+    session: Option<(u128, u128)>,
 }
 
-/// A `Hello`: the magic, protocol version 3 (big endian), then the bincode body; this side
-/// accepts messages of up to 16 MiB.
+/// A `Hello`: the magic, protocol version 4 (big endian), then the bincode body; this side
+/// accepts messages of up to 16 MiB and does not resume links.
 pub fn hello(peer: PeerId, app_version: Option<&str>) -> Vec<u8> {
     let mut bytes = b"DSCP".to_vec();
-    bytes.extend_from_slice(&3u16.to_be_bytes());
+    bytes.extend_from_slice(&4u16.to_be_bytes());
     bytes.extend(encode(&HelloBody {
         peer,
         max_message_size: 16 << 20,
@@ -694,6 +698,8 @@ pub fn hello(peer: PeerId, app_version: Option<&str>) -> Vec<u8> {
         manifest: (Vec::new(), true),
         nonce: 0x5eed,
         proof: None,
+        resumable: false,
+        session: None,
     }));
     bytes
 }
