@@ -321,10 +321,14 @@ struct Registry {
 fn registry() -> &'static Registry {
     static REGISTRY: OnceLock<Registry> = OnceLock::new();
     REGISTRY.get_or_init(|| {
-        let mut registry = Registry::new(inventory::iter::<BlockEntry>);
         #[cfg(not(target_arch = "wasm32"))]
-        registry.add_internal(&crate::peer::pubsub::ENTRIES);
-        registry
+        {
+            let mut registry = Registry::new(inventory::iter::<BlockEntry>);
+            registry.add_internal(&crate::peer::pubsub::ENTRIES);
+            registry
+        }
+        #[cfg(target_arch = "wasm32")]
+        Registry::new(inventory::iter::<BlockEntry>)
     })
 }
 

@@ -295,6 +295,17 @@ impl BrowserPeer {
         }
     }
 
+    /// Drops the connection of the link to `peer` as a network failure would (a page put
+    /// to sleep, a change of network): the link is not closed but waits to be resumed, and
+    /// this page dials again at once and resumes it within the resume window, calls in
+    /// flight included. For tests of how an application rides out a drop.
+    pub fn interrupt(&self, peer: PeerId) {
+        let link = self.inner.links.borrow().get(&peer).cloned();
+        if let Some(link) = link {
+            link.interrupt();
+        }
+    }
+
     /// The blocks `peer` announced when its link came up (id, name, capture and result
     /// types), or `None` without a live link: know before you call.
     pub fn remote_blocks(&self, peer: PeerId) -> Option<Vec<crate::RemoteBlock>> {

@@ -23,9 +23,11 @@ use futures_channel::oneshot;
 pub use self::backoff::Backoff;
 pub(crate) use self::backoff::jitter_unit;
 pub(crate) use self::engine::{Authorize, Engine, Event, Identity, Role, Run, Transmit, close};
-pub(crate) use self::limits::{Budgets, DEFAULT_DEADLINE, Limits, MAX_REPLAY_BYTES, RESUME_WINDOW};
+pub(crate) use self::limits::{Budgets, DEFAULT_DEADLINE, Limits};
 #[cfg(not(target_arch = "wasm32"))]
 pub(crate) use self::limits::{HANDSHAKE_TIMEOUT, LIVENESS_TIMEOUT, PING_INTERVAL};
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) use self::limits::{MAX_REPLAY_BYTES, RESUME_WINDOW};
 pub(crate) use self::metrics::Counters;
 pub use self::metrics::Metrics;
 pub(crate) use self::session::SessionKeys;

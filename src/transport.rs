@@ -38,7 +38,11 @@ pub(crate) enum Inbound {
     Pong,
     Text,
     /// The remote's close frame, with its reason.
-    Close(Option<String>),
+    Close {
+        /// The close code, if the frame had one.
+        code: Option<u16>,
+        reason: Option<String>,
+    },
     /// The transport refused a frame (too large, malformed framing); the close code to use.
     Violation(u16, String),
 }
@@ -796,7 +800,10 @@ where
                     2 + reason.description.as_ref().map_or(0, String::len)
                 });
                 (
-                    Inbound::Close(reason.and_then(|reason| reason.description)),
+                    Inbound::Close {
+                        code: reason.as_ref().map(|reason| u16::from(reason.code)),
+                        reason: reason.and_then(|reason| reason.description),
+                    },
                     len,
                 )
             }

@@ -53,7 +53,16 @@ pub(super) struct Link {
     peer: ArcWeak<Inner>,
     serial: u64,
     url: String,
-    socket: WebSocket,
+    /// The token the link was opened with, presented again to resume it.
+    token: Option<String>,
+    /// The current socket, and how many sockets the link had (events of older ones are
+    /// ignored).
+    socket: RefCell<WebSocket>,
+    socket_generation: Cell<u64>,
+    /// A resume is being dialled, and how many attempts failed since the link was
+    /// suspended.
+    redialing: Cell<bool>,
+    redials: Cell<u32>,
     opened: Cell<bool>,
     engine: RefCell<Engine>,
     ready: RefCell<Option<oneshot::Sender<Result<PeerId, Error>>>>,
@@ -85,28 +94,21 @@ impl Link {
                 reason: "expected a ws:// or wss:// url",
             });
         }
-        let socket = match token {
-            None => WebSocket::new(url),
-            Some(token) => {
-                let protocols = Array::of2(
-                    &JsValue::from_str(SUBPROTOCOL),
-                    &JsValue::from_str(&format!("bearer.{token}")),
-                );
-                WebSocket::new_with_str_sequence(url, &protocols)
-            }
-        }
-        .map_err(|error| Error::Connect {
+        let socket = new_socket(url, token, None).map_err(|error| Error::Connect {
             url: url.to_owned(),
             reason: describe(&error),
             status: None,
         })?;
-        socket.set_binary_type(BinaryType::Arraybuffer);
         let (ready, handshake) = oneshot::channel();
         let link = Rc::new(Self {
             peer: Arc::downgrade(inner),
             serial: inner.next_serial(),
             url: url.to_owned(),
-            socket,
+            token: token.map(str::to_owned),
+            socket: RefCell::new(socket),
+            socket_generation: Cell::new(0),
+            redialing: Cell::new(false),
+            redials: Cell::new(0),
             opened: Cell::new(false),
             engine: RefCell::new(inner.engine(Instant::now())),
             ready: RefCell::new(Some(ready)),
@@ -131,48 +133,135 @@ impl Link {
         outcome
     }
 
+    /// Hooks the current socket's events to the link (those of older sockets are ignored).
     fn attach(self: &Rc<Self>) {
+        let generation = self.socket_generation.get() + 1;
+        self.socket_generation.set(generation);
+        let current = move |link: &Rc<Self>| link.socket_generation.get() == generation;
         let weak = Rc::downgrade(self);
         let open = Closure::<dyn FnMut(DomEvent)>::new(move |_: DomEvent| {
-            if let Some(link) = weak.upgrade() {
-                link.opened.set(true);
+            if let Some(link) = weak.upgrade().filter(current) {
+                if link.opened.replace(true) {
+                    // A socket that resumes the link: the remote answers first.
+                    link.redials.set(0);
+                    link.engine.borrow_mut().resuming(Instant::now());
+                }
                 // The engine queued the hello; the socket can take it now.
                 link.drive();
             }
         });
         let weak = Rc::downgrade(self);
         let message = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
-            if let Some(link) = weak.upgrade() {
+            if let Some(link) = weak.upgrade().filter(current) {
                 link.on_message(&event);
             }
         });
         let weak = Rc::downgrade(self);
         let close = Closure::<dyn FnMut(CloseEvent)>::new(move |event: CloseEvent| {
-            if let Some(link) = weak.upgrade() {
+            if let Some(link) = weak.upgrade().filter(current) {
                 tracing::debug!(
                     url = link.url,
                     code = event.code(),
                     reason = event.reason(),
                     "closed by remote"
                 );
-                if link.opened.get() {
-                    link.engine.borrow_mut().on_close(Some(event.reason()));
-                } else {
-                    link.fail_unopened(event.code());
-                }
+                link.on_socket_closed(event.code(), event.reason());
                 link.drive();
             }
         });
-        self.socket.set_onopen(Some(open.as_ref().unchecked_ref()));
-        self.socket
-            .set_onmessage(Some(message.as_ref().unchecked_ref()));
-        self.socket
-            .set_onclose(Some(close.as_ref().unchecked_ref()));
+        let socket = self.socket.borrow();
+        socket.set_onopen(Some(open.as_ref().unchecked_ref()));
+        socket.set_onmessage(Some(message.as_ref().unchecked_ref()));
+        socket.set_onclose(Some(close.as_ref().unchecked_ref()));
         *self.handlers.borrow_mut() = Some(Handlers {
             _open: open,
             _message: message,
             _close: close,
         });
+    }
+
+    /// The socket closed: with a close frame the link is over, without one (1006, or this
+    /// page's own [`close::INTERRUPTED`]) it waits to be resumed. A socket that never
+    /// opened fails the handshake, or the resume attempt it was.
+    fn on_socket_closed(self: &Rc<Self>, code: u16, reason: String) {
+        let now = Instant::now();
+        if self.redialing.replace(false) {
+            // A resume attempt that did not get through: another one, after a while.
+            self.redial_later();
+            return;
+        }
+        if !self.opened.get() {
+            return self.fail_unopened(code);
+        }
+        if code == 1006 || code == close::INTERRUPTED {
+            self.engine.borrow_mut().lost(now);
+        } else {
+            self.engine.borrow_mut().on_close(Some(reason));
+        }
+    }
+
+    /// A link waiting to be resumed dials its URL again, presenting the session in a
+    /// `Sec-WebSocket-Protocol` entry (scripts cannot set headers).
+    fn redial(self: &Rc<Self>) {
+        if self.redialing.get() || self.engine.borrow().is_closed() {
+            return;
+        }
+        let Some((keys, received)) = self.engine.borrow().resume_token() else {
+            return;
+        };
+        let resume = format!("{:032x}.{:032x}.{received}", keys.id, keys.secret);
+        match new_socket(&self.url, self.token.as_deref(), Some(&resume)) {
+            Ok(socket) => {
+                self.unhook();
+                *self.socket.borrow_mut() = socket;
+                self.redialing.set(true);
+                self.attach();
+            }
+            Err(error) => {
+                tracing::debug!(
+                    url = self.url,
+                    error = describe(&error),
+                    "cannot dial to resume"
+                );
+                self.redial_later();
+            }
+        }
+    }
+
+    /// Tries to resume again after a wait that doubles per failed attempt (25 ms to
+    /// 500 ms); the engine ends the link when its window passes.
+    fn redial_later(self: &Rc<Self>) {
+        let attempts = self.redials.get();
+        self.redials.set(attempts + 1);
+        let wait = std::time::Duration::from_millis(25)
+            .saturating_mul(1 << attempts.min(8))
+            .min(std::time::Duration::from_millis(500));
+        let weak = Rc::downgrade(self);
+        spawn_local(async move {
+            timer::sleep_until(Instant::now() + wait).await;
+            if let Some(link) = weak.upgrade() {
+                link.redial();
+            }
+        });
+    }
+
+    /// Lets go of the current socket: its events are no longer heard, and it is closed.
+    fn unhook(&self) {
+        let socket = self.socket.borrow();
+        socket.set_onopen(None);
+        socket.set_onmessage(None);
+        socket.set_onclose(None);
+        if socket.ready_state() <= WebSocket::OPEN {
+            let _closing = socket.close_with_code_and_reason(close::INTERRUPTED, "interrupted");
+        }
+    }
+
+    /// Drops the link's connection as a network failure would (the remote is told it was
+    /// interrupted, not closed): the link waits to be resumed, and resumes.
+    pub(super) fn interrupt(self: &Rc<Self>) {
+        self.unhook();
+        self.engine.borrow_mut().lost(Instant::now());
+        self.drive();
     }
 
     /// The socket never opened: the browser does not say why (a refused upgrade and an
@@ -185,7 +274,7 @@ impl Link {
                 status: None,
             }));
         }
-        self.engine.borrow_mut().lost();
+        self.engine.borrow_mut().end_now();
     }
 
     pub(super) fn serial(&self) -> u64 {
@@ -243,7 +332,8 @@ impl Link {
                 let Some(transmit) = transmit else { break };
                 self.write(transmit);
             }
-            let unsent = usize::try_from(self.socket.buffered_amount()).unwrap_or(usize::MAX);
+            let unsent =
+                usize::try_from(self.socket.borrow().buffered_amount()).unwrap_or(usize::MAX);
             self.engine.borrow_mut().on_unsent(unsent, Instant::now());
             let event = self.engine.borrow_mut().poll_event();
             let Some(event) = event else { break };
@@ -260,20 +350,21 @@ impl Link {
     fn write(&self, transmit: Transmit) {
         match transmit {
             Transmit::Binary(bytes) => {
-                if self.socket.ready_state() != WebSocket::OPEN {
+                let socket = self.socket.borrow();
+                if socket.ready_state() != WebSocket::OPEN {
                     return;
                 }
-                if let Err(error) = self.socket.send_with_u8_array(&bytes) {
+                if let Err(error) = socket.send_with_u8_array(&bytes) {
                     tracing::warn!(url = self.url, error = describe(&error), "cannot send");
                 }
             }
             // Scripts can neither send WebSocket pings nor pongs (the browser answers pings).
             Transmit::Ping | Transmit::Pong(_) => {}
             Transmit::Close { code, reason } => {
-                if self.socket.ready_state() <= WebSocket::OPEN
-                    && let Err(error) = self
-                        .socket
-                        .close_with_code_and_reason(script_close_code(code), &reason)
+                let socket = self.socket.borrow();
+                if socket.ready_state() <= WebSocket::OPEN
+                    && let Err(error) =
+                        socket.close_with_code_and_reason(script_close_code(code), &reason)
                 {
                     tracing::debug!(error = describe(&error), "close refused");
                 }
@@ -333,6 +424,13 @@ impl Link {
                     let _caller_gone = ready.send(Ok(remote));
                 }
             }
+            Event::Suspended { remote } => {
+                tracing::info!(peer = %remote, url = self.url, "connection lost, waiting to resume the link");
+                self.redial();
+            }
+            Event::Resumed { remote } => {
+                tracing::info!(peer = %remote, url = self.url, "link resumed");
+            }
             Event::Run(run) => self.run(run),
             Event::Abort(id) => {
                 self.gates.borrow_mut().remove(&id);
@@ -351,9 +449,11 @@ impl Link {
                 remote,
             } => {
                 self.live.set(false);
-                if !self.opened.get() && self.socket.ready_state() <= WebSocket::OPEN {
-                    let _closing = self.socket.close();
+                let socket = self.socket.borrow();
+                if !self.opened.get() && socket.ready_state() <= WebSocket::OPEN {
+                    let _closing = socket.close();
                 }
+                drop(socket);
                 if let Some(refusal) = refused {
                     tracing::info!(url = self.url, %refusal, "handshake refused");
                     if let Some(ready) = self.ready.borrow_mut().take() {
@@ -525,11 +625,12 @@ impl Link {
 impl Drop for Link {
     fn drop(&mut self) {
         // Unhook the handlers before they are freed, and let the remote know.
-        self.socket.set_onopen(None);
-        self.socket.set_onmessage(None);
-        self.socket.set_onclose(None);
-        if self.socket.ready_state() <= WebSocket::OPEN {
-            let _closing = self.socket.close_with_code_and_reason(1000, "link dropped");
+        let socket = self.socket.borrow();
+        socket.set_onopen(None);
+        socket.set_onmessage(None);
+        socket.set_onclose(None);
+        if socket.ready_state() <= WebSocket::OPEN {
+            let _closing = socket.close_with_code_and_reason(1000, "link dropped");
         }
     }
 }
@@ -551,6 +652,25 @@ impl Drop for CancelOnDrop {
             link.drive();
         }
     }
+}
+
+/// A WebSocket to `url` (binary frames as `ArrayBuffer`s), offering the token and the resume
+/// request, if any, as `Sec-WebSocket-Protocol` entries beside [`SUBPROTOCOL`].
+fn new_socket(url: &str, token: Option<&str>, resume: Option<&str>) -> Result<WebSocket, JsValue> {
+    let protocols = Array::of1(&JsValue::from_str(SUBPROTOCOL));
+    if let Some(token) = token {
+        protocols.push(&JsValue::from_str(&format!("bearer.{token}")));
+    }
+    if let Some(resume) = resume {
+        protocols.push(&JsValue::from_str(&format!("resume.{resume}")));
+    }
+    let socket = if protocols.length() == 1 {
+        WebSocket::new(url)
+    } else {
+        WebSocket::new_with_str_sequence(url, &protocols)
+    }?;
+    socket.set_binary_type(BinaryType::Arraybuffer);
+    Ok(socket)
 }
 
 /// The message of a JavaScript exception, for error reports.

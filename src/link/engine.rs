@@ -50,6 +50,10 @@ pub(crate) mod close {
     pub(crate) const POLICY: u16 = 1008;
     /// A message too big to process.
     pub(crate) const SIZE: u16 = 1009;
+    /// The connection was interrupted and the link resumes on another one (an application
+    /// code: a browser page, which cannot drop a connection without a close frame, says
+    /// so to the remote).
+    pub(crate) const INTERRUPTED: u16 = 4000;
 }
 
 /// Pings (WebSocket and protocol together) a remote may send per ping interval; peers of

@@ -40,6 +40,13 @@ impl SessionKeys {
     }
 
     /// Whether `secret` is this session's, compared in constant time.
+    #[cfg_attr(
+        target_arch = "wasm32",
+        expect(
+            dead_code,
+            reason = "browser peers only connect, and never check a resume"
+        )
+    )]
     pub(crate) fn admits(&self, secret: u128) -> bool {
         let difference = self.secret ^ secret;
         // Every bit is looked at, whatever the first difference.

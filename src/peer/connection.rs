@@ -804,7 +804,13 @@ impl StreamHandler<Inbound> for Connection {
             Inbound::Ping(payload) => self.engine.on_ping(payload, now),
             Inbound::Pong => self.engine.on_pong(now),
             Inbound::Text => self.engine.on_text(),
-            Inbound::Close(reason) => {
+            // A remote that cannot drop a connection without a close frame (a browser page)
+            // says it was interrupted: the link waits to be resumed.
+            Inbound::Close {
+                code: Some(close::INTERRUPTED),
+                ..
+            } => self.engine.lost(now),
+            Inbound::Close { reason, .. } => {
                 self.remote_closed = true;
                 self.engine.on_close(reason);
             }

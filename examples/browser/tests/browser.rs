@@ -417,3 +417,36 @@ async fn the_browser_consumes_a_stream_from_the_native_peer_and_produces_one_for
         .expect("the native peer streams from the page");
     assert_eq!(collected, (0..600).map(|n| n * 3).collect::<Vec<u64>>());
 }
+
+#[wasm_bindgen_test]
+async fn the_browser_resumes_its_link_after_its_connection_drops() {
+    use futures_util::StreamExt;
+    let browser = connected().await;
+    let server = server();
+    // Calls and a stream in flight when the connection drops; the page dials again at once
+    // and resumes the link: each completes, none fails with ConnectionLost.
+    let (naps, streamed, ()) = browser
+        .run(async {
+            futures_util::join!(
+                futures_util::future::join_all((0..5).map(|_| blocks::nap(server, 300))),
+                blocks::numbered(server, 300, 64)
+                    .map(|item| item.expect("every item arrives"))
+                    .collect::<Vec<_>>(),
+                async {
+                    Scope::current()
+                        .sleep(std::time::Duration::from_millis(100))
+                        .await;
+                    browser.interrupt(server);
+                }
+            )
+        })
+        .await;
+    assert!(naps.iter().all(|nap| nap == &Ok(300)), "{naps:?}");
+    assert_eq!(streamed.len(), 300);
+    for (index, item) in streamed.iter().enumerate() {
+        assert_eq!(u64::from_le_bytes(item[..8].try_into().unwrap()), index as u64);
+    }
+    // The same link carries on.
+    assert_eq!(browser.connected_peers(), vec![server]);
+    assert_eq!(browser.run(blocks::increment(server, 1)).await, Ok(2));
+}
