@@ -234,29 +234,8 @@ impl BlockEntry {
         Self {
             info: B::INFO,
             invoke: invoke::<B>,
-            invoke_stream: invoke_stream::<B>,
+            invoke_stream: crate::stream::invoke::<B>,
         }
-    }
-}
-
-fn invoke_stream<B: Block>(
-    invocation: Invocation,
-) -> LocalBoxStream<'static, Result<Payload, RemoteError>> {
-    let Invocation {
-        scope,
-        timed,
-        span,
-        captures,
-        max,
-        max_result,
-    } = invocation;
-    match scope {
-        Some(scope) => crate::stream::invoke::<B>(scope, timed, span, &captures, max, max_result),
-        None => Box::pin(futures_util::stream::once(std::future::ready(Err(
-            RemoteError::NoCurrentPeer {
-                block: Some(B::INFO.name().to_owned()),
-            },
-        )))),
     }
 }
 

@@ -22,7 +22,7 @@ use futures_util::future::LocalBoxFuture;
 use futures_util::stream::LocalBoxStream;
 use futures_util::{FutureExt, Stream, StreamExt};
 
-use crate::block::Block;
+use crate::block::{Block, Invocation};
 use crate::runtime::{Request, Runtime};
 use crate::scope::Scope;
 use crate::wire::{self, Payload};
@@ -245,7 +245,14 @@ impl<B: Block> Open<B::Output> for Unopened<B> {
                     Ok(captures) => captures.into_bytes(),
                     Err(error) => return Running::failed(error.with_context(name, target)),
                 };
-                let items = invoke::<B>(child, true, tracing::Span::none(), &captures, max, max);
+                let items = invoke::<B>(Invocation {
+                    scope: Some(child),
+                    timed: true,
+                    span: tracing::Span::none(),
+                    captures,
+                    max,
+                    max_result: max,
+                });
                 Source::Local(Box::pin(items.map(move |item| {
                     item.and_then(|payload| {
                         wire::decode_shared::<B::Wire>(&payload.into_bytes(), max).map(B::from_wire)
@@ -326,17 +333,27 @@ fn body<B: Block>(
 }
 
 /// Runs stream block `B` for a call: decodes the captures (at most `max` bytes), runs the
-/// body in `scope`, and encodes each item (`TooLarge` for one whose frame would be over
-/// `max_result`, which ends the stream).
+/// body in the invocation's scope, and encodes each item (`TooLarge` for one whose frame
+/// would be over `max_result`, which ends the stream).
 pub(crate) fn invoke<B: Block>(
-    scope: Scope,
-    timed: bool,
-    span: tracing::Span,
-    captures: &Bytes,
-    max: usize,
-    max_result: usize,
+    invocation: Invocation,
 ) -> LocalBoxStream<'static, Result<Payload, RemoteError>> {
-    let captures: B::Captures = match wire::decode_shared(captures, max) {
+    let Invocation {
+        scope,
+        timed,
+        span,
+        captures,
+        max,
+        max_result,
+    } = invocation;
+    let Some(scope) = scope else {
+        return Box::pin(futures_util::stream::once(std::future::ready(Err(
+            RemoteError::NoCurrentPeer {
+                block: Some(B::INFO.name().to_owned()),
+            },
+        ))));
+    };
+    let captures: B::Captures = match wire::decode_shared(&captures, max) {
         Ok(captures) => captures,
         Err(error) => return Box::pin(futures_util::stream::once(std::future::ready(Err(error)))),
     };

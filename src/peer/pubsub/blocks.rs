@@ -97,6 +97,24 @@ impl Call {
     }
 }
 
+/// The parts of [`Block`] the internal blocks have alike: the message is its own captures,
+/// and the result travels as it is.
+macro_rules! travels_as_itself {
+    () => {
+        fn into_captures(self) -> Self {
+            self
+        }
+
+        fn to_wire(output: Self::Output) -> Self::Wire {
+            output
+        }
+
+        fn from_wire(wire: Self::Wire) -> Self::Output {
+            wire
+        }
+    };
+}
+
 impl Block for Subscribe {
     type Captures = Self;
     /// One outcome per topic, in order: `None` if subscribed.
@@ -112,17 +130,7 @@ impl Block for Subscribe {
         line!(),
     );
 
-    fn into_captures(self) -> Self {
-        self
-    }
-
-    fn to_wire(output: Self::Output) -> Self::Wire {
-        output
-    }
-
-    fn from_wire(wire: Self::Wire) -> Self::Output {
-        wire
-    }
+    travels_as_itself!();
 
     fn run(captures: Self) -> impl Future<Output = Result<Self::Output, RemoteError>> + 'static {
         let outcome = Call::current(Self::INFO.name()).and_then(|call| {
@@ -149,17 +157,7 @@ impl Block for Unsubscribe {
         line!(),
     );
 
-    fn into_captures(self) -> Self {
-        self
-    }
-
-    fn to_wire(output: ()) {
-        output
-    }
-
-    fn from_wire(wire: ()) {
-        wire
-    }
+    travels_as_itself!();
 
     fn run(captures: Self) -> impl Future<Output = Result<(), RemoteError>> + 'static {
         let outcome = Call::current(Self::INFO.name())
@@ -182,17 +180,7 @@ impl Block for Deliver {
         line!(),
     );
 
-    fn into_captures(self) -> Self {
-        self
-    }
-
-    fn to_wire(output: ()) {
-        output
-    }
-
-    fn from_wire(wire: ()) {
-        wire
-    }
+    travels_as_itself!();
 
     fn run(captures: Self) -> impl Future<Output = Result<(), RemoteError>> + 'static {
         let outcome = Call::current(Self::INFO.name()).and_then(|call| {
