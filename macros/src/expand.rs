@@ -257,6 +257,15 @@ pub(crate) enum Kind {
 }
 
 impl Kind {
+    /// The macro as the user writes it.
+    fn macro_name(self) -> &'static str {
+        match self {
+            Self::Call => "remote!",
+            Self::Stream => "remote_stream!",
+            Self::All => "remote_all!",
+        }
+    }
+
     /// The type the macro evaluates to, for a block of result (or item) `value`.
     fn value_type(self, krate: &TokenStream, value: &TokenStream) -> TokenStream {
         match self {
@@ -391,8 +400,9 @@ fn remote_items(
                     )
                 } else {
                     format!(
-                        "`remote!` capture `{0}` needs a type: write `{0}: Type`",
-                        capture.name
+                        "`{1}` capture `{0}` needs a type: write `{0}: Type`",
+                        capture.name,
+                        kind.macro_name()
                     )
                 };
                 errors.push(syn::Error::new_spanned(&capture.name, message));
