@@ -223,8 +223,8 @@ pub struct BlockEntry {
     pub(crate) invoke_stream: InvokeStream,
 }
 
-/// Decodes captures and runs a stream block, encoding each item (see
-/// [`crate::stream::invoke`]).
+/// Decodes captures and runs a stream block, encoding each item (the stream module's
+/// `invoke`, which the generated code hands to [`BlockEntry::streaming`]).
 pub(crate) type InvokeStream =
     fn(Invocation) -> LocalBoxStream<'static, Result<Payload, RemoteError>>;
 
@@ -234,9 +234,30 @@ impl BlockEntry {
         Self {
             info: B::INFO,
             invoke: invoke::<B>,
-            invoke_stream: crate::stream::invoke::<B>,
+            invoke_stream: not_a_stream::<B>,
         }
     }
+
+    /// The entry of a stream block, whose stream calls `invoke_stream` runs (the generated
+    /// code reaches it through `StreamParts`).
+    pub(crate) const fn streaming<B: Block>(invoke_stream: InvokeStream) -> Self {
+        Self {
+            info: B::INFO,
+            invoke: invoke::<B>,
+            invoke_stream,
+        }
+    }
+}
+
+/// The stream invocation of a block that is not a stream block (the link never makes one:
+/// it refuses a stream call of such a block before it runs).
+fn not_a_stream<B: Block>(_: Invocation) -> LocalBoxStream<'static, Result<Payload, RemoteError>> {
+    Box::pin(futures_util::stream::once(std::future::ready(Err(
+        RemoteError::VersionMismatch {
+            peer: None,
+            block: B::INFO.name().to_owned(),
+        },
+    ))))
 }
 
 impl fmt::Debug for BlockEntry {
@@ -300,15 +321,30 @@ struct Registry {
 fn registry() -> &'static Registry {
     static REGISTRY: OnceLock<Registry> = OnceLock::new();
     REGISTRY.get_or_init(|| {
-        #[cfg(not(target_arch = "wasm32"))]
-        {
-            let mut registry = Registry::new(inventory::iter::<BlockEntry>);
-            registry.add_internal(&crate::peer::pubsub::ENTRIES);
-            registry
+        let mut registry = Registry::new(inventory::iter::<BlockEntry>);
+        for internal in inventory::iter::<InternalBlocks> {
+            registry.add_internal(internal.0);
         }
-        #[cfg(target_arch = "wasm32")]
-        Registry::new(inventory::iter::<BlockEntry>)
+        registry
     })
+}
+
+/// The library's own blocks (pub-sub's), submitted by the module that defines them: found
+/// by name like any block, but apart from the application's (`blocks()`, the manifest a peer
+/// announces, the warning about a binary without blocks do not count them).
+pub(crate) struct InternalBlocks(pub(crate) &'static [BlockEntry]);
+
+inventory::collect!(InternalBlocks);
+
+/// Whether `name` is one of the library's own blocks, which the link lets through to be
+/// authorized in their bodies (by topic). No application block has such a name: its module
+/// path starts with its own crate's name.
+#[cfg(all(feature = "auth", not(target_arch = "wasm32")))]
+pub(crate) fn is_internal(name: &str) -> bool {
+    inventory::iter::<InternalBlocks>
+        .into_iter()
+        .flat_map(|internal| internal.0)
+        .any(|entry| entry.info.name() == name)
 }
 
 impl Registry {
@@ -346,7 +382,6 @@ impl Registry {
 
     /// Adds this crate's own blocks (pub-sub): found by name and id like any named block,
     /// but neither listed by [`blocks`] nor counted as the application's.
-    #[cfg(not(target_arch = "wasm32"))]
     fn add_internal(&mut self, entries: &'static [BlockEntry]) {
         for entry in entries {
             self.by_name.insert(entry.info.name, entry);

@@ -488,8 +488,10 @@ pub mod __private {
     /// [`Parts`] of a `remote_stream!` block: its registry entry, and how to call it.
     pub trait StreamParts: Block {
         /// The registry entry of the block, and how to call it.
-        const PARTS: (BlockEntry, StreamCall<Self>) =
-            (BlockEntry::of::<Self>(), RemoteStream::new::<Self>);
+        const PARTS: (BlockEntry, StreamCall<Self>) = (
+            BlockEntry::streaming::<Self>(crate::stream::invoke::<Self>),
+            RemoteStream::new::<Self>,
+        );
     }
 
     /// How the generated code calls a stream block on a peer.

@@ -30,7 +30,6 @@ pub(crate) use self::limits::{HANDSHAKE_TIMEOUT, LIVENESS_TIMEOUT, PING_INTERVAL
 pub(crate) use self::limits::{MAX_REPLAY_BYTES, RESUME_WINDOW};
 pub(crate) use self::metrics::Counters;
 pub use self::metrics::Metrics;
-pub(crate) use self::session::SessionKeys;
 use crate::error::HandshakeError;
 use crate::wire::{self, Hello, HelloError};
 use crate::{PeerId, RemoteError};

@@ -292,7 +292,7 @@ mod tests {
             // A proof as long as any token a peer accepts.
             proof: Some("x".repeat(8 << 10)),
             resumable: false,
-            session: Some(crate::link::SessionKeys::new()),
+            session: Some(crate::wire::SessionKeys::new()),
         };
         let bytes = hello.to_bytes().unwrap();
         assert!(

@@ -99,7 +99,7 @@ pub(crate) struct Request {
     )]
     pub(crate) wait_for_ready: bool,
     /// A stream call: where its items go (the call's reply ends the stream).
-    pub(crate) stream: Option<Arc<crate::stream::Inbox>>,
+    pub(crate) stream: Option<Arc<crate::stream::inbox::Inbox>>,
 }
 
 #[cfg(test)]

@@ -544,7 +544,46 @@ pub(crate) struct Hello {
     /// The connecting side: whether it resumes the link after a drop.
     pub(crate) resumable: bool,
     /// The accepting side: the keys of the link's session, if both sides resume.
-    pub(crate) session: Option<crate::link::SessionKeys>,
+    pub(crate) session: Option<SessionKeys>,
+}
+
+/// The keys of a session, made by the accepting side and sent in its `Hello`: the connecting
+/// side presents both to resume it. Only the two sides of the link know the secret.
+#[derive(Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub(crate) struct SessionKeys {
+    pub(crate) id: u128,
+    pub(crate) secret: u128,
+}
+
+impl SessionKeys {
+    pub(crate) fn new() -> Self {
+        Self {
+            id: uuid::Uuid::new_v4().as_u128(),
+            secret: uuid::Uuid::new_v4().as_u128(),
+        }
+    }
+
+    /// Whether `secret` is this session's, compared in constant time.
+    #[cfg_attr(
+        target_arch = "wasm32",
+        expect(
+            dead_code,
+            reason = "browser peers only connect, and never check a resume"
+        )
+    )]
+    pub(crate) fn admits(&self, secret: u128) -> bool {
+        let difference = self.secret ^ secret;
+        // Every bit is looked at, whatever the first difference.
+        difference.count_ones() == 0
+    }
+}
+
+impl std::fmt::Debug for SessionKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionKeys")
+            .field("id", &format_args!("{:032x}", self.id))
+            .finish_non_exhaustive()
+    }
 }
 
 /// The blocks a peer can run, sent in its `Hello`: at most [`MAX_MANIFEST_BYTES`] of them
@@ -1224,7 +1263,7 @@ mod tests {
                 nonce: 7,
                 proof: Some("a.b.c".into()),
                 resumable: true,
-                session: Some(crate::link::SessionKeys::new()),
+                session: Some(SessionKeys::new()),
             }
             .to_bytes()
             .unwrap(),

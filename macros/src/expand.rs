@@ -224,11 +224,16 @@ impl Block {
         }
     }
 
-    /// `<Ident as Parts>`: the registry entry and the call go through this one path, with
-    /// one span, so that an unsatisfied bound of the block is reported once.
+    /// `<Ident as Parts>` (`StreamParts` for a stream block): the registry entry and the call
+    /// go through this one path, with one span, so that an unsatisfied bound of the block is
+    /// reported once.
     fn parts(&self) -> TokenStream {
         let Self { krate, ident, .. } = self;
-        quote!(<#ident as #krate::__private::Parts>)
+        if self.stream {
+            quote!(<#ident as #krate::__private::StreamParts>)
+        } else {
+            quote!(<#ident as #krate::__private::Parts>)
+        }
     }
 
     /// The link-time registration, outside `submit!` so that its errors match the call's.
@@ -275,17 +280,8 @@ impl Kind {
         }
     }
 
-    /// The `Parts` constant of block type `ident`: the registry entry and the call go
-    /// through this one path, with one span, so that an unsatisfied bound of the block is
-    /// reported once.
-    fn parts(self, krate: &TokenStream, ident: &Ident) -> TokenStream {
-        match self {
-            Self::Call | Self::All => quote!(<#ident as #krate::__private::Parts>),
-            Self::Stream => quote!(<#ident as #krate::__private::StreamParts>),
-        }
-    }
-
-    /// The call of the block (`parts`, from [`Kind::parts`]), built from `value`, on `target`.
+    /// The call of the block (`parts`, from [`Block::parts`]), built from `value`, on
+    /// `target`.
     fn call(
         self,
         krate: &TokenStream,
@@ -350,7 +346,7 @@ fn remote_stub(input: &RemoteInput, kind: Kind) -> TokenStream {
         });
     let value = match &input.output {
         Some(ty) if model::check_type(ty, "").is_ok() => {
-            let output = Output::of(Some(ty.clone()), kind);
+            let output = Output::of(Some(ty.clone()), kind == Kind::Stream);
             let value = output.value();
             quote!(#value)
         }
@@ -416,8 +412,8 @@ fn remote_items(
     }
     errors.check(model::check_body(&body));
     errors.finish()?;
-    let output = Output::of(output, kind);
     let stream = kind == Kind::Stream;
+    let output = Output::of(output, stream);
     let hash = Block::hash(&captures, &output, body.clone(), stream);
     let root = root.map(|root| root.base10_parse::<u64>()).transpose()?;
     // The blocks nested in this one belong to this one's entry point.
@@ -499,7 +495,7 @@ fn remote_items(
     let captures_ty = model::nested(&types);
     let value = model::nested(&names);
     let ident = &block.ident;
-    let parts = kind.parts(krate, ident);
+    let parts = block.parts();
     let call = kind.call(krate, &parts, &target, &quote!(#ident(#value)));
     Ok(quote! {
         {

@@ -29,14 +29,15 @@ impl Output {
         Self { body, flattened }
     }
 
-    /// The output of a block of `kind`: a stream's items are never flattened.
-    pub(crate) fn of(ty: Option<Type>, kind: crate::expand::Kind) -> Self {
-        match kind {
-            crate::expand::Kind::Call | crate::expand::Kind::All => Self::new(ty),
-            crate::expand::Kind::Stream => Self {
+    /// The output of a block: a stream's items are never flattened.
+    pub(crate) fn of(ty: Option<Type>, stream: bool) -> Self {
+        if stream {
+            Self {
                 body: ty.unwrap_or_else(|| syn::parse_quote!(())),
                 flattened: None,
-            },
+            }
+        } else {
+            Self::new(ty)
         }
     }
 

@@ -193,10 +193,13 @@ impl Link {
         if !self.opened.get() {
             return self.fail_unopened(code);
         }
-        if code == 1006 || code == close::INTERRUPTED {
+        // 1006: the connection ended without a close frame.
+        if code == 1006 {
             self.engine.borrow_mut().lost(now);
         } else {
-            self.engine.borrow_mut().on_close(Some(reason));
+            self.engine
+                .borrow_mut()
+                .on_close(Some(code), Some(reason), now);
         }
     }
 

@@ -26,14 +26,14 @@ use web_time::Instant;
 
 use super::limits::{Budgets, GUARANTEED_INBOUND_BYTES, Limits, MAX_ERROR_NAME};
 use super::metrics::Counters;
-use super::session::{Session, SessionKeys};
+use super::session::Session;
 use super::{Expect, Reply, check_hello};
 use crate::block::{self, BlockEntry};
 use crate::error::HandshakeError;
 use crate::runtime::Request;
-use crate::stream::{Inbox, Window};
+use crate::stream::inbox::{Inbox, Window};
 use crate::trace::Trace;
-use crate::wire::{self, Frame, Hello, Payload, ReplyBody};
+use crate::wire::{self, Frame, Hello, Payload, ReplyBody, SessionKeys};
 use crate::{PeerId, RemoteError};
 
 /// WebSocket close codes the engine asks for (RFC 6455 section 7.4.1).
@@ -701,9 +701,19 @@ impl Engine {
         self.violation(code, reason);
     }
 
-    /// The remote closed the link.
-    pub(crate) fn on_close(&mut self, description: Option<String>) {
+    /// The remote's close frame (its code, if any, and description): the link is over, unless
+    /// the remote says the connection was [`close::INTERRUPTED`] (a browser page, which
+    /// cannot drop a connection without a close frame): then it waits to be resumed.
+    pub(crate) fn on_close(
+        &mut self,
+        code: Option<u16>,
+        description: Option<String>,
+        now: Instant,
+    ) {
         if self.is_closed() {
+            return;
+        }
+        if code == Some(close::INTERRUPTED) && self.suspend(now) {
             return;
         }
         let reason = match description.filter(|text| !text.is_empty()) {

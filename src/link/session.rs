@@ -15,52 +15,14 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use bytes::Bytes;
-use serde::{Deserialize, Serialize};
 use web_time::Instant;
+
+use crate::wire::SessionKeys;
 
 /// An acknowledgement goes out after this many frames received ...
 pub(crate) const ACK_EVERY: u64 = 64;
 /// ... or this many bytes of them, whichever comes first (and at each ping).
 pub(crate) const ACK_BYTES: usize = 256 << 10;
-
-/// The keys of a session, made by the accepting side and sent in its `Hello`: the connecting
-/// side presents both to resume it. Only the two sides of the link know the secret.
-#[derive(Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct SessionKeys {
-    pub(crate) id: u128,
-    pub(crate) secret: u128,
-}
-
-impl SessionKeys {
-    pub(crate) fn new() -> Self {
-        Self {
-            id: uuid::Uuid::new_v4().as_u128(),
-            secret: uuid::Uuid::new_v4().as_u128(),
-        }
-    }
-
-    /// Whether `secret` is this session's, compared in constant time.
-    #[cfg_attr(
-        target_arch = "wasm32",
-        expect(
-            dead_code,
-            reason = "browser peers only connect, and never check a resume"
-        )
-    )]
-    pub(crate) fn admits(&self, secret: u128) -> bool {
-        let difference = self.secret ^ secret;
-        // Every bit is looked at, whatever the first difference.
-        difference.count_ones() == 0
-    }
-}
-
-impl std::fmt::Debug for SessionKeys {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SessionKeys")
-            .field("id", &format_args!("{:032x}", self.id))
-            .finish_non_exhaustive()
-    }
-}
 
 /// One side's sequence state of a resumable link.
 #[derive(Debug)]

@@ -103,7 +103,7 @@ fn pump(from: &mut Engine, to: &mut Engine, now: Instant) -> Vec<u16> {
             Transmit::Pong(_) => to.on_pong(now),
             Transmit::Close { code, reason } => {
                 closes.push(code);
-                to.on_close(Some(reason));
+                to.on_close(Some(code), Some(reason), now);
             }
         }
     }
@@ -813,7 +813,7 @@ fn feed(engine: &mut Engine, input: Input, now: Instant) {
         Input::WsPing => engine.on_ping(Bytes::new(), now),
         Input::WsPong => engine.on_pong(now),
         Input::Fragment => engine.on_fragment(100, now),
-        Input::Close => engine.on_close(Some("bye".to_owned())),
+        Input::Close => engine.on_close(Some(close::NORMAL), Some("bye".to_owned()), now),
     }
 }
 
@@ -986,7 +986,7 @@ fn a_refusal_reason_is_cut_to_what_a_close_frame_carries() {
 
 // --- Streams ---------------------------------------------------------------------------------
 
-use crate::stream::{Inbox, Window};
+use crate::stream::inbox::{Inbox, Window};
 
 /// A stream block, so that the registry has one for these tests.
 #[expect(dead_code, reason = "only its registration is used")]
@@ -1209,4 +1209,25 @@ fn acknowledged_frames_leave_the_replay_buffer_and_a_full_one_holds_new_work() {
     b.on_timeout(ping_at);
     pump(&mut b, &mut a, ping_at);
     assert!(!a.replay_full(), "acknowledged frames were dropped");
+}
+
+#[test]
+fn a_close_that_says_interrupted_suspends_a_resumable_link_and_any_other_ends_it() {
+    let now = Instant::now();
+    let (mut a, _b, _) = linked(Limits::default());
+    let (_, mut pending) = call(&mut a, 1);
+    a.on_close(Some(close::INTERRUPTED), None, now);
+    assert!(a.is_suspended() && !a.is_closed());
+    assert!(
+        pending.try_recv().unwrap().is_none(),
+        "the call waits for the resume"
+    );
+    let (mut a, _b, _) = linked(Limits::default());
+    let (_, mut pending) = call(&mut a, 1);
+    a.on_close(Some(close::NORMAL), None, now);
+    assert!(a.is_closed());
+    assert!(matches!(
+        replied(&mut pending),
+        Err(RemoteError::ConnectionLost { .. })
+    ));
 }

@@ -56,14 +56,6 @@ pub(crate) struct Redial {
     pub(crate) tls: Arc<rustls::ClientConfig>,
 }
 
-/// The upgrade of a resume request put a new socket in this link's slot: carry on with it;
-/// the remote received `received` numbered frames.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub(crate) struct Adopt {
-    pub(crate) received: u64,
-}
-
 /// The first wait before dialling again to resume, doubled per failed attempt up to
 /// [`REDIAL_MAX`].
 const REDIAL_FIRST: std::time::Duration = std::time::Duration::from_millis(25);
@@ -355,7 +347,7 @@ impl Connection {
         let request = super::resume::ResumeRequest::encode(keys, received);
         let (url, redial) = (url.clone(), redial.clone());
         let timeout = self.shared.config.connect_timeout;
-        let limits = super::upgrade::socket_limits(&self.shared);
+        let limits = self.shared.socket_limits();
         let attempt = async move {
             transport::connect(
                 &url,
@@ -463,8 +455,13 @@ impl Connection {
                         .map(|principal| principal.subject().to_owned());
                     #[cfg(not(feature = "auth"))]
                     let subject = None;
-                    let slot =
-                        super::resume::register(&self.shared, keys, subject, remote, ctx.address());
+                    let slot = super::resume::register(
+                        &self.shared,
+                        keys,
+                        subject,
+                        remote,
+                        ctx.address().recipient(),
+                    );
                     self.parked = Some((keys.id, slot));
                 }
             }
@@ -804,15 +801,9 @@ impl StreamHandler<Inbound> for Connection {
             Inbound::Ping(payload) => self.engine.on_ping(payload, now),
             Inbound::Pong => self.engine.on_pong(now),
             Inbound::Text => self.engine.on_text(),
-            // A remote that cannot drop a connection without a close frame (a browser page)
-            // says it was interrupted: the link waits to be resumed.
-            Inbound::Close {
-                code: Some(close::INTERRUPTED),
-                ..
-            } => self.engine.lost(now),
-            Inbound::Close { reason, .. } => {
+            Inbound::Close { code, reason } => {
                 self.remote_closed = true;
-                self.engine.on_close(reason);
+                self.engine.on_close(code, reason, now);
             }
             Inbound::Violation(code, reason) => self.engine.on_violation(code, &reason),
         }
@@ -847,10 +838,10 @@ impl StreamHandler<()> for Connection {
     fn finished(&mut self, _ctx: &mut Context<Self>) {}
 }
 
-impl Handler<Adopt> for Connection {
+impl Handler<super::resume::Adopt> for Connection {
     type Result = ();
 
-    fn handle(&mut self, adopt: Adopt, ctx: &mut Context<Self>) {
+    fn handle(&mut self, adopt: super::resume::Adopt, ctx: &mut Context<Self>) {
         let socket = self
             .parked
             .as_ref()

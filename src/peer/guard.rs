@@ -222,7 +222,7 @@ impl Guard {
             None => (None, Narrowing::default()),
         };
         if let Some(policy) = &self.origin_policy
-            && !super::pubsub::is_internal(block)
+            && !crate::block::is_internal(block)
         {
             match &origin {
                 Some(origin) if policy.allows(origin, block) => {}
@@ -436,7 +436,7 @@ impl Guard {
         hop: bool,
     ) -> Result<(), RemoteError> {
         // The pub-sub blocks are authorized by topic, in their bodies.
-        if super::pubsub::is_internal(block) {
+        if crate::block::is_internal(block) {
             return Ok(());
         }
         let decision = self.decide(link, proven, remote, block, hop);

@@ -31,9 +31,6 @@ use tokio::sync::{Notify, mpsc};
 
 use crate::{PeerId, RemoteError};
 
-pub(crate) use self::blocks::ENTRIES;
-#[cfg(feature = "auth")]
-pub(crate) use self::blocks::is_internal;
 use self::subscription::Queue;
 pub use self::subscription::Subscription;
 pub(crate) use self::worker::run as run_worker;

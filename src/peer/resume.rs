@@ -17,15 +17,14 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::PoisonError;
 
-use actix::Addr;
+use actix::{Message, Recipient};
 use actix_web::HttpRequest;
 use actix_web::http::header;
 
-use super::connection::Connection;
 use super::shared::Shared;
 use crate::PeerId;
-use crate::link::SessionKeys;
 use crate::transport::Socket;
+use crate::wire::SessionKeys;
 
 /// The header of a native resume request.
 pub(crate) const RESUME_HEADER: &str = "ds-resume";
@@ -102,11 +101,19 @@ struct Entry {
     remote: PeerId,
     /// Where the upgrade puts the new socket for the link's actor.
     socket: Slot,
-    addr: Addr<Connection>,
+    link: Recipient<Adopt>,
 }
 
 thread_local! {
     static SESSIONS: RefCell<HashMap<u128, Entry>> = RefCell::new(HashMap::new());
+}
+
+/// The upgrade of a resume request put a new socket in the link's [`Slot`]: the link carries
+/// on with it; the remote received `received` numbered frames.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Adopt {
+    pub(crate) received: u64,
 }
 
 /// Where the upgrade of a resume puts the new socket for the link's actor.
@@ -118,7 +125,7 @@ pub(crate) fn register(
     keys: SessionKeys,
     subject: Option<String>,
     remote: PeerId,
-    addr: Addr<Connection>,
+    link: Recipient<Adopt>,
 ) -> Slot {
     shared
         .sessions
@@ -134,7 +141,7 @@ pub(crate) fn register(
                 subject,
                 remote,
                 socket: socket.clone(),
-                addr,
+                link,
             },
         );
     });
@@ -168,7 +175,7 @@ pub(crate) fn claim(
     shared: &Shared,
     request: &ResumeRequest,
     subject: Option<&str>,
-) -> Result<(Slot, Addr<Connection>, PeerId), Refusal> {
+) -> Result<(Slot, Recipient<Adopt>, PeerId), Refusal> {
     SESSIONS.with(|sessions| {
         let sessions = sessions.borrow();
         let Some(entry) = sessions.get(&request.id) else {
@@ -190,7 +197,7 @@ pub(crate) fn claim(
         if !keys.admits(request.secret) || entry.subject.as_deref() != subject {
             return Err(Refusal::Forbidden);
         }
-        Ok((entry.socket.clone(), entry.addr.clone(), entry.remote))
+        Ok((entry.socket.clone(), entry.link.clone(), entry.remote))
     })
 }
 

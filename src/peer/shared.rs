@@ -303,6 +303,16 @@ impl Shared {
         true
     }
 
+    /// The limits of this peer's sockets, inbound and outbound.
+    pub(crate) fn socket_limits(&self) -> crate::transport::SocketLimits {
+        crate::transport::SocketLimits {
+            max_frame: self.config.max_message_size,
+            first_limit: self.config.max_hello_size,
+            send_cap: self.config.max_send_buffer,
+            partial: Some(self.budgets.fragments.clone()),
+        }
+    }
+
     /// Removes the link to `peer` if it is still the one with `serial`: the peer is then
     /// known down. Returns whether it was.
     pub(crate) fn remove_link(&self, peer: PeerId, serial: u64) -> bool {

@@ -9,22 +9,13 @@ use futures_channel::oneshot;
 
 use super::LinkDown;
 use super::admission::{Full, Ticket};
-use super::connection::{Adopt, Connection, Launch, Redial};
-use super::resume::{self, Refusal, ResumeRequest};
+use super::connection::{Connection, Launch, Redial};
+use super::resume::{self, Adopt, Refusal, ResumeRequest};
 use super::shared::Direction;
 use super::shared::Shared;
 use crate::PeerId;
 use crate::error::{Error, HandshakeError};
-use crate::transport::{self, SocketLimits};
-
-pub(crate) fn socket_limits(shared: &Shared) -> SocketLimits {
-    SocketLimits {
-        max_frame: shared.config.max_message_size,
-        first_limit: shared.config.max_hello_size,
-        send_cap: shared.config.max_send_buffer,
-        partial: Some(shared.budgets.fragments.clone()),
-    }
-}
+use crate::transport;
 
 /// The upgrade handler: `GET /` on a listening peer, or the route of
 /// [`PeerHandle::endpoint`](crate::PeerHandle::endpoint).
@@ -74,7 +65,7 @@ pub(crate) async fn accept(
     };
     let protocols = [resume::SUBPROTOCOL];
     let (response, socket) =
-        transport::accept(&request, body, &protocols, socket_limits(&shared)).await?;
+        transport::accept(&request, body, &protocols, shared.socket_limits()).await?;
     let remote = request
         .peer_addr()
         .map(|addr| addr.to_string())
@@ -126,7 +117,7 @@ async fn resume_link(
     };
     let protocols = [resume::SUBPROTOCOL];
     let (response, socket) =
-        transport::accept(request, body, &protocols, socket_limits(shared)).await?;
+        transport::accept(request, body, &protocols, shared.socket_limits()).await?;
     tracing::debug!(peer = %remote.label(), "resuming a link on a new connection");
     *slot.borrow_mut() = Some(socket);
     link.do_send(Adopt {
@@ -191,7 +182,7 @@ pub(crate) async fn dial(
         None,
         tls.clone(),
         shared.config.connect_timeout,
-        socket_limits(&shared),
+        shared.socket_limits(),
     )
     .await?;
     let (ready, handshake) = oneshot::channel();

@@ -45,13 +45,7 @@ pub(crate) static ENTRIES: [BlockEntry; 3] = [
     BlockEntry::of::<Deliver>(),
 ];
 
-/// Whether `name` is one of the pub-sub blocks, which the link lets through to be
-/// authorized by topic in their bodies. No application block has such a name: its module
-/// path starts with its own crate's name.
-#[cfg(feature = "auth")]
-pub(crate) fn is_internal(name: &str) -> bool {
-    ENTRIES.iter().any(|entry| entry.info.name() == name)
-}
+crate::__private::inventory::submit! { crate::block::InternalBlocks(&ENTRIES) }
 
 /// What a pub-sub body needs of the call it runs in: the peer's hub, the caller, and the
 /// check of a topic against the caller's principal.
